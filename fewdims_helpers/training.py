@@ -1,0 +1,160 @@
+"""Fine-tuning and evaluation: one short training function, one no-grad evaluation.
+
+The paper's recipe (Fukuhata & Kano 2025, Sec. 3): AdamW, lr 5e-5, batch 64, dropout 0.1, up to 5
+epochs with a linear schedule; the epoch kept is the best on validation, and the kept model is
+scored once on test. Speed comes from dynamic padding with length-grouped batches (``data.py``),
+bf16 autocast where the hardware has native bf16 (CUDA, or CPUs with AMX/AVX512-BF16), fused
+AdamW, and tokenisation done once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data import TokenizedSplit, length_grouped_batches, sorted_batches, tokenized_task
+from .head import SequenceClassifier
+from .metrics import compute_metrics, predictions_from_logits
+from .models import load_encoder, load_tokenizer
+from .tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'bf16' or 'fp32'; 'auto' picks bf16 where the hardware computes it natively."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()) else "fp32"
+    return "fp32"
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    logits = logits.float()
+    if num_labels == 1:
+        return F.mse_loss(logits[:, 0], labels.float())
+    return F.cross_entropy(logits, labels)
+
+
+@torch.no_grad()
+def predict(model: SequenceClassifier, split: TokenizedSplit, device: torch.device, precision: str,
+            batch_size: int = 256, return_features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (n, num_labels) and, if asked, head-input features (n, hidden), in split order."""
+    was_training = model.training
+    model.eval()
+    logits = np.zeros((len(split), model.num_labels), dtype=np.float32)
+    features = None
+    for rows in sorted_batches(split.lengths, batch_size):
+        with _autocast(device, precision):
+            batch_features = model.features(**split.batch(rows, device))
+            batch_logits = model.classify(batch_features)
+        logits[rows] = batch_logits.float().cpu().numpy()
+        if return_features:
+            if features is None:
+                features = np.zeros((len(split), batch_features.shape[-1]), dtype=np.float32)
+            features[rows] = batch_features.float().cpu().numpy()
+    model.train(was_training)
+    return logits, features
+
+
+def evaluate(model: SequenceClassifier, split: TokenizedSplit, metric: str, device: torch.device,
+             precision: str, batch_size: int = 256) -> dict[str, float]:
+    logits, _ = predict(model, split, device, precision, batch_size)
+    return compute_metrics(metric, predictions_from_logits(logits, model.num_labels), split.labels)
+
+
+@dataclass
+class TrainResult:
+    model: SequenceClassifier  # with the best epoch's weights loaded
+    history: list[dict] = field(default_factory=list)  # per epoch: train loss, validation metrics, seconds
+    best_epoch: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    train_seconds: float = 0.0
+
+
+def build_model(config: RunConfig) -> SequenceClassifier:
+    """The encoder of ``config.model.model`` with the configured head, seeded by the run's seed."""
+    torch.manual_seed(config.train.seed)
+    tokenizer = load_tokenizer(config.model.model)
+    special = tuple(t for t in (tokenizer.cls_token_id, tokenizer.sep_token_id) if t is not None)
+    return SequenceClassifier(load_encoder(config.model.model), config.model, get_task(config.data.task).num_labels,
+                              special)
+
+
+def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, device: str | None = None,
+          glue_dir: str | None = None, progress: bool = True, model: SequenceClassifier | None = None) -> TrainResult:
+    """Fine-tune per ``config``; keep the epoch with the best validation score."""
+    spec = get_task(config.data.task)
+    tokens = tokens if tokens is not None else tokenized_task(config.data, config.model.model, glue_dir)
+    torch_device = resolve_device(device)
+    precision = resolve_precision(config.train.precision, torch_device)
+    model = (model if model is not None else build_model(config)).to(torch_device)
+    torch.manual_seed(config.train.seed)
+    rng = np.random.default_rng(config.train.seed)
+    hp = config.train
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay,
+                                  fused=torch_device.type in ("cpu", "cuda"))
+    steps_per_epoch = -(-len(tokens["train"]) // hp.batch_size)
+    total_steps = steps_per_epoch * hp.epochs
+    from transformers import get_scheduler
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(hp.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    log.info("%s | %s | %d train / %d validation / %d test | %d epochs x %d steps | %s %s | %d trainable params",
+             spec.name, config.model.token_selection, len(tokens["train"]), len(tokens["validation"]),
+             len(tokens["test"]), hp.epochs, steps_per_epoch, torch_device, precision, sum(p.numel() for p in trainable))
+
+    result = TrainResult(model=model, device=str(torch_device), precision=precision)
+    best_score, best_state = -np.inf, None
+    labels = torch.from_numpy(tokens["train"].labels)
+    bar = tqdm(total=total_steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
+               disable=not progress, leave=False)
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(1, hp.epochs + 1):
+        epoch_start, losses = time.perf_counter(), []
+        for rows in length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng):
+            with _autocast(torch_device, precision):
+                logits = model(**tokens["train"].batch(rows, torch_device))
+            loss = loss_fn(logits, labels[rows].to(torch_device), model.num_labels)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.update()
+        validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size)
+        result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation": validation,
+                               "seconds": time.perf_counter() - epoch_start})
+        score = float(np.nan_to_num(validation[spec.main_metric], nan=-np.inf))
+        if score > best_score:
+            best_score, result.best_epoch = score, epoch
+            best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        bar.set_postfix({spec.main_metric: f"{score:.3f}"})
+    bar.close()
+    result.train_seconds = time.perf_counter() - start
+    if best_state is not None and result.best_epoch != hp.epochs:
+        model.load_state_dict(best_state, strict=False)
+    return result
