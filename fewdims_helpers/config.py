@@ -96,6 +96,8 @@ class TrainConfig:
     precision: str = field(default="auto", metadata={
         "help": "'auto' (bf16 autocast where the hardware supports it), 'bf16' or 'fp32'"})
     eval_batch_size: int = field(default=256, metadata={"help": "batch size for evaluation (no effect on results)"})
+    fast_dropout: bool = field(default=True, metadata={
+        "help": "on CPU, draw dropout masks from numpy's PCG64 (fast_dropout.py) instead of torch's bernoulli_"})
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

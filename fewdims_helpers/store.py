@@ -101,6 +101,7 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
                    "train_seconds": result.train_seconds}
         _write_json(tmp / "config.json", {"run_id": config.run_id, "config": config.to_dict(),
                                           "device": result.device, "precision_used": result.precision,
+                                          "dropout_rng": result.dropout_rng,
                                           "split": split_fingerprint(tokens), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                           **environment()})
         _write_json(tmp / "metrics.json", metrics)  # written last: its presence marks a complete run

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import RunConfig
+from .fast_dropout import install_fast_dropout
 from .data import TokenizedSplit, length_grouped_batches, sorted_batches, tokenized_task
 from .head import SequenceClassifier
 from .metrics import compute_metrics, predictions_from_logits
@@ -90,6 +91,7 @@ class TrainResult:
     best_epoch: int = 0
     device: str = "cpu"
     precision: str = "fp32"
+    dropout_rng: str = "torch"
     train_seconds: float = 0.0
 
 
@@ -110,6 +112,10 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
     torch_device = resolve_device(device)
     precision = resolve_precision(config.train.precision, torch_device)
     model = (model if model is not None else build_model(config)).to(torch_device)
+    dropout_rng = "torch"
+    if config.train.fast_dropout and torch_device.type == "cpu":
+        install_fast_dropout(model, config.train.seed)
+        dropout_rng = "numpy-pcg64"
     torch.manual_seed(config.train.seed)
     rng = np.random.default_rng(config.train.seed)
     hp = config.train
@@ -126,7 +132,7 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
              spec.name, config.model.token_selection, len(tokens["train"]), len(tokens["validation"]),
              len(tokens["test"]), hp.epochs, steps_per_epoch, torch_device, precision, sum(p.numel() for p in trainable))
 
-    result = TrainResult(model=model, device=str(torch_device), precision=precision)
+    result = TrainResult(model=model, device=str(torch_device), precision=precision, dropout_rng=dropout_rng)
     best_score, best_state = -np.inf, None
     labels = torch.from_numpy(tokens["train"].labels)
     bar = tqdm(total=total_steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
