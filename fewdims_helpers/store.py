@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shutil
 import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,7 +32,7 @@ from .data import split_fingerprint, tokenized_task
 from .metrics import compute_metrics, predictions_from_logits
 from .paths import REPO_ROOT
 from .tasks import get_task
-from .training import predict, train
+from .training import predict, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
                    "train_seconds": result.train_seconds}
         _write_json(tmp / "config.json", {"run_id": config.run_id, "config": config.to_dict(),
                                           "device": result.device, "precision_used": result.precision,
-                                          "dropout_rng": result.dropout_rng,
+                                          "dropout_rng": result.dropout_rng, "threads": torch.get_num_threads(),
                                           "split": split_fingerprint(tokens), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                           **environment()})
         _write_json(tmp / "metrics.json", metrics)  # written last: its presence marks a complete run
@@ -115,14 +117,54 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
     return metrics
 
 
+def default_workers(device: str | None = None) -> int:
+    """Parallel runs for ``workers="auto"``: one on a GPU; on a CPU, one per core up to 4.
+
+    On the 2-core reference machine, two 1-thread processes train 1.25-1.3x more samples per
+    second than one 2-thread process (small matrices parallelise poorly within one run)."""
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    logging.getLogger("fewdims_helpers").setLevel(logging.WARNING)
+
+
 def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, device: str | None = None,
-                glue_dir: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run (or read) every config in order and return ``collect`` over them."""
+                glue_dir: str | None = None, progress: bool = True, workers: int | str = "auto") -> pd.DataFrame:
+    """Run (or read) every config and return ``collect`` over them, in the order given.
+
+    With ``workers`` > 1 the missing runs are spread over that many processes (each a pure
+    function of its config); finished runs are stored as they complete, so an interruption loses
+    only the runs in flight."""
     configs = list(configs)
-    done = sum(is_complete(c, runs) for c in configs) if not force else 0
-    log.info("%d runs: %d already in the store, %d to compute", len(configs), done, len(configs) - done)
-    for config in tqdm(configs, desc="runs", disable=not progress):
-        execute(config, runs, force=force, device=device, glue_dir=glue_dir, progress=progress)
+    runs = Path(runs)
+    todo = [c for c in dict.fromkeys(configs) if force or not is_complete(c, runs)]
+    workers = default_workers(device) if workers == "auto" else int(workers)
+    workers = max(1, min(workers, len(todo)))
+    log.info("%d runs: %d in the store, %d to compute with %d worker(s)", len(configs), len(configs) - len(todo),
+             len(todo), workers)
+    for data, model in dict.fromkeys((c.data, c.model.model) for c in todo):
+        tokenized_task(data, model, glue_dir)  # tokenise once here, not once per worker
+    options = dict(force=force, device=device, glue_dir=glue_dir)
+    bar = tqdm(total=len(todo), desc="runs", disable=not progress)
+    if workers == 1:
+        for config in todo:
+            execute(config, runs, progress=progress, **options)
+            bar.update()
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = {pool.submit(execute, config, runs, progress=False, **options): config for config in todo}
+            for future in as_completed(futures):
+                metrics = future.result()  # re-raises a worker's error here
+                log.info("%s: test %s = %.4f", metrics["run_id"], metrics["main_metric"],
+                         metrics["test"][metrics["main_metric"]])
+                bar.update()
+    bar.close()
     return collect(runs, [c.run_id for c in configs])
 
 

@@ -1,0 +1,63 @@
+"""Tables from runs: mean ± std over seeds, written as CSV and Markdown next to the figures."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Send the package's log lines (run banners, results) to stderr once."""
+    logger = logging.getLogger("fewdims_helpers")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def summarize(runs: pd.DataFrame, by: list[str], value: str = "test_score") -> pd.DataFrame:
+    """Mean, std (ddof=1) and count of ``value`` over seeds for each group of ``by``."""
+    grouped = runs.groupby(by, sort=False)[value]
+    summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    summary["std"] = summary["std"].fillna(0.0)
+    return summary
+
+
+def format_mean_std(mean: float, std: float, scale: float = 100.0) -> str:
+    return f"{mean * scale:.1f} ± {std * scale:.1f}"
+
+
+def pivot_mean_std(summary: pd.DataFrame, index: str, columns: str, scale: float = 100.0) -> pd.DataFrame:
+    """A readable table of "mean ± std" strings (metrics × ``scale``), ``index`` by ``columns``."""
+    cells = summary.assign(cell=[format_mean_std(m, s, scale) for m, s in zip(summary["mean"], summary["std"])])
+    table = cells.pivot(index=index, columns=columns, values="cell")
+    return table.reindex(index=list(dict.fromkeys(summary[index])), columns=list(dict.fromkeys(summary[columns])))
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    frame = table.reset_index() if table.index.name is not None else table
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_table(table: pd.DataFrame, stem: Path, note: str | None = None) -> list[Path]:
+    """``stem``.csv (machine-readable) and ``stem``.md (with an optional note under the table)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    table.to_csv(csv_path, index=table.index.name is not None)
+    md_path.write_text(to_markdown(table) + (f"\n{note}\n" if note else ""))
+    return [csv_path, md_path]
