@@ -87,12 +87,12 @@ def evaluate(model: SequenceClassifier, split: TokenizedSplit, metric: str, devi
 @dataclass
 class TrainResult:
     model: SequenceClassifier  # with the best epoch's weights loaded
-    history: list[dict] = field(default_factory=list)  # per epoch: train loss, validation metrics, seconds
+    history: list[dict] = field(default_factory=list)  # per epoch: train loss, validation metrics, timings
     best_epoch: int = 0
     device: str = "cpu"
     precision: str = "fp32"
     dropout_rng: str = "torch"
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # wall time of the whole fit, validation passes included
 
 
 def build_model(config: RunConfig) -> SequenceClassifier:
@@ -151,9 +151,11 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             bar.update()
+        validation_start = time.perf_counter()
         validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size)
         result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation": validation,
-                               "seconds": time.perf_counter() - epoch_start})
+                               "train_seconds": validation_start - epoch_start,
+                               "validation_seconds": time.perf_counter() - validation_start})
         score = float(np.nan_to_num(validation[spec.main_metric], nan=-np.inf))
         if score > best_score:
             best_score, result.best_epoch = score, epoch

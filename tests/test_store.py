@@ -1,0 +1,82 @@
+"""Run store invariants: runs are named by config, skipped when done, atomic, and resumable."""
+import json
+
+import pytest
+
+from fewdims_helpers import store
+from fewdims_helpers.config import RunConfig
+from fewdims_helpers.training import train as real_train
+
+from conftest import tiny_config
+
+
+@pytest.fixture
+def counted_training(monkeypatch, synthetic_task):
+    """store.execute on synthetic data; counts trainings; raises KeyboardInterrupt for seed 13."""
+    calls = []
+
+    def fake_train(config, tokens, **options):
+        calls.append(config.run_id)
+        if config.train.seed == 13:
+            raise KeyboardInterrupt  # the process is killed while this run trains
+        return real_train(config, tokens, **options)
+
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    monkeypatch.setattr(store, "train", fake_train)
+    return calls
+
+
+def test_config_round_trips_and_names_its_run():
+    config = tiny_config(selected_dims=(5, 2))
+    again = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.run_id == config.run_id
+    assert config.model.selected_dims == (2, 5)
+    assert tiny_config(seed=1).run_id != config.run_id
+
+
+def test_killed_run_resumes_without_redoing_finished_runs(tmp_path, counted_training):
+    done, killed = tiny_config(seed=1), tiny_config(seed=13)
+    with pytest.raises(KeyboardInterrupt):
+        store.execute_all([done, killed], tmp_path, progress=False, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [done.run_id]  # no partial or hidden folder left
+    assert store.is_complete(done, tmp_path) and not store.is_complete(killed, tmp_path)
+
+    counted_training.clear()
+    resumed = tiny_config(seed=13)
+    store.execute_all([done, tiny_config(seed=2)], tmp_path, progress=False, workers=1)
+    assert counted_training == [tiny_config(seed=2).run_id]  # the finished run was not redone
+    assert resumed.run_id not in counted_training
+
+
+def test_stale_temporary_folder_of_a_killed_process_is_replaced(tmp_path, counted_training):
+    config = tiny_config(seed=1)
+    stale = tmp_path / f".tmp-{config.run_id}-99999"
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{half written")
+    store.execute(config, tmp_path, progress=False)
+    assert not stale.exists() and store.is_complete(config, tmp_path)
+
+
+def test_force_recomputes_and_collect_gives_one_row_per_run(tmp_path, counted_training):
+    configs = [tiny_config(seed=1), tiny_config(seed=2, token_selection="mean")]
+    store.execute_all(configs, tmp_path, progress=False, workers=1)
+    store.execute_all(configs, tmp_path, progress=False, workers=1, force=True)
+    assert len(counted_training) == 4
+    frame = store.collect(tmp_path)
+    assert len(frame) == 2
+    assert set(frame["model.token_selection"]) == {"cls", "mean"}
+    assert {"test_score", "test.accuracy", "validation.accuracy", "train.seed", "best_epoch"} <= set(frame.columns)
+    stored = json.loads((tmp_path / configs[0].run_id / "config.json").read_text())
+    assert RunConfig.from_dict(stored["config"]) == configs[0]
+    assert stored["versions"]["torch"] and "git_commit" in stored and stored["split"]["test"]["size"] == 48
+
+
+def test_requested_features_are_saved_with_labels(tmp_path, counted_training):
+    import dataclasses
+    import numpy as np
+
+    config = dataclasses.replace(tiny_config(seed=1), save_features=("test",))
+    store.execute(config, tmp_path, progress=False)
+    features = np.load(tmp_path / config.run_id / "features-test.npy")
+    assert features.shape == (48, 32)
+    assert np.load(tmp_path / config.run_id / "labels-test.npy").shape == (48,)

@@ -1,0 +1,46 @@
+"""Training invariants: reproducible by seed, and it actually learns."""
+import numpy as np
+import torch
+
+from fewdims_helpers.fast_dropout import FastDropout
+from fewdims_helpers.training import evaluate, train
+
+from conftest import tiny_config
+
+
+def test_same_seed_gives_same_metrics(synthetic_task):
+    first = train(tiny_config(seed=3), synthetic_task, device="cpu", progress=False)
+    second = train(tiny_config(seed=3), synthetic_task, device="cpu", progress=False)
+    other = train(tiny_config(seed=4), synthetic_task, device="cpu", progress=False)
+    assert _without_timing(first) == _without_timing(second)
+    assert _without_timing(first) != _without_timing(other)
+
+
+def _without_timing(result) -> list[dict]:
+    return [{key: value for key, value in epoch.items() if not key.endswith("seconds")} for epoch in result.history]
+
+
+def test_loss_falls_on_a_learnable_task(synthetic_task):
+    result = train(tiny_config(epochs=8, lr=3e-3), synthetic_task, device="cpu", progress=False)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.3 * losses[0]
+    accuracy = evaluate(result.model, synthetic_task["test"], "accuracy", torch.device("cpu"), "fp32")["accuracy"]
+    assert accuracy > 0.9
+
+
+def test_best_epoch_is_chosen_on_validation(synthetic_task):
+    result = train(tiny_config(epochs=3), synthetic_task, device="cpu", progress=False)
+    scores = [h["validation"]["accuracy"] for h in result.history]
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    kept = evaluate(result.model, synthetic_task["validation"], "accuracy", torch.device("cpu"), "fp32")
+    assert kept["accuracy"] == scores[result.best_epoch - 1]
+
+
+def test_fast_dropout_drops_at_rate_p_and_keeps_the_mean():
+    layer = FastDropout(0.1, np.random.default_rng(0)).train()
+    out = layer(torch.ones(200_000))
+    assert abs((out == 0).float().mean().item() - 0.1) < 0.005
+    assert abs(out.mean().item() - 1.0) < 0.01
+    assert torch.equal(layer.eval()(torch.ones(10)), torch.ones(10))
+    again = FastDropout(0.1, np.random.default_rng(0)).train()(torch.ones(200_000))
+    assert torch.equal(out, again)
