@@ -41,3 +41,62 @@ def save(fig: matplotlib.figure.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
+
+
+def subset_score_distributions(matrices: dict, inference: pd.DataFrame, fixed: pd.DataFrame,
+                               seed: int, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Per task: histogram of every pair's validation score on the scanned head (way 2), the
+    head's all-dimensions score, and the test scores of the subsets fine-tuned on (way 1)."""
+    tasks = list(dict.fromkeys(inference["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        scores = matrices[task, seed][np.isfinite(matrices[task, seed])] * scale
+        ax.hist(scores, bins=60, color=sns.color_palette("colorblind")[0], alpha=0.8, label="all pairs, inference (val)")
+        rows = inference[(inference.task == task) & (inference.seed == seed)]
+        ax.axvline(rows.loc[rows.subset.astype(str) == "all", "validation"].item() * scale, color="k", ls="--",
+                   label="all dimensions (val)")
+        tuned = fixed[(fixed["data.task"] == task) & (fixed.source == "random")]
+        for k, marker in zip((1, 2, 3), ("v", "o", "s")):
+            values = tuned.loc[tuned.k == k, "test_score"] * scale
+            ax.plot(values, np.full(len(values), -0.03 * ax.get_ylim()[1] * (k + 1)), marker, ls="none",
+                    color=sns.color_palette("colorblind")[k], label=f"fine-tuned on random {k}-subset (test)")
+        ax.set_title(task)
+        ax.set_xlabel("metric × 100")
+    axes[0][0].set_ylabel("pairs")
+    axes[0][-1].legend(fontsize="x-small", loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def pair_rankings(matrices: dict, inference: pd.DataFrame, seed: int, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Every pair's validation score, sorted (way 2), against the all-dimensions score, per task."""
+    tasks = list(dict.fromkeys(inference["task"]))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for task, color in zip(tasks, sns.color_palette("colorblind", len(tasks))):
+        scores = np.sort(matrices[task, seed][np.isfinite(matrices[task, seed])])[::-1] * scale
+        ax.plot(np.arange(1, len(scores) + 1), scores, color=color, label=f"{task} ({len(scores):,} pairs)")
+        rows = inference[(inference.task == task) & (inference.seed == seed)]
+        ax.axhline(rows.loc[rows.subset.astype(str) == "all", "validation"].item() * scale, color=color, ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("pair rank (validation, exhaustive)")
+    ax.set_ylabel("validation metric × 100")
+    ax.set_title("Every dimension pair, head masked at inference (dashed: all dimensions)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def agreement_scatter(agreement: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Inference score of a subset (x) against its fine-tuned and refit test scores (y), per task."""
+    tasks = list(dict.fromkeys(agreement["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        block = agreement[agreement.task == task]
+        ax.scatter(block.inference_validation * scale, block.fine_tuned_test * scale, label="fine-tuned on it (way 1)")
+        ax.scatter(block.inference_validation * scale, block.refit_test * scale, marker="x", label="head refit (way 3)")
+        ax.set_title(task)
+        ax.set_xlabel("selected at inference, validation × 100")
+    axes[0][0].set_ylabel("test metric × 100")
+    axes[0][-1].legend(fontsize="small")
+    fig.tight_layout()
+    return fig

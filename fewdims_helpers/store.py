@@ -92,6 +92,10 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
         logits, _ = predict(result.model, tokens["test"], device_used, result.precision,
                             config.train.eval_batch_size)
         test = compute_metrics(spec.metric, predictions_from_logits(logits, spec.num_labels), tokens["test"].labels)
+        if config.save_features and config.model.head_layers == 1:
+            first = result.model.head[0].eval()  # the effective weights: selected-dims mask applied, no DropConnect
+            np.savez(tmp / "head.npz", weight=first.masked_weight().detach().float().cpu().numpy(),
+                     bias=first.bias.detach().float().cpu().numpy())
         for split in config.save_features:
             _, features = predict(result.model, tokens[split], device_used, result.precision,
                                   config.train.eval_batch_size, return_features=True)
@@ -192,7 +196,8 @@ def collect(runs: Path, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         _flatten("", stored["config"], row)
         _flatten("test", metrics["test"], row)
         _flatten("validation", metrics["validation"], row)
-        row.update(test_score=metrics["test"][metrics["main_metric"]], main_metric=metrics["main_metric"],
+        row.update(test_score=metrics["test"][metrics["main_metric"]],
+                   validation_score=metrics["validation"][metrics["main_metric"]], main_metric=metrics["main_metric"],
                    best_epoch=metrics["best_epoch"], train_seconds=metrics["train_seconds"],
                    device=stored["device"], precision_used=stored["precision_used"])
         rows.append(row)

@@ -1,0 +1,83 @@
+"""Dimension-wise invariants: cached-feature subset scoring equals masking the model's head;
+the exhaustive pair scan agrees with per-subset scoring; subset sampling is distinct and seeded."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import pearsonr
+
+from fewdims_helpers.config import ConfigError
+from fewdims_helpers.dimension_wise import (CachedHead, drop_one, pair_table, refit_scores, sample_subsets,
+                                            scan_all_pairs, score_subsets)
+from fewdims_helpers.training import build_model
+
+from conftest import tiny_config
+
+
+def random_head(num_labels: int, hidden: int = 12, n: int = 60, seed: int = 0) -> CachedHead:
+    rng = np.random.default_rng(seed)
+    features = {s: rng.normal(size=(n, hidden)).astype(np.float32) for s in ("train", "validation", "test")}
+    if num_labels == 1:
+        labels = {s: (f[:, 3] + 0.1 * rng.normal(size=n)).astype(np.float32) for s, f in features.items()}
+        metric, main = "pearson_spearman", "pearson"
+    else:
+        labels = {s: (f[:, 3] > 0).astype(np.int64) if num_labels == 2 else rng.integers(0, num_labels, n)
+                  for s, f in features.items()}
+        metric, main = "accuracy", "accuracy"
+    return CachedHead(rng.normal(size=(num_labels, hidden)).astype(np.float32),
+                      rng.normal(size=num_labels).astype(np.float32), features, labels, metric, main)
+
+
+def test_subset_scoring_on_cached_features_equals_masking_the_models_head():
+    model = build_model(tiny_config()).eval()  # binary head on hidden 32
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(40, 32)).astype(np.float32)
+    labels = rng.integers(0, 2, 40)
+    head = CachedHead(model.head[0].weight.detach().numpy(), model.head[0].bias.detach().numpy(),
+                      {"test": features}, {"test": labels}, "accuracy", "accuracy")
+    for subset in [(0, 5), (3, 17, 31), (7,)]:
+        masked = build_model(tiny_config(selected_dims=subset)).eval()
+        masked.head.load_state_dict(model.head.state_dict())
+        with torch.no_grad():
+            logits = masked.classify(torch.from_numpy(features)).numpy()
+        expected = float((logits.argmax(1) == labels).mean())
+        assert score_subsets(head, np.array([subset]), "test")[0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("num_labels", [1, 2, 4])
+def test_exhaustive_pair_scan_agrees_with_per_subset_scoring(num_labels):
+    head = random_head(num_labels)
+    pairs, scanned = pair_table(scan_all_pairs(head, "validation"))
+    assert len(pairs) == 12 * 11 // 2
+    assert np.allclose(scanned, score_subsets(head, pairs, "validation"), atol=1e-5)
+    i, j = pairs[7]
+    logits = head.features["validation"][:, [i, j]] @ head.weight[:, [i, j]].T + head.bias
+    if num_labels == 1:
+        expected = pearsonr(logits[:, 0], head.labels["validation"])[0]
+    else:
+        expected = (logits.argmax(1) == head.labels["validation"]).mean()
+    assert scanned[7] == pytest.approx(expected, abs=1e-5)
+
+
+def test_sampled_subsets_are_distinct_sorted_and_reproducible():
+    subsets = sample_subsets(384, 3, 5000, seed=7)
+    assert len(set(subsets)) == 5000
+    assert all(len(s) == 3 and list(s) == sorted(set(s)) and max(s) < 384 for s in subsets)
+    assert subsets == sample_subsets(384, 3, 5000, seed=7)
+    assert subsets != sample_subsets(384, 3, 5000, seed=8)
+    everything = sample_subsets(6, 2, 15, seed=0)  # all of them: the dense path
+    assert sorted(everything) == list(itertools.combinations(range(6), 2))
+    assert not set(sample_subsets(6, 2, 5, seed=0, exclude=set(everything[:10]))) & set(everything[:10])
+    with pytest.raises(ConfigError, match="cannot sample 16 distinct 2-subsets"):
+        sample_subsets(6, 2, 16, seed=0)
+
+
+def test_drop_one_gives_each_smaller_subset():
+    assert drop_one((4, 9, 11)) == [(9, 11), (4, 11), (4, 9)]
+
+
+def test_refit_finds_the_informative_dimension():
+    head = random_head(2)  # labels are the sign of dimension 3
+    assert refit_scores(head, (3,))["test"] > 0.9
+    assert refit_scores(head, (0, 1))["test"] < 0.75
