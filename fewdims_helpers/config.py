@@ -114,6 +114,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     save_features: tuple[str, ...] = field(default=(), metadata={
         "help": "splits whose head-input features of the kept model are saved ('validation', 'test', 'train')"})
+    save_model: bool = field(default=False, metadata={
+        "help": "save the kept model's weights (model.pt) so later runs can start from it", "omit_if_default": True})
+    init_from: str | None = field(default=None, metadata={
+        "help": "run id (same store) whose fine-tuned encoder initialises this run; the head is new",
+        "omit_if_default": True})
 
     def __post_init__(self) -> None:
         for split in self.save_features:
@@ -129,10 +134,18 @@ class RunConfig:
         if model.get("selected_dims") is not None:
             model["selected_dims"] = tuple(model["selected_dims"])
         return cls(data=DataConfig(**data["data"]), model=ModelConfig(**model),
-                   train=TrainConfig(**data["train"]), save_features=tuple(data.get("save_features", ())))
+                   train=TrainConfig(**data["train"]), save_features=tuple(data.get("save_features", ())),
+                   save_model=data.get("save_model", False), init_from=data.get("init_from"))
 
     @property
     def run_id(self) -> str:
-        """Stable name of this run: task, selection, seed, and a hash of the whole config."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        """Stable name of this run: task, selection, seed, and a hash of the whole config.
+
+        Fields marked ``omit_if_default`` leave the hash alone while at their default, so adding
+        such a field to the package does not rename the runs already in a store."""
+        identity = self.to_dict()
+        for spec in dataclasses.fields(self):
+            if spec.metadata.get("omit_if_default") and identity[spec.name] == spec.default:
+                del identity[spec.name]
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.data.task}-{self.model.token_selection}-s{self.train.seed}-{digest}"

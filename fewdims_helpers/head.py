@@ -119,6 +119,14 @@ class SequenceClassifier(nn.Module):
         for module in frozen:
             module.requires_grad_(False)
 
+    def train(self, mode: bool = True) -> "SequenceClassifier":
+        """A frozen encoder is a fixed feature extractor: it stays in eval mode (no dropout), so
+        its features are the same every epoch and can be computed once (``freezing.py``)."""
+        super().train(mode)
+        if self.config.freeze_pretrained:
+            self.encoder.eval()
+        return self
+
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Head input (batch, hidden): the selected token vector of the selected layer."""

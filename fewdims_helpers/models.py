@@ -81,6 +81,11 @@ def _pretrained(name: str) -> nn.Module:
     return model
 
 
+def pretrained_encoder(name: str) -> nn.Module:
+    """The shared, read-only pretrained encoder (for comparisons; ``load_encoder`` to train)."""
+    return _pretrained(name)
+
+
 def load_encoder(name: str) -> nn.Module:
     """A fresh copy of the pretrained encoder (weights are read from disk once per process)."""
     return copy.deepcopy(_pretrained(name))

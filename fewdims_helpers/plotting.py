@@ -100,3 +100,49 @@ def agreement_scatter(agreement: pd.DataFrame, scale: float = 100.0) -> matplotl
     axes[0][-1].legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def metric_by_layer(summary: pd.DataFrame, baseline: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Per task: mean ± std of each variant against the layer read; dashed: the all-layers baseline."""
+    tasks = list(dict.fromkeys(summary["data.task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    variants = list(dict.fromkeys(summary["variant"]))
+    colors = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+    for ax, task in zip(axes[0], tasks):
+        for variant in variants:
+            part = summary[(summary["data.task"] == task) & (summary.variant == variant)]
+            ax.errorbar(part["model.layer"], part["mean"] * scale, yerr=part["std"] * scale, marker="o", capsize=3,
+                        color=colors[variant], label=variant)
+        base = baseline.loc[baseline["data.task"] == task, "test_score"]
+        ax.axhline(base.mean() * scale, color="k", ls="--", lw=1, label="all layers, [CLS] (notebook 01)")
+        ax.set_title(task)
+        ax.set_xlabel("layer read by the head")
+    axes[0][0].set_ylabel("test metric × 100")
+    axes[0][-1].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def layer_movement(movement: pd.DataFrame) -> matplotlib.figure.Figure:
+    """Relative weight change of each block against the pretrained weights, per setting (mean over tasks and seeds)."""
+    order = list(dict.fromkeys(movement["block"]))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.pointplot(movement, x="block", y="relative_change", hue="setting", order=order, errorbar="sd", ax=ax,
+                  dodge=0.3, markersize=4)
+    ax.set_ylabel("||θ - θ₀|| / ||θ₀||")
+    ax.set_xlabel("")
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def pair_matrix(effects: pd.DataFrame, column: str, title: str, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Heatmap of ``column`` (× ``scale``) with the first task as rows and the second as columns."""
+    matrix = effects.pivot(index="first (A)", columns="second (B)", values=column) * scale
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    limit = float(np.nanmax(np.abs(matrix.to_numpy()))) or 1.0
+    sns.heatmap(matrix, annot=True, fmt=".1f", cmap="RdBu", center=0, vmin=-limit, vmax=limit, ax=ax,
+                cbar_kws={"label": "points"})
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig

@@ -78,3 +78,15 @@ def get_profile(name: str = "default", model: str | None = None, tasks: list[str
         raise ConfigError("seeds is empty; give at least one seed (three or more to report mean ± std)")
     return dataclasses.replace(profile, model=model or profile.model, tasks=tuple(tasks or profile.tasks),
                                seeds=tuple(seeds if seeds is not None else profile.seeds))
+
+
+def notebook_setup(profile: str, model: str | None = None, tasks=None, output_dir=None) -> tuple[Profile, dict]:
+    """(profile, output paths) for a study notebook; logs the profile and its deviations from the paper."""
+    from .paths import output_paths
+    from .reporting import setup_logging
+
+    setup_logging()
+    chosen = get_profile(profile, model=model, tasks=tasks)
+    print(f"profile {chosen.name}: {chosen.description}; seeds {list(chosen.seeds)}")
+    print("\n".join(f"deviation: {d}" for d in chosen.deviations))
+    return chosen, output_paths(output_dir)

@@ -32,7 +32,10 @@ from .data import split_fingerprint, tokenized_task
 from .metrics import compute_metrics, predictions_from_logits
 from .paths import REPO_ROOT
 from .tasks import get_task
-from .training import predict, resolve_device, train
+from .freezing import encode
+from .head import SequenceClassifier
+from .models import pretrained_encoder
+from .training import build_model, predict, relative_weight_change, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,8 @@ def run_dir(config: RunConfig, runs: Path) -> Path:
 
 def is_complete(config: RunConfig, runs: Path) -> bool:
     folder = run_dir(config, runs)
-    needed = ["config.json", "metrics.json"] + [f"features-{split}.npy" for split in config.save_features]
+    needed = (["config.json", "metrics.json"] + [f"features-{split}.npy" for split in config.save_features]
+              + (["model.pt"] if config.save_model else []))
     return all((folder / name).exists() for name in needed)
 
 
@@ -87,10 +91,12 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
     try:
         spec = get_task(config.data.task)
         tokens = tokenized_task(config.data, config.model.model, glue_dir)
-        result = train(config, tokens, device=device, progress=progress)
+        cached = encode(config, tokens, device) if config.model.freeze_pretrained else {}
+        model = _initial_model(config, runs)
+        result = train(config, tokens, device=device, progress=progress, model=model, cached_features=cached or None)
         device_used = torch.device(result.device)
         logits, _ = predict(result.model, tokens["test"], device_used, result.precision,
-                            config.train.eval_batch_size)
+                            config.train.eval_batch_size, cached=cached.get("test"))
         test = compute_metrics(spec.metric, predictions_from_logits(logits, spec.num_labels), tokens["test"].labels)
         if config.save_features and config.model.head_layers == 1:
             first = result.model.head[0].eval()  # the effective weights: selected-dims mask applied, no DropConnect
@@ -98,13 +104,19 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
                      bias=first.bias.detach().float().cpu().numpy())
         for split in config.save_features:
             _, features = predict(result.model, tokens[split], device_used, result.precision,
-                                  config.train.eval_batch_size, return_features=True)
+                                  config.train.eval_batch_size, return_features=True, cached=cached.get(split))
             np.save(tmp / f"features-{split}.npy", features)
             np.save(tmp / f"labels-{split}.npy", tokens[split].labels)
+        if config.save_model:
+            torch.save(result.model.state_dict(), tmp / "model.pt")
         metrics = {"run_id": config.run_id, "task": spec.name, "main_metric": spec.main_metric,
                    "best_epoch": result.best_epoch, "history": result.history,
                    "validation": result.history[result.best_epoch - 1]["validation"], "test": test,
-                   "train_seconds": result.train_seconds}
+                   "train_seconds": result.train_seconds,
+                   "weight_change": relative_weight_change(result.model, pretrained_encoder(config.model.model))}
+        if config.init_from is not None:
+            metrics["source_after"] = _evaluate_source_task(config, runs, result.model, device_used, result.precision,
+                                                            glue_dir)
         _write_json(tmp / "config.json", {"run_id": config.run_id, "config": config.to_dict(),
                                           "device": result.device, "precision_used": result.precision,
                                           "dropout_rng": result.dropout_rng, "threads": torch.get_num_threads(),
@@ -119,6 +131,32 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
     log.info("%s: test %s = %.4f (best epoch %d, %.1f s)", config.run_id, spec.main_metric,
              test[spec.main_metric], result.best_epoch, result.train_seconds)
     return metrics
+
+
+def _initial_model(config: RunConfig, runs: Path) -> SequenceClassifier:
+    """The model a run starts from: pretrained, or the encoder of run ``config.init_from``."""
+    model = build_model(config)
+    if config.init_from is not None:
+        source = runs / config.init_from / "model.pt"
+        if not source.exists():
+            raise FileNotFoundError(f"run {config.init_from} has no model.pt; run it first with save_model=True")
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        model.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
+    return model
+
+
+def _evaluate_source_task(config: RunConfig, runs: Path, model: SequenceClassifier, device: torch.device,
+                          precision: str, glue_dir: str | None) -> dict[str, float]:
+    """Test metrics of the source run's task with the source run's own head on this run's encoder:
+    how much of task A survives fine-tuning on task B."""
+    source_config = RunConfig.from_dict(json.loads((runs / config.init_from / "config.json").read_text())["config"])
+    source = build_model(source_config)
+    source.load_state_dict(torch.load(runs / config.init_from / "model.pt", map_location="cpu", weights_only=True))
+    source.encoder.load_state_dict(model.encoder.state_dict())
+    source_spec = get_task(source_config.data.task)
+    tokens = tokenized_task(source_config.data, source_config.model.model, glue_dir)
+    logits, _ = predict(source.to(device), tokens["test"], device, precision, config.train.eval_batch_size)
+    return compute_metrics(source_spec.metric, predictions_from_logits(logits, source_spec.num_labels), tokens["test"].labels)
 
 
 def default_workers(device: str | None = None) -> int:
@@ -196,6 +234,8 @@ def collect(runs: Path, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         _flatten("", stored["config"], row)
         _flatten("test", metrics["test"], row)
         _flatten("validation", metrics["validation"], row)
+        _flatten("weight_change", metrics.get("weight_change", {}), row)
+        _flatten("source_after", metrics.get("source_after", {}), row)
         row.update(test_score=metrics["test"][metrics["main_metric"]],
                    validation_score=metrics["validation"][metrics["main_metric"]], main_metric=metrics["main_metric"],
                    best_epoch=metrics["best_epoch"], train_seconds=metrics["train_seconds"],

@@ -57,17 +57,27 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torc
     return F.cross_entropy(logits, labels)
 
 
+def _features(model: SequenceClassifier, split: TokenizedSplit, rows: np.ndarray, device: torch.device,
+              cached: torch.Tensor | None) -> torch.Tensor:
+    """Head inputs (batch, hidden) of ``rows``: from the encoder, or from ``cached`` (n, hidden)."""
+    if cached is not None:
+        return cached[torch.from_numpy(rows)].to(device)
+    return model.features(**split.batch(rows, device))
+
+
 @torch.no_grad()
 def predict(model: SequenceClassifier, split: TokenizedSplit, device: torch.device, precision: str,
-            batch_size: int = 256, return_features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits (n, num_labels) and, if asked, head-input features (n, hidden), in split order."""
+            batch_size: int = 256, return_features: bool = False, cached: torch.Tensor | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (n, num_labels) and, if asked, head-input features (n, hidden), in split order.
+    ``cached``: precomputed head inputs (n, hidden) of a frozen encoder, used instead of running it."""
     was_training = model.training
     model.eval()
     logits = np.zeros((len(split), model.num_labels), dtype=np.float32)
     features = None
     for rows in sorted_batches(split.lengths, batch_size):
         with _autocast(device, precision):
-            batch_features = model.features(**split.batch(rows, device))
+            batch_features = _features(model, split, rows, device, cached)
             batch_logits = model.classify(batch_features)
         logits[rows] = batch_logits.float().cpu().numpy()
         if return_features:
@@ -79,8 +89,8 @@ def predict(model: SequenceClassifier, split: TokenizedSplit, device: torch.devi
 
 
 def evaluate(model: SequenceClassifier, split: TokenizedSplit, metric: str, device: torch.device,
-             precision: str, batch_size: int = 256) -> dict[str, float]:
-    logits, _ = predict(model, split, device, precision, batch_size)
+             precision: str, batch_size: int = 256, cached: torch.Tensor | None = None) -> dict[str, float]:
+    logits, _ = predict(model, split, device, precision, batch_size, cached=cached)
     return compute_metrics(metric, predictions_from_logits(logits, model.num_labels), split.labels)
 
 
@@ -105,8 +115,15 @@ def build_model(config: RunConfig) -> SequenceClassifier:
 
 
 def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, device: str | None = None,
-          glue_dir: str | None = None, progress: bool = True, model: SequenceClassifier | None = None) -> TrainResult:
-    """Fine-tune per ``config``; keep the epoch with the best validation score."""
+          glue_dir: str | None = None, progress: bool = True, model: SequenceClassifier | None = None,
+          cached_features: dict[str, torch.Tensor] | None = None) -> TrainResult:
+    """Fine-tune per ``config``; keep the epoch with the best validation score.
+
+    ``cached_features`` (split -> (n, hidden)): head inputs of a frozen encoder computed once
+    (``freezing.encode``); the head then trains on them with the same batches, dropout masks and
+    optimizer steps as when the frozen encoder runs every step, at a fraction of the cost."""
+    if cached_features is not None and not config.model.freeze_pretrained:
+        raise ValueError("cached features need a frozen encoder (ModelConfig.freeze_pretrained=True)")
     spec = get_task(config.data.task)
     tokens = tokens if tokens is not None else tokenized_task(config.data, config.model.model, glue_dir)
     torch_device = resolve_device(device)
@@ -143,7 +160,8 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
         epoch_start, losses = time.perf_counter(), []
         for rows in length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng):
             with _autocast(torch_device, precision):
-                logits = model(**tokens["train"].batch(rows, torch_device))
+                train_cache = None if cached_features is None else cached_features["train"]
+                logits = model.classify(_features(model, tokens["train"], rows, torch_device, train_cache))
             loss = loss_fn(logits, labels[rows].to(torch_device), model.num_labels)
             loss.backward()
             optimizer.step()
@@ -152,7 +170,8 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
             losses.append(loss.item())
             bar.update()
         validation_start = time.perf_counter()
-        validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size)
+        validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size,
+                              cached=None if cached_features is None else cached_features["validation"])
         result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation": validation,
                                "train_seconds": validation_start - epoch_start,
                                "validation_seconds": time.perf_counter() - validation_start})
@@ -166,3 +185,19 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
     if best_state is not None and result.best_epoch != hp.epochs:
         model.load_state_dict(best_state, strict=False)
     return result
+
+
+@torch.no_grad()
+def relative_weight_change(model: SequenceClassifier, reference: torch.nn.Module) -> dict[str, float]:
+    """||theta - theta_0|| / ||theta_0|| of the embeddings and of each encoder layer (all its
+    parameters together), against the pretrained ``reference`` encoder."""
+    blocks = {"embeddings": (model.encoder.embeddings, reference.embeddings)}
+    for index, layer in enumerate(model.encoder.encoder.layer):
+        blocks[f"layer_{index + 1}"] = (layer, reference.encoder.layer[index])
+    change = {}
+    for name, (tuned, original) in blocks.items():
+        pairs = list(zip(tuned.parameters(), original.parameters()))
+        moved = sum(float((a.float().cpu() - b.float()).pow(2).sum()) for a, b in pairs)
+        size = sum(float(b.float().pow(2).sum()) for _, b in pairs)
+        change[name] = (moved / size) ** 0.5
+    return change

@@ -1,0 +1,60 @@
+"""Study 05, cross-fine-tuning (Fukuhata & Kano 2025, Sec. 4.5): does BERT have room for several tasks?
+
+For ordered task pairs (A, B): fine-tune on A, keep the encoder, put a fresh head for B and
+fine-tune on B (``RunConfig.init_from``). B's test metric is compared with B fine-tuned directly
+(paired by seed), and A's test metric with A's own saved head on the encoder after B (how much of
+A survives) with A's direct metric.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from .config import RunConfig
+from .store import execute_all
+
+
+def direct_config(profile, task: str, seed: int) -> RunConfig:
+    """Task fine-tuned directly from the pretrained model, its weights kept for later runs."""
+    return dataclasses.replace(profile.run_config(task, seed), save_model=True)
+
+
+def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:
+    return dataclasses.replace(profile.run_config(second, seed), init_from=direct_config(profile, first, seed).run_id)
+
+
+def run(profile, runs: Path, **execute_options) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(direct runs, cross runs) with ``first``/``second`` task columns on the cross runs."""
+    direct = execute_all([direct_config(profile, t, s) for t in profile.tasks for s in profile.seeds], runs,
+                         **execute_options)
+    pairs = [(a, b, s) for a in profile.tasks for b in profile.tasks if a != b for s in profile.seeds]
+    cross = execute_all([cross_config(profile, a, b, s) for a, b, s in pairs], runs, **execute_options)
+    return direct, cross.assign(first=[a for a, _, _ in pairs], second=[b for _, b, _ in pairs])
+
+
+def effects(direct: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
+    """Per ordered pair: B after A minus B direct, and A retained (A's head on the encoder after B)
+    minus A direct; paired by seed; mean, std and seeds."""
+    base = direct.set_index(["data.task", "train.seed"])["test_score"]
+    rows = []
+    for (first, second), block in cross.groupby(["first", "second"], sort=False):
+        metric = direct.loc[direct["data.task"] == first, "main_metric"].iloc[0]
+        gain = block["test_score"].to_numpy() - base.loc[[(second, s) for s in block["train.seed"]]].to_numpy()
+        kept = block[f"source_after.{metric}"].to_numpy() - base.loc[[(first, s) for s in block["train.seed"]]].to_numpy()
+        rows.append({"first (A)": first, "second (B)": second, "B after A - B direct": gain.mean(),
+                     "B std": gain.std(ddof=1) if len(gain) > 1 else 0.0, "A after B - A direct": kept.mean(),
+                     "A std": kept.std(ddof=1) if len(kept) > 1 else 0.0, "seeds": len(block)})
+    return pd.DataFrame(rows)
+
+
+def verdict(effects: pd.DataFrame, points: float = 1.0) -> str:
+    """One line per ordered pair: whether B suffers and how much of A survives, from the runs."""
+    lines = []
+    for row in effects.itertuples(index=False):
+        first, second, gain, _, kept, _, seeds = row
+        b = "no worse than direct" if 100 * gain >= -points else f"{100 * -gain:.1f} points worse than direct"
+        lines.append(f"- {first} then {second}: {second} is {b} ({100 * gain:+.1f}); {first} with its own head "
+                     f"afterwards: {100 * kept:+.1f} points against direct ({seeds} seeds)")
+    return "\n".join(lines)

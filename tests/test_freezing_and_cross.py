@@ -1,0 +1,69 @@
+"""Frozen-encoder heads on cached features equal training the frozen model; cross-fine-tuning
+starts from the source run's encoder and measures what survives of the source task."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fewdims_helpers import store
+from fewdims_helpers.freezing import encode
+from fewdims_helpers.models import pretrained_encoder
+from fewdims_helpers.training import relative_weight_change, train
+
+from conftest import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWDIMS_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("head_layers", [1, 2])
+def test_frozen_feature_training_equals_training_the_frozen_model(synthetic_task, head_layers):
+    config = tiny_config(epochs=3, freeze_pretrained=True, head_layers=head_layers)
+    direct = train(config, synthetic_task, device="cpu", progress=False)
+    cached = train(config, synthetic_task, device="cpu", progress=False,
+                   cached_features=encode(config, synthetic_task, "cpu"))
+    assert direct.best_epoch == cached.best_epoch
+    for a, b in zip(direct.history, cached.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["validation"] == pytest.approx(b["validation"], abs=1e-6)
+    for (name, p), q in zip(direct.model.head.named_parameters(), cached.model.head.parameters()):
+        # features differ in the last bits (other padding widths); Adam scales such gradient noise up
+        assert (p - q).abs().max() < 1e-2 * p.abs().max(), name
+
+
+def test_cached_features_need_a_frozen_encoder(synthetic_task):
+    with pytest.raises(ValueError, match="frozen encoder"):
+        train(tiny_config(), synthetic_task, device="cpu", progress=False,
+              cached_features={s: torch.zeros(len(t), 32) for s, t in synthetic_task.items()})
+
+
+def test_weight_change_is_zero_for_frozen_blocks_only(synthetic_task):
+    result = train(tiny_config(frozen_layers=1, lr=1e-2), synthetic_task, device="cpu", progress=False)
+    change = relative_weight_change(result.model, pretrained_encoder("tiny"))
+    assert change["embeddings"] == 0 and change["layer_1"] == 0 and change["layer_2"] > 0
+
+
+def test_cross_fine_tuning_starts_from_the_source_encoder(tmp_path, monkeypatch, synthetic_task):
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    source = dataclasses.replace(tiny_config(seed=1, lr=1e-2), save_model=True)
+    store.execute(source, tmp_path, progress=False)
+    assert (tmp_path / source.run_id / "model.pt").exists()
+
+    follow = dataclasses.replace(tiny_config(seed=2, lr=1e-2), init_from=source.run_id)
+    model = store._initial_model(follow, tmp_path)
+    saved = torch.load(tmp_path / source.run_id / "model.pt", weights_only=True)
+    assert torch.equal(model.encoder.embeddings.word_embeddings.weight, saved["encoder.embeddings.word_embeddings.weight"])
+    assert not torch.equal(model.head[0].weight, saved["head.0.weight"])  # a fresh head
+
+    metrics = store.execute(follow, tmp_path, progress=False)
+    assert set(metrics["source_after"]) == {"accuracy"}
+    assert follow.run_id != dataclasses.replace(follow, init_from=None).run_id
+
+
+def test_new_optional_fields_leave_existing_run_ids_alone():
+    config = tiny_config()
+    assert dataclasses.replace(config, save_model=False, init_from=None).run_id == config.run_id
+    assert dataclasses.replace(config, save_model=True).run_id != config.run_id
