@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,11 +57,10 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
 
 
 def record_timings(path: Path, timings: list[dict]) -> None:
-    """Merge this invocation's notebook times into ``path`` (one entry per notebook, latest wins)."""
+    """Append this invocation's notebook times to the history in ``path`` (first runs and reruns both count)."""
     previous = json.loads(path.read_text()) if path.exists() else []
-    merged = {entry["notebook"]: entry for entry in previous + timings}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sorted(merged.values(), key=lambda e: e["notebook"]), indent=2) + "\n")
+    path.write_text(json.dumps(previous + timings, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(executed notebook with the traceback: {target})", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
-        timings.append({"notebook": notebook.name, "seconds": round(seconds, 1)})
+        timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count()})
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
     record_timings(output_root / "results" / f"timings-{args.profile}.json", timings)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)

@@ -13,7 +13,7 @@ epochs and seed. Three contestants:
   ``DataCollatorWithPadding``, ``train_sampling_strategy="group_by_length"``, bf16).
 
 Prints training samples per second, the ratios, and each side's test metric (speed is never
-bought with accuracy), and writes ``benchmarks/results/throughput_vs_trainer.csv``. Not a test:
+bought with accuracy), and writes ``benchmarks/results/throughput_vs_trainer.{csv,png}``. Not a test:
 these machines are noisy, so only ratios measured in one run are meaningful.
 
     python benchmarks/throughput_vs_trainer.py [--train-examples 800] [--epochs 1]
@@ -121,6 +121,15 @@ def main() -> None:
             print(f"fewdims is {row.fewdims_speedup:.2f}x {row.contestant} "
                   f"(test metric {frame.test_score[0]:.4f} vs {row.test_score:.4f})")
     RESULTS.mkdir(exist_ok=True)
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh(frame.contestant, frame.samples_per_second)
+    for y, row in enumerate(frame.itertuples()):
+        ax.text(row.samples_per_second, y, f" {row.samples_per_second:.1f}/s, test {row.test_score:.3f}", va="center")
+    ax.set_xlabel("training samples per second")
+    ax.set_xlim(right=frame.samples_per_second.max() * 1.6)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "throughput_vs_trainer.png", dpi=120)
     frame.assign(train_examples=args.train_examples, epochs=args.epochs, batch_size=args.batch_size,
                  threads=torch.get_num_threads()).to_csv(RESULTS / "throughput_vs_trainer.csv", index=False)
     print(f"wrote {RESULTS / 'throughput_vs_trainer.csv'}")

@@ -31,6 +31,7 @@ def test_smoke_profile_executes_every_notebook(tmp_path):
         assert {".csv", ".md", ".png"} <= written, f"{notebook.name} wrote {written}"
     timings = json.loads((tmp_path / "results" / "timings-smoke.json").read_text())
     assert [t["notebook"] for t in timings] == [nb.name for nb in notebooks]
+    assert all(t["seconds"] > 0 for t in timings)
 
 
 def test_unknown_profile_is_rejected_in_one_line():
