@@ -21,7 +21,6 @@ these machines are noisy, so only ratios measured in one run are meaningful.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path

@@ -106,16 +106,18 @@ def load_cached_head(config: RunConfig, runs: Path) -> CachedHead:
 # ----------------------------------------------------------------------------- vectorised scoring
 
 
-def _scores(outputs: torch.Tensor, labels: torch.Tensor, main_metric: str) -> torch.Tensor:
-    """Main metric of many predictors at once. outputs: (m, n, num_labels) logits; labels: (n,)."""
-    if outputs.shape[-1] == 1:  # regression: Pearson correlation per predictor
+def _scores(outputs: torch.Tensor, labels: torch.Tensor, main_metric: str, margin: bool = False) -> torch.Tensor:
+    """Main metric of many predictors at once. outputs: (m, n, num_labels) logits, or (m, n, 1)
+    binary margins (logit 1 - logit 0) when ``margin``; labels: (n,)."""
+    if outputs.shape[-1] == 1 and not margin:  # regression: Pearson correlation per predictor
         if main_metric != "pearson":
             raise ConfigError(f"vectorised scoring supports pearson for regression, not {main_metric}")
         pred = outputs[..., 0] - outputs[..., 0].mean(dim=1, keepdim=True)
         target = labels.float() - labels.float().mean()
         denominator = pred.norm(dim=1) * target.norm()
         return torch.where(denominator > 0, pred @ target / denominator.clamp(min=1e-12), torch.zeros(()))
-    predictions = outputs.argmax(dim=-1)  # (m, n)
+    # argmax picks class 0 on a tie, and so does "margin > 0"
+    predictions = (outputs[..., 0] > 0).long() if margin else outputs.argmax(dim=-1)  # (m, n)
     if main_metric == "accuracy":
         return (predictions == labels).float().mean(dim=1)
     if main_metric == "matthews_correlation":  # binary Matthews from confusion counts
@@ -127,32 +129,41 @@ def _scores(outputs: torch.Tensor, labels: torch.Tensor, main_metric: str) -> to
     raise ConfigError(f"vectorised scoring does not support main metric {main_metric}")
 
 
+def _contributions(head: CachedHead, split: str) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Per-dimension logit contributions x[:, d] * W[:, d] laid out (hidden, n, outputs), so that
+    a sum over a subset's dimensions is contiguous per predictor; the bias; and whether they are
+    binary margins: for two classes only logit 1 - logit 0 matters, half the work."""
+    features = torch.from_numpy(head.features[split]).float()  # (n, hidden)
+    weight, bias = torch.from_numpy(head.weight).float(), torch.from_numpy(head.bias).float()
+    margin = head.num_labels == 2
+    if margin:
+        weight, bias = weight[1:] - weight[:1], bias[1:] - bias[:1]
+    return (features.T.unsqueeze(-1) * weight.T.unsqueeze(1)).contiguous(), bias, margin
+
+
 def score_subsets(head: CachedHead, subsets: np.ndarray, split: str, chunk: int = 4096) -> np.ndarray:
     """Main metric on ``split`` of the head masked to each subset. subsets: (m, k) int -> (m,)."""
     subsets = np.asarray(subsets, dtype=np.int64)
-    features = torch.from_numpy(head.features[split]).float()  # (n, hidden)
-    contributions = features.unsqueeze(-1) * torch.from_numpy(head.weight.T).float()  # (n, hidden, labels)
-    bias = torch.from_numpy(head.bias).float()
+    contributions, bias, margin = _contributions(head, split)  # (hidden, n, outputs)
     labels = torch.from_numpy(head.labels[split])
     scores = np.empty(len(subsets), dtype=np.float32)
     for start in range(0, len(subsets), chunk):
         index = torch.from_numpy(subsets[start: start + chunk])  # (c, k)
-        logits = contributions[:, index].sum(dim=2) + bias  # (n, c, labels)
-        scores[start: start + chunk] = _scores(logits.transpose(0, 1), labels, head.main_metric).numpy()
+        logits = contributions[index].sum(dim=1) + bias  # (c, n, outputs)
+        scores[start: start + chunk] = _scores(logits, labels, head.main_metric, margin).numpy()
     return scores
 
 
 def scan_all_pairs(head: CachedHead, split: str) -> np.ndarray:
     """Score of every pair (i < j) on ``split``: a (hidden, hidden) matrix, NaN on and below the diagonal."""
     hidden = head.hidden_size
-    features = torch.from_numpy(head.features[split]).float()
-    contributions = features.unsqueeze(-1) * torch.from_numpy(head.weight.T).float()  # (n, hidden, labels)
-    contributions = contributions + torch.from_numpy(head.bias).float() / 2  # each pair gets the bias once
+    contributions, bias, margin = _contributions(head, split)  # (hidden, n, outputs)
+    contributions = contributions + bias / 2  # each pair gets the bias once
     labels = torch.from_numpy(head.labels[split])
     matrix = np.full((hidden, hidden), np.nan, dtype=np.float32)
     for i in range(hidden - 1):
-        logits = contributions[:, i: i + 1] + contributions[:, i + 1:]  # (n, hidden - i - 1, labels)
-        matrix[i, i + 1:] = _scores(logits.transpose(0, 1), labels, head.main_metric).numpy()
+        logits = contributions[i: i + 1] + contributions[i + 1:]  # (hidden - i - 1, n, outputs)
+        matrix[i, i + 1:] = _scores(logits, labels, head.main_metric, margin).numpy()
     return matrix
 
 

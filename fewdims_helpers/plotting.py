@@ -12,6 +12,14 @@ import seaborn as sns
 sns.set_theme(style="whitegrid", context="notebook")
 
 
+def task_panels(tasks: list[str], height: float = 3.6) -> tuple[matplotlib.figure.Figure, list]:
+    """One panel per task, side by side, each titled with its task."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), height), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        ax.set_title(task)
+    return fig, list(axes[0])
+
+
 def grouped_bars(summary: pd.DataFrame, group: str, hue: str, ylabel: str, title: str,
                  scale: float = 100.0) -> matplotlib.figure.Figure:
     """Bars of ``summary['mean']`` with ``std`` error bars: one cluster per ``group``, one bar per ``hue``."""
@@ -48,8 +56,8 @@ def subset_score_distributions(matrices: dict, inference: pd.DataFrame, fixed: p
     """Per task: histogram of every pair's validation score on the scanned head (way 2), the
     head's all-dimensions score, and the test scores of the subsets fine-tuned on (way 1)."""
     tasks = list(dict.fromkeys(inference["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    fig, axes = task_panels(tasks, 3.4)
+    for ax, task in zip(axes, tasks):
         scores = matrices[task, seed][np.isfinite(matrices[task, seed])] * scale
         ax.hist(scores, bins=60, color=sns.color_palette("colorblind")[0], alpha=0.8, label="all pairs, inference (val)")
         rows = inference[(inference.task == task) & (inference.seed == seed)]
@@ -60,10 +68,9 @@ def subset_score_distributions(matrices: dict, inference: pd.DataFrame, fixed: p
             values = tuned.loc[tuned.k == k, "test_score"] * scale
             ax.plot(values, np.full(len(values), -0.03 * ax.get_ylim()[1] * (k + 1)), marker, ls="none",
                     color=sns.color_palette("colorblind")[k], label=f"fine-tuned on random {k}-subset (test)")
-        ax.set_title(task)
         ax.set_xlabel("metric × 100")
-    axes[0][0].set_ylabel("pairs")
-    axes[0][-1].legend(fontsize="x-small", loc="upper left")
+    axes[0].set_ylabel("pairs")
+    axes[-1].legend(fontsize="x-small", loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -89,15 +96,14 @@ def pair_rankings(matrices: dict, inference: pd.DataFrame, seed: int, scale: flo
 def agreement_scatter(agreement: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
     """Inference score of a subset (x) against its fine-tuned and refit test scores (y), per task."""
     tasks = list(dict.fromkeys(agreement["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    fig, axes = task_panels(tasks)
+    for ax, task in zip(axes, tasks):
         block = agreement[agreement.task == task]
         ax.scatter(block.inference_validation * scale, block.fine_tuned_test * scale, label="fine-tuned on it (way 1)")
         ax.scatter(block.inference_validation * scale, block.refit_test * scale, marker="x", label="head refit (way 3)")
-        ax.set_title(task)
         ax.set_xlabel("selected at inference, validation × 100")
-    axes[0][0].set_ylabel("test metric × 100")
-    axes[0][-1].legend(fontsize="small")
+    axes[0].set_ylabel("test metric × 100")
+    axes[-1].legend(fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -105,20 +111,19 @@ def agreement_scatter(agreement: pd.DataFrame, scale: float = 100.0) -> matplotl
 def metric_by_layer(summary: pd.DataFrame, baseline: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
     """Per task: mean ± std of each variant against the layer read; dashed: the all-layers baseline."""
     tasks = list(dict.fromkeys(summary["data.task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    fig, axes = task_panels(tasks)
     variants = list(dict.fromkeys(summary["variant"]))
     colors = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes, tasks):
         for variant in variants:
             part = summary[(summary["data.task"] == task) & (summary.variant == variant)]
             ax.errorbar(part["model.layer"], part["mean"] * scale, yerr=part["std"] * scale, marker="o", capsize=3,
                         color=colors[variant], label=variant)
         base = baseline.loc[baseline["data.task"] == task, "test_score"]
         ax.axhline(base.mean() * scale, color="k", ls="--", lw=1, label="all layers, [CLS] (notebook 01)")
-        ax.set_title(task)
         ax.set_xlabel("layer read by the head")
-    axes[0][0].set_ylabel("test metric × 100")
-    axes[0][-1].legend(fontsize="x-small")
+    axes[0].set_ylabel("test metric × 100")
+    axes[-1].legend(fontsize="x-small")
     fig.tight_layout()
     return fig
 

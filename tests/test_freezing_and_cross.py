@@ -2,7 +2,6 @@
 starts from the source run's encoder and measures what survives of the source task."""
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,5 +1,4 @@
 """Invariants of the classifier: dimension masks, token selection, layer truncation, freezing."""
-import numpy as np
 import pytest
 import torch
 
