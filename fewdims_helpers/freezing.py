@@ -103,3 +103,39 @@ def verdict(summary: pd.DataFrame) -> str:
                  for row in block.itertuples() if not row.setting.startswith("(a)")]
         lines.append(f"- {task} (standard {100 * standard:.1f}): " + ", ".join(parts) + " points")
     return "\n".join(lines)
+
+
+PROBE_SETTING = "(b*) frozen, linear probe fit to convergence (reference)"
+
+
+def linear_probes(profile) -> pd.DataFrame:
+    """An L2-regularised logistic (or ridge) head fit to convergence on the frozen encoder's cached
+    train features, its strength chosen on validation, scored on test: what the frozen features
+    support when the head is not the limit. Deterministic (frozen features do not depend on the
+    seed), so one row per task."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    from .data import tokenized_task
+    from .metrics import compute_metrics
+    from .tasks import get_task
+
+    rows = []
+    for task in profile.tasks:
+        config = profile.run_config(task, profile.seeds[0], freeze_pretrained=True)
+        tokens = tokenized_task(config.data, config.model.model)
+        features = {split: array.numpy() for split, array in encode(config, tokens).items()}
+        spec = get_task(task)
+        scaler = StandardScaler().fit(features["train"])
+        scaled = {split: scaler.transform(array) for split, array in features.items()}
+
+        def fitted(strength: float):
+            model = Ridge(alpha=strength) if spec.is_regression else LogisticRegression(C=1 / strength, max_iter=2000)
+            return model.fit(scaled["train"], tokens["train"].labels)
+
+        def score(model, split: str) -> float:
+            return compute_metrics(spec.metric, model.predict(scaled[split]), tokens[split].labels)[spec.main_metric]
+
+        best = max((fitted(strength) for strength in np.logspace(-2, 4, 7)), key=lambda m: score(m, "validation"))
+        rows.append({"data.task": task, "setting": PROBE_SETTING, "mean": score(best, "test"), "std": 0.0, "n": 1})
+    return pd.DataFrame(rows)
