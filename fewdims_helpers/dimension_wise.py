@@ -206,12 +206,14 @@ def scan_config(profile, task: str, seed: int) -> RunConfig:
                                save_features=SCAN_SPLITS)
 
 
-def inference_selection(head: CachedHead, triples: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, float]:
+def inference_selection(head: CachedHead, triples: int, seed: int
+                        ) -> tuple[pd.DataFrame, dict[int, np.ndarray], np.ndarray, float]:
     """Way 2 on one cached head: every single dimension and every pair scored exhaustively on
     validation, ``triples`` sampled triples; the validation-best subset of each k scored on test.
 
     Returns (one row per k: best subset, validation and test score, subsets scored), the
-    validation pair matrix, and the seconds the exhaustive pair scan took."""
+    validation scores of every subset scored per k, the validation pair matrix, and the seconds
+    the exhaustive pair scan took."""
     start = time.perf_counter()
     matrix = scan_all_pairs(head, "validation")
     pair_seconds = time.perf_counter() - start
@@ -232,7 +234,7 @@ def inference_selection(head: CachedHead, triples: int, seed: int) -> tuple[pd.D
     rows.append({"k": head.hidden_size, "subset": "all", "validation": float(score_subsets(head, everything, "validation")[0]),
                  "test": float(score_subsets(head, everything, "test")[0]), "scored": 1, "exhaustive": True,
                  "validation_median": float("nan")})
-    return pd.DataFrame(rows), matrix, pair_seconds
+    return pd.DataFrame(rows), {k: scores for k, (_, scores) in candidates.items()}, matrix, pair_seconds
 
 
 def fixed_subset_configs(profile, task: str, subsets: list[tuple[int, ...]], seed: int) -> list[RunConfig]:
@@ -247,22 +249,24 @@ def best_on_validation(runs: pd.DataFrame) -> pd.Series:
 
 
 def run_inference_selection(profile, runs: Path, triples: int, **execute_options
-                            ) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarray]]:
+                            ) -> tuple[pd.DataFrame, dict[tuple[str, int], dict], dict[tuple[str, int], np.ndarray]]:
     """Way 2 for every task and seed: train (or read) the scanned runs, then scan them.
 
-    Returns one row per task, seed and k, and the validation pair matrix of each (task, seed)."""
+    Returns one row per task, seed and k; the validation scores of every subset scored, per
+    (task, seed) and k; and the validation pair matrix of each (task, seed)."""
     from .store import execute_all
 
     configs = [scan_config(profile, task, seed) for task in profile.tasks for seed in profile.seeds]
     execute_all(configs, runs, **execute_options)
-    frames, matrices = [], {}
+    frames, distributions, matrices = [], {}, {}
     for config in configs:
         task, seed = config.data.task, config.train.seed
-        rows, matrices[task, seed], seconds = inference_selection(load_cached_head(config, runs), triples, seed)
+        rows, distributions[task, seed], matrices[task, seed], seconds = inference_selection(
+            load_cached_head(config, runs), triples, seed)
         refit = [refit_scores(load_cached_head(config, runs), s)["test"] if s != "all" else np.nan for s in rows["subset"]]
         frames.append(rows.assign(task=task, seed=seed, refit_test=refit, pair_scan_seconds=seconds))
         log.info("%s seed %d: %d pairs scored exhaustively in %.2f s", task, seed, np.isfinite(matrices[task, seed]).sum(), seconds)
-    return pd.concat(frames, ignore_index=True), matrices
+    return pd.concat(frames, ignore_index=True), distributions, matrices
 
 
 def run_fixed_subsets(profile, runs: Path, inference: pd.DataFrame, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3),

@@ -51,26 +51,32 @@ def save(fig: matplotlib.figure.Figure, path: Path) -> Path:
     return path
 
 
-def subset_score_distributions(matrices: dict, inference: pd.DataFrame, fixed: pd.DataFrame,
+def subset_score_distributions(distributions: dict, inference: pd.DataFrame, fixed: pd.DataFrame,
                                seed: int, scale: float = 100.0) -> matplotlib.figure.Figure:
-    """Per task: histogram of every pair's validation score on the scanned head (way 2), the
-    head's all-dimensions score, and the test scores of the subsets fine-tuned on (way 1)."""
+    """A grid, k down and tasks across: histogram of the validation score of every k-subset scored
+    at inference on the scanned head (way 2: all singles, all pairs, sampled triples), the head's
+    all-dimensions score (dashed), and the test scores of the random k-subsets fine-tuned on (way 1)."""
     tasks = list(dict.fromkeys(inference["task"]))
-    fig, axes = task_panels(tasks, 3.4)
-    for ax, task in zip(axes, tasks):
-        scores = matrices[task, seed][np.isfinite(matrices[task, seed])] * scale
-        ax.hist(scores, bins=60, color=sns.color_palette("colorblind")[0], alpha=0.8, label="all pairs, inference (val)")
+    ks = sorted(distributions[tasks[0], seed])
+    fig, axes = plt.subplots(len(ks), len(tasks), figsize=(4.2 * len(tasks), 2.6 * len(ks)), squeeze=False)
+    palette = sns.color_palette("colorblind")
+    for column, task in enumerate(tasks):
         rows = inference[(inference.task == task) & (inference.seed == seed)]
-        ax.axvline(rows.loc[rows.subset.astype(str) == "all", "validation"].item() * scale, color="k", ls="--",
-                   label="all dimensions (val)")
+        everything = rows.loc[rows.subset.astype(str) == "all", "validation"].item() * scale
         tuned = fixed[(fixed["data.task"] == task) & (fixed.source == "random")]
-        for k, marker in zip((1, 2, 3), ("v", "o", "s")):
-            values = tuned.loc[tuned.k == k, "test_score"] * scale
-            ax.plot(values, np.full(len(values), -0.03 * ax.get_ylim()[1] * (k + 1)), marker, ls="none",
-                    color=sns.color_palette("colorblind")[k], label=f"fine-tuned on random {k}-subset (test)")
-        ax.set_xlabel("metric × 100")
-    axes[0].set_ylabel("pairs")
-    axes[-1].legend(fontsize="x-small", loc="upper left")
+        for row, k in enumerate(ks):
+            ax = axes[row][column]
+            scores = distributions[task, seed][k]
+            ax.hist(scores[np.isfinite(scores)] * scale, bins=50, color=palette[0], alpha=0.8,
+                    label=f"{k}-subsets at inference (val)")
+            ax.axvline(everything, color="k", ls="--", label="all dimensions at inference (val)")
+            for value in tuned.loc[tuned.k == k, "test_score"] * scale:
+                ax.axvline(value, color=palette[3], lw=2, label=f"fine-tuned on a random {k}-subset (test)")
+            ax.set_title(f"{task}, k = {k} ({len(scores):,} subsets)", fontsize="small")
+            handles, labels = ax.get_legend_handles_labels()
+            unique = dict(zip(labels, handles))
+            ax.legend(unique.values(), unique.keys(), fontsize="xx-small", loc="upper left")
+        axes[-1][column].set_xlabel("metric × 100")
     fig.tight_layout()
     return fig
 
