@@ -261,9 +261,9 @@ def run_inference_selection(profile, runs: Path, triples: int, **execute_options
     frames, distributions, matrices = [], {}, {}
     for config in configs:
         task, seed = config.data.task, config.train.seed
-        rows, distributions[task, seed], matrices[task, seed], seconds = inference_selection(
-            load_cached_head(config, runs), triples, seed)
-        refit = [refit_scores(load_cached_head(config, runs), s)["test"] if s != "all" else np.nan for s in rows["subset"]]
+        head = load_cached_head(config, runs)
+        rows, distributions[task, seed], matrices[task, seed], seconds = inference_selection(head, triples, seed)
+        refit = [refit_scores(head, s)["test"] if s != "all" else np.nan for s in rows["subset"]]
         frames.append(rows.assign(task=task, seed=seed, refit_test=refit, pair_scan_seconds=seconds))
         log.info("%s seed %d: %d pairs scored exhaustively in %.2f s", task, seed, np.isfinite(matrices[task, seed]).sum(), seconds)
     return pd.concat(frames, ignore_index=True), distributions, matrices

@@ -29,13 +29,12 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import split_fingerprint, tokenized_task
-from .metrics import compute_metrics, predictions_from_logits
 from .paths import REPO_ROOT
 from .tasks import get_task
 from .freezing import encode
 from .head import SequenceClassifier
 from .models import pretrained_encoder
-from .training import build_model, predict, relative_weight_change, resolve_device, train
+from .training import build_model, evaluate, predict, relative_weight_change, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +94,8 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
         model = _initial_model(config, runs)
         result = train(config, tokens, device=device, progress=progress, model=model, cached_features=cached or None)
         device_used = torch.device(result.device)
-        logits, _ = predict(result.model, tokens["test"], device_used, result.precision,
-                            config.train.eval_batch_size, cached=cached.get("test"))
-        test = compute_metrics(spec.metric, predictions_from_logits(logits, spec.num_labels), tokens["test"].labels)
+        test = evaluate(result.model, tokens["test"], spec.metric, device_used, result.precision,
+                        config.train.eval_batch_size, cached=cached.get("test"))
         if config.save_features and config.model.head_layers == 1:
             first = result.model.head[0].eval()  # the effective weights: selected-dims mask applied, no DropConnect
             np.savez(tmp / "head.npz", weight=first.masked_weight().detach().float().cpu().numpy(),
@@ -155,8 +153,7 @@ def _evaluate_source_task(config: RunConfig, runs: Path, model: SequenceClassifi
     source.encoder.load_state_dict(model.encoder.state_dict())
     source_spec = get_task(source_config.data.task)
     tokens = tokenized_task(source_config.data, source_config.model.model, glue_dir)
-    logits, _ = predict(source.to(device), tokens["test"], device, precision, config.train.eval_batch_size)
-    return compute_metrics(source_spec.metric, predictions_from_logits(logits, source_spec.num_labels), tokens["test"].labels)
+    return evaluate(source.to(device), tokens["test"], source_spec.metric, device, precision, config.train.eval_batch_size)
 
 
 def default_workers(device: str | None = None) -> int:
