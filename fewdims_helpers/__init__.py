@@ -1,0 +1,3 @@
+"""fewdims: training, masking, analysis and plotting code for the reproduction of Fukuhata & Kano
+(2025), Matton & de Oliveira, and Zhang, Liu & Shao (2023). Import the modules you need, e.g.
+``from fewdims_helpers import profiles, store``; nothing heavy is imported here."""
