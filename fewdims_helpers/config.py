@@ -107,6 +107,44 @@ class TrainConfig:
         _require(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
 
 
+SUBSPACE_BASES = ("intrinsic", "random", "none")
+SUBSPACE_READINGS = ("displacement", "raw", "centered")
+
+
+@dataclass(frozen=True)
+class SubspaceConfig:
+    """Fine-tuning every encoder layer in a d-dimensional subspace (Zhang, Liu & Shao 2023, Eq. 4):
+    theta_layer = theta0_layer + V_layer @ mean_i(theta_t^(i)); embeddings and head train in full."""
+    basis: str = field(default="intrinsic", metadata={
+        "help": "'intrinsic' (SVD of recorded fine-tuning trajectories), 'random' (random orthonormal), "
+                "'none' (encoder layers frozen: the paper's Freeze baseline, V theta_t = 0)"})
+    dim: int = field(default=32, metadata={"help": "subspace dimension d per layer (top-d singular directions)"})
+    sources: tuple[str, ...] = field(default=(), metadata={
+        "help": "run ids (same store) whose recorded trajectories give an intrinsic basis"})
+    checkpoints: str = field(default="all", metadata={
+        "help": "'all' recorded checkpoints of each source, or 'last' (one per source: the unified subspace)"})
+    reading: str = field(default="displacement", metadata={
+        "help": "rows given to the SVD: 'displacement' theta_i - theta_0 (default), 'raw' theta_i, 'centered' "
+                "displacements minus their mean"})
+    ensemble: int = field(default=16, metadata={"help": "h: number of averaged theta_t vectors (paper: 16)"})
+    learning_rate: float = field(default=0.01, metadata={"help": "learning rate of theta_t (paper: 0.01)"})
+    init_std: float = field(default=0.01, metadata={
+        "help": "std of each theta_t^(i) at initialisation (not given by the paper; 0 starts exactly at theta_0)"})
+
+    def __post_init__(self) -> None:
+        _require(self.basis in SUBSPACE_BASES, f"unknown subspace basis {self.basis!r}; choose one of {SUBSPACE_BASES}")
+        _require(self.reading in SUBSPACE_READINGS,
+                 f"unknown subspace reading {self.reading!r}; choose one of {SUBSPACE_READINGS}")
+        _require(self.checkpoints in ("all", "last"), f"checkpoints must be 'all' or 'last', got {self.checkpoints!r}")
+        _require(self.basis == "none" or self.dim >= 1, f"subspace dim must be >= 1, got {self.dim}")
+        _require(self.basis != "intrinsic" or len(self.sources) > 0,
+                 "an intrinsic subspace needs sources: the run ids of trajectory runs (record_trajectory > 0)")
+        _require(self.ensemble >= 1, f"ensemble must be >= 1, got {self.ensemble}")
+        _require(self.learning_rate > 0, f"subspace learning_rate must be > 0, got {self.learning_rate}")
+        _require(self.init_std >= 0, f"init_std must be >= 0, got {self.init_std}")
+        object.__setattr__(self, "sources", tuple(self.sources))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig
@@ -119,8 +157,18 @@ class RunConfig:
     init_from: str | None = field(default=None, metadata={
         "help": "run id (same store) whose fine-tuned encoder initialises this run; the head is new",
         "omit_if_default": True})
+    record_trajectory: int = field(default=0, metadata={
+        "help": "record this many evenly spaced checkpoints of every encoder layer while training (trajectory/)",
+        "omit_if_default": True})
+    subspace: SubspaceConfig | None = field(default=None, metadata={
+        "help": "fine-tune the encoder layers in a subspace (Zhang et al.); None: the full space",
+        "omit_if_default": True})
 
     def __post_init__(self) -> None:
+        _require(self.record_trajectory == 0 or self.record_trajectory >= 2,
+                 f"record_trajectory must be 0 or >= 2 checkpoints, got {self.record_trajectory}")
+        _require(self.subspace is None or not (self.model.freeze_pretrained or self.model.frozen_layers),
+                 "a subspace run trains the embeddings and head in full; do not also freeze the encoder")
         for split in self.save_features:
             _require(split in ("train", "validation", "test"),
                      f"save_features has unknown split {split!r}; use 'train', 'validation' or 'test'")
@@ -133,9 +181,12 @@ class RunConfig:
         model = dict(data["model"])
         if model.get("selected_dims") is not None:
             model["selected_dims"] = tuple(model["selected_dims"])
+        subspace = data.get("subspace")
         return cls(data=DataConfig(**data["data"]), model=ModelConfig(**model),
                    train=TrainConfig(**data["train"]), save_features=tuple(data.get("save_features", ())),
-                   save_model=data.get("save_model", False), init_from=data.get("init_from"))
+                   save_model=data.get("save_model", False), init_from=data.get("init_from"),
+                   record_trajectory=data.get("record_trajectory", 0),
+                   subspace=SubspaceConfig(**subspace) if subspace is not None else None)
 
     @property
     def run_id(self) -> str:

@@ -9,6 +9,8 @@ of their config, so a list of configs can be split across processes or machines 
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -34,7 +36,9 @@ from .tasks import get_task
 from .freezing import encode
 from .head import SequenceClassifier
 from .models import pretrained_encoder
-from .training import build_model, evaluate, predict, relative_weight_change, resolve_device, train
+from .subspace import TrajectoryRecorder, materialize, reparameterize, subspace_state
+from .training import (build_model, evaluate, predict, relative_weight_change, resolve_device, total_steps,
+                       train)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,8 @@ def run_dir(config: RunConfig, runs: Path) -> Path:
 def is_complete(config: RunConfig, runs: Path) -> bool:
     folder = run_dir(config, runs)
     needed = (["config.json", "metrics.json"] + [f"features-{split}.npy" for split in config.save_features]
-              + (["model.pt"] if config.save_model else []))
+              + (["model.pt"] if config.save_model else []) + (["trajectory/steps.json"] if config.record_trajectory else [])
+              + (["subspace.npz"] if config.subspace is not None and config.subspace.basis != "none" else []))
     return all((folder / name).exists() for name in needed)
 
 
@@ -92,7 +97,10 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
         tokens = tokenized_task(config.data, config.model.model, glue_dir)
         cached = encode(config, tokens, device) if config.model.freeze_pretrained else {}
         model = _initial_model(config, runs)
-        result = train(config, tokens, device=device, progress=progress, model=model, cached_features=cached or None)
+        recorder = (TrajectoryRecorder(model, config.record_trajectory, total_steps(config, len(tokens["train"])))
+                    if config.record_trajectory else None)
+        result = train(config, tokens, device=device, progress=progress, model=model, cached_features=cached or None,
+                       on_step=recorder)
         device_used = torch.device(result.device)
         test = evaluate(result.model, tokens["test"], spec.metric, device_used, result.precision,
                         config.train.eval_batch_size, cached=cached.get("test"))
@@ -107,11 +115,16 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
             np.save(tmp / f"labels-{split}.npy", tokens[split].labels)
         if config.save_model:
             torch.save(result.model.state_dict(), tmp / "model.pt")
+        if recorder is not None:
+            recorder.save(tmp)
+        if config.subspace is not None and config.subspace.basis != "none":
+            np.savez(tmp / "subspace.npz", **subspace_state(result.model))
+        moved = materialize(copy.deepcopy(result.model)) if config.subspace is not None else result.model
         metrics = {"run_id": config.run_id, "task": spec.name, "main_metric": spec.main_metric,
                    "best_epoch": result.best_epoch, "history": result.history,
                    "validation": result.history[result.best_epoch - 1]["validation"], "test": test,
                    "train_seconds": result.train_seconds,
-                   "weight_change": relative_weight_change(result.model, pretrained_encoder(config.model.model))}
+                   "weight_change": relative_weight_change(moved, pretrained_encoder(config.model.model))}
         if config.init_from is not None:
             metrics["source_after"] = _evaluate_source_task(config, runs, result.model, device_used, result.precision,
                                                             glue_dir)
@@ -132,7 +145,8 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
 
 
 def _initial_model(config: RunConfig, runs: Path) -> SequenceClassifier:
-    """The model a run starts from: pretrained, or the encoder of run ``config.init_from``."""
+    """The model a run starts from: pretrained, or the encoder of run ``config.init_from``; its
+    encoder layers put into a subspace if ``config.subspace`` says so."""
     model = build_model(config)
     if config.init_from is not None:
         source = runs / config.init_from / "model.pt"
@@ -140,7 +154,19 @@ def _initial_model(config: RunConfig, runs: Path) -> SequenceClassifier:
             raise FileNotFoundError(f"run {config.init_from} has no model.pt; run it first with save_model=True")
         state = torch.load(source, map_location="cpu", weights_only=True)
         model.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
+    if config.subspace is not None:
+        reparameterize(model, config.subspace, runs, config.train.seed)
     return model
+
+
+def load_model(config: RunConfig, runs: Path) -> SequenceClassifier:
+    """The kept model of a finished run with ``save_model=True`` (subspace runs: still re-parameterised)."""
+    path = run_dir(config, runs) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"run {config.run_id} has no model.pt; run it with save_model=True")
+    model = _initial_model(dataclasses.replace(config, init_from=None), runs)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def _evaluate_source_task(config: RunConfig, runs: Path, model: SequenceClassifier, device: torch.device,

@@ -114,14 +114,30 @@ def build_model(config: RunConfig) -> SequenceClassifier:
                               special)
 
 
+def total_steps(config: RunConfig, num_train: int) -> int:
+    """Optimizer steps of a run: batches per epoch times epochs."""
+    return -(-num_train // config.train.batch_size) * config.train.epochs
+
+
+def parameter_groups(model: torch.nn.Module, learning_rate: float) -> list[dict]:
+    """Trainable parameters grouped by learning rate: ``learning_rate``, unless a parameter carries its
+    own ``learning_rate`` attribute (the subspace coordinates theta_t of ``subspace.SubspaceLayer``)."""
+    groups: dict[float, list] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault(getattr(p, "learning_rate", learning_rate), []).append(p)
+    return [{"params": params, "lr": lr} for lr, params in groups.items()]
+
+
 def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, device: str | None = None,
           glue_dir: str | None = None, progress: bool = True, model: SequenceClassifier | None = None,
-          cached_features: dict[str, torch.Tensor] | None = None) -> TrainResult:
+          cached_features: dict[str, torch.Tensor] | None = None, on_step=None) -> TrainResult:
     """Fine-tune per ``config``; keep the epoch with the best validation score.
 
     ``cached_features`` (split -> (n, hidden)): head inputs of a frozen encoder computed once
     (``freezing.encode``); the head then trains on them with the same batches, dropout masks and
-    optimizer steps as when the frozen encoder runs every step, at a fraction of the cost."""
+    optimizer steps as when the frozen encoder runs every step, at a fraction of the cost.
+    ``on_step(step)`` is called after every optimizer step (1-based), e.g. to record a trajectory."""
     if cached_features is not None and not config.model.freeze_pretrained:
         raise ValueError("cached features need a frozen encoder (ModelConfig.freeze_pretrained=True)")
     spec = get_task(config.data.task)
@@ -138,13 +154,13 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
     hp = config.train
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay,
-                                  fused=torch_device.type in ("cpu", "cuda"))
+    optimizer = torch.optim.AdamW(parameter_groups(model, hp.learning_rate), lr=hp.learning_rate,
+                                  weight_decay=hp.weight_decay, fused=torch_device.type in ("cpu", "cuda"))
     steps_per_epoch = -(-len(tokens["train"]) // hp.batch_size)
-    total_steps = steps_per_epoch * hp.epochs
+    steps = total_steps(config, len(tokens["train"]))
     from transformers import get_scheduler
-    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(hp.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(hp.warmup_ratio * steps),
+                              num_training_steps=steps)
     log.info("%s | %s | %d train / %d validation / %d test | %d epochs x %d steps | %s %s | %d trainable params",
              spec.name, config.model.token_selection, len(tokens["train"]), len(tokens["validation"]),
              len(tokens["test"]), hp.epochs, steps_per_epoch, torch_device, precision, sum(p.numel() for p in trainable))
@@ -152,9 +168,9 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
     result = TrainResult(model=model, device=str(torch_device), precision=precision, dropout_rng=dropout_rng)
     best_score, best_state = -np.inf, None
     labels = torch.from_numpy(tokens["train"].labels)
-    bar = tqdm(total=total_steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
+    bar = tqdm(total=steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
                disable=not progress, leave=False)
-    start = time.perf_counter()
+    start, step = time.perf_counter(), 0
     model.train()
     for epoch in range(1, hp.epochs + 1):
         epoch_start, losses = time.perf_counter(), []
@@ -169,6 +185,9 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             bar.update()
+            step += 1
+            if on_step is not None:
+                on_step(step)
         validation_start = time.perf_counter()
         validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size,
                               cached=None if cached_features is None else cached_features["validation"])

@@ -1,0 +1,204 @@
+"""Fine-tuning in tiny subspaces (Zhang, Liu & Shao, ACL 2023, Sec. 3): trajectories, bases, re-parameterisation.
+
+- ``TrajectoryRecorder``: while a run fine-tunes, keeps t evenly spaced checkpoints of every
+  encoder layer, each flattened into one vector (all of the layer's parameters, in
+  ``named_parameters`` order) and stored compactly as float16 displacements theta_i - theta_0.
+- ``trajectory_basis``: the SVD of the stacked checkpoints (t, D) in its t x t Gram-matrix form
+  (W W^T = U S^2 U^T, V = W^T U S^-1), so nothing larger than the checkpoints themselves and the
+  (D, d) basis is ever held; a final QR makes the basis orthonormal to machine precision.
+- ``SubspaceLayer``: one encoder layer re-parameterised as theta = theta_0 + V mean_i(theta_t^(i))
+  (Eq. 4, the ensemble of h vectors); only theta_t trains (its own learning rate, 0.01 in the paper).
+
+Readings of the paper that matter, each a ``SubspaceConfig`` field:
+- rows of the SVD (``reading``): Eq. 2 stacks the checkpoints theta_i themselves (``raw``); with the
+  re-parameterisation theta_0 + V theta_t the natural rows are the updates theta_i - theta_0
+  (``displacement``, the default: the fine-tuned endpoint then lies exactly in the subspace); the
+  paper's remark on "principal directions if zero empirical means" gives ``centered``.
+- initialisation of theta_t (``init_std``): not stated; the paper only says a single theta_t was
+  sensitive to it. Note that under Adam(W) every ensemble member receives the same gradient (scaled
+  by 1/h), and Adam's step does not depend on the gradient's scale, so all members move identically:
+  the ensemble is equivalent to one vector started at the members' mean (up to Adam's epsilon).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .config import ConfigError, SubspaceConfig
+
+TRAJECTORY_DIR = "trajectory"
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The encoder layers of a ``SequenceClassifier`` (or of a bare BERT encoder)."""
+    encoder = model.encoder if hasattr(model, "encoder") and hasattr(model.encoder, "encoder") else model
+    return encoder.encoder.layer
+
+
+def flatten(layer: nn.Module) -> torch.Tensor:
+    """All parameters of ``layer`` as one float32 vector (D,), in ``named_parameters`` order."""
+    return torch.cat([p.detach().float().reshape(-1) for p in layer.parameters()])
+
+
+def parameter_slices(layer: nn.Module) -> list[tuple[str, int, int]]:
+    """(name, start, stop) of each parameter of ``layer`` in its flattened vector."""
+    slices, start = [], 0
+    for name, p in layer.named_parameters():
+        slices.append((name, start, start + p.numel()))
+        start += p.numel()
+    return slices
+
+
+# ----------------------------------------------------------------------------- trajectories
+def checkpoint_steps(total_steps: int, checkpoints: int) -> np.ndarray:
+    """Global steps (1-based) at which t checkpoints are taken, evenly spaced, the last at the end."""
+    steps = np.unique(np.round(np.linspace(total_steps / checkpoints, total_steps, checkpoints)).astype(int))
+    if len(steps) < checkpoints:
+        raise ConfigError(f"record_trajectory={checkpoints} needs at least that many training steps, but the run has "
+                          f"{total_steps}; record fewer checkpoints or train longer")
+    return steps
+
+
+class TrajectoryRecorder:
+    """Called after every optimizer step; keeps theta_i - theta_0 of every encoder layer at the
+    checkpoint steps, as float16 arrays (t, D_layer)."""
+
+    def __init__(self, model: nn.Module, checkpoints: int, total_steps: int):
+        self.layers = list(encoder_layers(model))
+        self.initial = [flatten(layer) for layer in self.layers]
+        self.steps = checkpoint_steps(total_steps, checkpoints)
+        self.rows = [np.zeros((checkpoints, len(theta0)), dtype=np.float16) for theta0 in self.initial]
+
+    def __call__(self, step: int) -> None:
+        position = np.searchsorted(self.steps, step)
+        if position < len(self.steps) and self.steps[position] == step:
+            for rows, layer, theta0 in zip(self.rows, self.layers, self.initial):
+                rows[position] = (flatten(layer) - theta0).numpy().astype(np.float16)
+
+    def save(self, folder: Path) -> None:
+        target = Path(folder) / TRAJECTORY_DIR
+        target.mkdir(parents=True, exist_ok=True)
+        for index, rows in enumerate(self.rows):
+            np.save(target / f"layer_{index}.npy", rows)
+        (target / "steps.json").write_text(json.dumps(self.steps.tolist()) + "\n")
+
+
+def load_trajectory(runs: Path, run_id: str, layer_index: int, checkpoints: str = "all") -> torch.Tensor:
+    """Recorded displacements (t, D) float32 of one layer of run ``run_id`` ('last': only the final one)."""
+    path = Path(runs) / run_id / TRAJECTORY_DIR / f"layer_{layer_index}.npy"
+    if not path.exists():
+        raise FileNotFoundError(f"run {run_id} has no recorded trajectory ({path}); run it first with record_trajectory > 0")
+    rows = np.load(path, mmap_mode="r")
+    rows = rows[-1:] if checkpoints == "last" else rows
+    return torch.from_numpy(np.asarray(rows, dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- bases
+def trajectory_basis(rows: torch.Tensor, dim: int, chunk: int = 1 << 18) -> torch.Tensor:
+    """Orthonormal (D, dim) basis of the top-``dim`` right singular vectors of ``rows`` (t, D).
+
+    Uses the Gram matrix W W^T (t x t, accumulated in float64 over column chunks) so the SVD costs
+    O(t^2 D) and no (D, D) or (t, D) float64 copy is made."""
+    t, size = rows.shape
+    if dim > t:
+        raise ConfigError(f"subspace dim {dim} exceeds the {t} recorded checkpoints; use dim <= {t} or record more")
+    gram = torch.zeros(t, t, dtype=torch.float64)
+    for start in range(0, size, chunk):
+        block = rows[:, start: start + chunk].double()
+        gram += block @ block.T
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram)  # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0)[:dim], eigenvectors.flip(1)[:, :dim]
+    rank = int((eigenvalues > eigenvalues[0] * 1e-12).sum()) if eigenvalues[0] > 0 else 0
+    if rank < dim:
+        raise ConfigError(f"the trajectory has rank {rank} < subspace dim {dim} (checkpoints are linearly dependent); "
+                          f"use dim <= {rank}")
+    coefficients = (eigenvectors / eigenvalues.sqrt()).float()  # (t, dim): V = W^T U S^-1
+    basis = rows.T @ coefficients  # (D, dim)
+    return torch.linalg.qr(basis).Q  # same nested spans, orthonormal to machine precision
+
+
+def random_basis(size: int, dim: int, seed: int, layer_index: int) -> torch.Tensor:
+    """Random orthonormal (D, dim) basis (QR of a Gaussian matrix), seeded per run and layer."""
+    generator = torch.Generator().manual_seed(1_000_003 * seed + layer_index)
+    return torch.linalg.qr(torch.randn(size, dim, generator=generator)).Q
+
+
+def layer_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: torch.Tensor, seed: int) -> torch.Tensor:
+    """The (D, d) basis of one encoder layer for ``config``."""
+    if config.basis == "random":
+        return random_basis(len(theta0), config.dim, seed, layer_index)
+    rows = torch.cat([load_trajectory(runs, source, layer_index, config.checkpoints) for source in config.sources])
+    if rows.shape[1] != len(theta0):
+        raise ConfigError(f"trajectory of {config.sources} has {rows.shape[1]} parameters per layer but the model has "
+                          f"{len(theta0)}; the sources must fine-tune the same model")
+    if config.reading == "raw":
+        rows = rows + theta0
+    elif config.reading == "centered":
+        rows = rows - rows.mean(0, keepdim=True)
+    return trajectory_basis(rows, config.dim)
+
+
+# ----------------------------------------------------------------------------- re-parameterisation
+class SubspaceLayer(nn.Module):
+    """An encoder layer whose parameters are theta_0 + V mean_i(theta_t^(i)); only theta_t trains."""
+
+    def __init__(self, layer: nn.Module, basis: torch.Tensor, ensemble: int, init_std: float,
+                 learning_rate: float, generator: torch.Generator):
+        super().__init__()
+        self.layer = layer.requires_grad_(False)  # theta_0, frozen
+        self.sizes = [p.numel() for p in layer.parameters()]
+        self.register_buffer("basis", basis.contiguous(), persistent=False)  # (D, d), rebuilt from the config
+        self.theta = nn.Parameter(torch.randn(ensemble, basis.shape[1], generator=generator) * init_std)  # (h, d)
+        self.theta.learning_rate = learning_rate  # read by training.parameter_groups
+
+    def delta(self) -> torch.Tensor:
+        """The learned update V mean_i(theta_t^(i)) (D,), in float32 even under autocast."""
+        with torch.autocast(self.basis.device.type, enabled=False):
+            return self.basis @ self.theta.mean(0)
+
+    def forward(self, *args, **kwargs):
+        chunks = self.delta().split(self.sizes)
+        params = {name: p + chunk.view_as(p) for (name, p), chunk in zip(self.layer.named_parameters(), chunks)}
+        return functional_call(self.layer, params, args, kwargs)
+
+
+def reparameterize(model: nn.Module, config: SubspaceConfig, runs: Path, seed: int) -> nn.Module:
+    """Put every encoder layer of ``model`` into the subspace ``config`` (in place); 'none' freezes them."""
+    layers = encoder_layers(model)
+    generator = torch.Generator().manual_seed(seed)
+    for index, layer in enumerate(layers):
+        if config.basis == "none":
+            layer.requires_grad_(False)
+            continue
+        basis = layer_basis(config, runs, index, flatten(layer), seed)
+        layers[index] = SubspaceLayer(layer, basis, config.ensemble, config.init_std, config.learning_rate, generator)
+    return model
+
+
+@torch.no_grad()
+def materialize(model: nn.Module) -> nn.Module:
+    """Replace every ``SubspaceLayer`` by a plain layer holding theta_0 + V theta_t (in place)."""
+    layers = encoder_layers(model)
+    for index, layer in enumerate(layers):
+        if isinstance(layer, SubspaceLayer):
+            for p, chunk in zip(layer.layer.parameters(), layer.delta().split(layer.sizes)):
+                p.add_(chunk.view_as(p).to(p.dtype))
+            layers[index] = layer.layer
+    return model
+
+
+def subspace_state(model: nn.Module) -> dict[str, np.ndarray]:
+    """theta_t (h, d) of every re-parameterised layer, keyed ``layer_<i>``: saved with each subspace run."""
+    return {f"layer_{i}": layer.theta.detach().cpu().numpy() for i, layer in enumerate(encoder_layers(model))
+            if isinstance(layer, SubspaceLayer)}
+
+
+def deltas(model: nn.Module) -> list[np.ndarray]:
+    """V theta_t (D,) of every re-parameterised layer."""
+    with torch.no_grad():
+        return [layer.delta().cpu().numpy() for layer in encoder_layers(model) if isinstance(layer, SubspaceLayer)]

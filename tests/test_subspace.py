@@ -1,0 +1,99 @@
+"""Subspace fine-tuning (Zhang et al.): re-parameterisation, trajectory bases, recorded runs."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fewdims_helpers import store, subspace
+from fewdims_helpers.config import ConfigError, SubspaceConfig
+from fewdims_helpers.training import build_model
+
+from conftest import tiny_config
+
+
+def _logits(model, ids):
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+
+def test_zero_theta_reproduces_the_initial_model_exactly():
+    config = tiny_config()
+    plain = build_model(config)
+    inside = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4, init_std=0.0),
+                                     runs=None, seed=0)
+    ids = torch.randint(1000, 2000, (3, 7))
+    assert torch.equal(_logits(plain, ids), _logits(inside, ids))
+    assert [p for p in inside.encoder.encoder.parameters() if p.requires_grad] == [
+        layer.theta for layer in inside.encoder.encoder.layer]  # only theta_t trains in the encoder layers
+
+
+def test_materialized_model_computes_what_the_subspace_model_computes():
+    config = tiny_config()
+    model = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4, init_std=0.5),
+                                    runs=None, seed=1)
+    ids = torch.randint(1000, 2000, (3, 7))
+    before = _logits(model, ids)
+    assert not torch.equal(before, _logits(build_model(config), ids))  # the random theta_t moved the layers
+    torch.testing.assert_close(_logits(subspace.materialize(model), ids), before, rtol=1e-5, atol=1e-5)
+
+
+def test_ensemble_moves_only_theta_along_the_basis():
+    config = tiny_config()
+    model = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=3), runs=None, seed=0)
+    layer = model.encoder.encoder.layer[0]
+    ids = torch.randint(1000, 2000, (2, 5))
+    loss = model(input_ids=ids, attention_mask=torch.ones_like(ids)).pow(2).sum()
+    loss.backward()
+    assert layer.theta.grad is not None and layer.theta.grad.shape == (16, 3)
+    # every ensemble member gets the same gradient: d loss / d theta^(i) = (1/h) V^T g
+    assert torch.allclose(layer.theta.grad, layer.theta.grad[:1].expand_as(layer.theta.grad))
+
+
+def test_trajectory_basis_is_orthonormal_and_spans_the_checkpoints():
+    rng = np.random.default_rng(0)
+    rows = torch.from_numpy(rng.normal(size=(6, 5000)).astype(np.float32))
+    basis = subspace.trajectory_basis(rows, dim=6, chunk=1024)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(6), atol=1e-5, rtol=0)
+    residual = rows - (rows @ basis) @ basis.T
+    assert float(residual.norm() / rows.norm()) < 1e-5
+    # the top direction is the top right singular vector of the rows
+    top = torch.linalg.svd(rows.double(), full_matrices=False).Vh[0].float()
+    assert abs(float(top @ basis[:, 0])) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_basis_larger_than_the_trajectory_is_refused():
+    with pytest.raises(ConfigError, match="exceeds the 3 recorded checkpoints"):
+        subspace.trajectory_basis(torch.ones(3, 10), dim=4)
+    with pytest.raises(ConfigError, match="rank 1 < subspace dim 2"):
+        subspace.trajectory_basis(torch.ones(3, 10), dim=2)
+
+
+def test_recorded_trajectory_feeds_an_intrinsic_subspace_run(tmp_path, synthetic_task, monkeypatch):
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    source = dataclasses.replace(tiny_config(epochs=1), record_trajectory=6)
+    store.execute(source, tmp_path, progress=False)
+    rows = np.load(tmp_path / source.run_id / "trajectory" / "layer_0.npy")
+    assert rows.shape[0] == 6 and rows.dtype == np.float16 and np.abs(rows[-1]).max() > 0
+    # the last checkpoint is the trained layer: theta_0 + its displacement (float16 rounding only)
+    target = dataclasses.replace(tiny_config(seed=1), subspace=SubspaceConfig(basis="intrinsic", dim=4,
+                                                                             sources=(source.run_id,)),
+                                 save_model=True)
+    metrics = store.execute(target, tmp_path, progress=False)
+    assert metrics["weight_change"]["layer_1"] > 0 and metrics["weight_change"]["embeddings"] > 0
+    theta = np.load(tmp_path / target.run_id / "subspace.npz")
+    assert theta["layer_0"].shape == (16, 4)
+    model = store.load_model(target, tmp_path)
+    delta = subspace.deltas(model)[0]
+    basis = model.encoder.encoder.layer[0].basis.numpy()
+    # the learned update lies in the span of the trajectory
+    assert np.abs(delta - basis @ (basis.T @ delta)).max() < 1e-5 * max(1.0, np.abs(delta).max())
+
+
+def test_too_many_checkpoints_for_the_run_is_a_one_line_error(tmp_path, synthetic_task, monkeypatch):
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    config = dataclasses.replace(tiny_config(epochs=1), record_trajectory=50)  # 96 examples / 8 = 12 steps
+    with pytest.raises(ConfigError, match="record_trajectory=50 needs at least that many training steps"):
+        store.execute(config, tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())  # nothing half-written
