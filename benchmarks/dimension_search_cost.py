@@ -10,18 +10,21 @@
 Prints seconds per subset scored and the total time to score all pairs, as ratios; writes
 ``benchmarks/results/dimension_search_cost.csv``.
 
-    python benchmarks/dimension_search_cost.py
+    python benchmarks/dimension_search_cost.py             # measure, write the CSV and the plot
+    python benchmarks/dimension_search_cost.py --plot-only # redraw the plot from the CSV
 """
 from __future__ import annotations
 
 import math
 import tempfile
 import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+import plots
 from fewdims_helpers import profiles
 from fewdims_helpers.dimension_wise import CachedHead, scan_all_pairs
 from fewdims_helpers.store import execute
@@ -68,7 +71,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / "dimension_search_cost.csv", index=False)
     print(f"wrote {RESULTS / 'dimension_search_cost.csv'}")
+    plots.dimension_search_cost(frame)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--plot-only"]:
+        plots.dimension_search_cost(pd.read_csv(RESULTS / "dimension_search_cost.csv"))
+    else:
+        main()

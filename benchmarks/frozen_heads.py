@@ -6,7 +6,8 @@ same seed: ``training.train`` with the frozen encoder running every step, and wi
 computed once (``freezing.encode``) and reused. Prints both times (the cached side includes the
 encoding pass), the ratio, and both test metrics; writes ``benchmarks/results/frozen_heads.csv``.
 
-    python benchmarks/frozen_heads.py
+    python benchmarks/frozen_heads.py             # measure, write the CSV and the plot
+    python benchmarks/frozen_heads.py --plot-only # redraw the plot from the CSV
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import dataclasses
 import os
 import tempfile
 import time
+import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+import plots
 from fewdims_helpers import profiles
 from fewdims_helpers.data import tokenized_task
 from fewdims_helpers.freezing import encode
@@ -54,7 +57,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / "frozen_heads.csv", index=False)
     print(f"wrote {RESULTS / 'frozen_heads.csv'}")
+    plots.frozen_heads(frame)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--plot-only"]:
+        plots.frozen_heads(pd.read_csv(RESULTS / "frozen_heads.csv"))
+    else:
+        main()

@@ -6,16 +6,19 @@ should grow about linearly in k (plus the embeddings, head and data costs). The 
 profile's recipe on 800 rt-polarity examples per layer (enough that fixed costs do not hide the
 trend), training time only, one process; the ratio to the full model is printed per layer. Writes ``benchmarks/results/layer_cost.csv``.
 
-    python benchmarks/layer_cost.py
+    python benchmarks/layer_cost.py             # measure, write the CSV and the plot
+    python benchmarks/layer_cost.py --plot-only # redraw the plot from the CSV
 """
 from __future__ import annotations
 
 import dataclasses
 import tempfile
+import sys
 from pathlib import Path
 
 import pandas as pd
 
+import plots
 from fewdims_helpers import profiles
 from fewdims_helpers.layer_wise import num_layers
 from fewdims_helpers.store import execute
@@ -41,7 +44,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / "layer_cost.csv", index=False)
     print(f"wrote {RESULTS / 'layer_cost.csv'}")
+    plots.layer_cost(frame)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--plot-only"]:
+        plots.layer_cost(pd.read_csv(RESULTS / "layer_cost.csv"))
+    else:
+        main()
