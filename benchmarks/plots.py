@@ -38,8 +38,10 @@ def dimension_search_cost(frame: pd.DataFrame) -> Path:
 
 def frozen_heads(frame: pd.DataFrame) -> Path:
     """Seconds of each way of training frozen-encoder heads, with its test score."""
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.6 * len(frame)))
-    ax.barh(frame.method, frame.seconds, color="tab:blue")
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.6 * len(frame)))
+    labels = [f"{c}:\n{m}" if "comparison" in frame else m for c, m in
+              zip(frame.get("comparison", frame.method), frame.method)]
+    ax.barh(labels, frame.seconds, color="tab:blue")
     for y, row in enumerate(frame.itertuples()):
         ax.text(row.seconds, y, f" {row.seconds:.1f} s, test {row.test_score:.3f}", va="center", fontsize="small")
     ax.set_xlabel("seconds")

@@ -16,11 +16,12 @@ Prints training samples per second, the ratios, and each side's test metric (spe
 bought with accuracy), and writes ``benchmarks/results/throughput_vs_trainer.{csv,png}``. Not a test:
 these machines are noisy, so only ratios measured in one run are meaningful.
 
-    python benchmarks/throughput_vs_trainer.py [--train-examples 800] [--epochs 1]
+    python benchmarks/throughput_vs_trainer.py [--train-examples 800] [--epochs 1] [--seeds 0 1 2]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -89,6 +90,9 @@ def run_fewdims(config: RunConfig) -> dict:
             "test_score": metrics["test"][metrics["main_metric"]]}
 
 
+CONTESTANTS = ("fewdims", "trainer_run_glue_defaults", "trainer_tuned")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="rt-polarity")
@@ -96,29 +100,41 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="seeds per contestant; with several, the metrics are compared as mean ± std")
+    parser.add_argument("--contestants", nargs="+", default=list(CONTESTANTS), choices=CONTESTANTS)
     args = parser.parse_args()
 
-    config = RunConfig(DataConfig(args.task, max_seq_length=128, max_train_examples=args.train_examples,
-                                  max_eval_examples=400),
-                       ModelConfig("minilm", token_selection="pooler"),
-                       TrainConfig(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate))
-    tokenized_task(config.data, "minilm")  # tokenise outside the timed region, as the Trainer sides do
+    base = RunConfig(DataConfig(args.task, max_seq_length=128, max_train_examples=args.train_examples,
+                                max_eval_examples=400),
+                     ModelConfig("minilm", token_selection="pooler"),
+                     TrainConfig(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate))
+    tokenized_task(base.data, "minilm")  # tokenise outside the timed region, as the Trainer sides do
     n_train = args.train_examples * args.epochs
+    runners = {"fewdims": run_fewdims, "trainer_run_glue_defaults": lambda c: run_trainer(c, tuned=False),
+               "trainer_tuned": lambda c: run_trainer(c, tuned=True)}
     rows = []
-    for name, runner in [("fewdims", lambda: run_fewdims(config)),
-                         ("trainer_run_glue_defaults", lambda: run_trainer(config, tuned=False)),
-                         ("trainer_tuned", lambda: run_trainer(config, tuned=True))]:
-        result = runner()
-        rows.append({"contestant": name, "samples_per_second": n_train / result["train_seconds"], **result})
-        print(f"{name:>27}: {rows[-1]['samples_per_second']:6.1f} samples/s, test {get_task(args.task).main_metric} "
-              f"{result['test_score']:.4f}", flush=True)
-    frame = pd.DataFrame(rows)
-    ours = frame.loc[frame.contestant == "fewdims", "samples_per_second"].item()
-    frame["fewdims_speedup"] = ours / frame["samples_per_second"]
-    for row in frame.itertuples():
-        if row.contestant != "fewdims":
-            print(f"fewdims is {row.fewdims_speedup:.2f}x {row.contestant} "
-                  f"(test metric {frame.test_score[0]:.4f} vs {row.test_score:.4f})")
+    for seed in args.seeds:  # contestants interleaved per seed, so drifting machine load hits all sides alike
+        config = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
+        for name in args.contestants:
+            result = runners[name](config)
+            rows.append({"contestant": name, "seed": seed, "samples_per_second": n_train / result["train_seconds"],
+                         **result})
+            print(f"{name:>27} seed {seed}: {rows[-1]['samples_per_second']:6.1f} samples/s, test "
+                  f"{get_task(args.task).main_metric} {result['test_score']:.4f}", flush=True)
+    per_seed = pd.DataFrame(rows)
+    frame = per_seed.groupby("contestant", sort=False).agg(
+        train_seconds=("train_seconds", "sum"), test_score=("test_score", "mean"),
+        test_std=("test_score", "std"), seeds=("seed", "count")).reset_index()
+    frame["samples_per_second"] = n_train * frame.seeds / frame.train_seconds
+    if "fewdims" in set(frame.contestant):
+        ours = frame.set_index("contestant").loc["fewdims"]
+        frame["fewdims_speedup"] = ours.samples_per_second / frame["samples_per_second"]
+        for row in frame.itertuples():
+            if row.contestant != "fewdims":
+                print(f"fewdims is {row.fewdims_speedup:.2f}x {row.contestant}; test metric over {row.seeds} seed(s): "
+                      f"{ours.test_score:.4f} ± {ours.test_std:.4f} vs {row.test_score:.4f} ± {row.test_std:.4f} "
+                      f"(difference {100 * (ours.test_score - row.test_score):+.1f} points)")
     RESULTS.mkdir(exist_ok=True)
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -131,6 +147,7 @@ def main() -> None:
     fig.savefig(RESULTS / "throughput_vs_trainer.png", dpi=120)
     frame.assign(train_examples=args.train_examples, epochs=args.epochs, batch_size=args.batch_size,
                  threads=torch.get_num_threads()).to_csv(RESULTS / "throughput_vs_trainer.csv", index=False)
+    per_seed.to_csv(RESULTS / "throughput_vs_trainer_per_seed.csv", index=False)
     print(f"wrote {RESULTS / 'throughput_vs_trainer.csv'}")
 
 

@@ -82,7 +82,8 @@ def select_rates(profile, design: Design, runs: Path, rates: tuple[float, ...], 
     configs, rows = [], []
     for task in profile.tasks:
         for rate in rates:
-            configs.append(dataclasses.replace(design, rates={task: rate}).intrinsic(profile, task, seed))
+            # save_model as in Table 1, so the chosen rate's run is reused there, not recomputed
+            configs.append(dataclasses.replace(design, rates={task: rate}).intrinsic(profile, task, seed, save_model=True))
             rows.append({"task": task, "learning_rate": rate})
     sweep = execute_all(configs, runs, **options)
     sweep = pd.DataFrame(rows).assign(validation_score=sweep["validation_score"].to_numpy(),

@@ -9,7 +9,6 @@ of their config, so a list of configs can be split across processes or machines 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -119,7 +118,7 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
             recorder.save(tmp)
         if config.subspace is not None and config.subspace.basis != "none":
             np.savez(tmp / "subspace.npz", **subspace_state(result.model))
-        moved = materialize(copy.deepcopy(result.model)) if config.subspace is not None else result.model
+        moved = materialize(result.model)  # subspace layers become plain theta_0 + V theta_t (nothing else changes)
         metrics = {"run_id": config.run_id, "task": spec.name, "main_metric": spec.main_metric,
                    "best_epoch": result.best_epoch, "history": result.history,
                    "validation": result.history[result.best_epoch - 1]["validation"], "test": test,

@@ -5,7 +5,7 @@
   ``named_parameters`` order) and stored compactly as float16 displacements theta_i - theta_0.
 - ``trajectory_basis``: the SVD of the stacked checkpoints (t, D) in its t x t Gram-matrix form
   (W W^T = U S^2 U^T, V = W^T U S^-1), so nothing larger than the checkpoints themselves and the
-  (D, d) basis is ever held; a final QR makes the basis orthonormal to machine precision.
+  (D, d) basis is ever held; a final Cholesky QR makes the basis orthonormal to float32 precision.
 - ``SubspaceLayer``: one encoder layer re-parameterised as theta = theta_0 + V mean_i(theta_t^(i))
   (Eq. 4, the ensemble of h vectors); only theta_t trains (its own learning rate, 0.01 in the paper).
 
@@ -118,14 +118,23 @@ def trajectory_basis(rows: torch.Tensor, dim: int, chunk: int = 1 << 18) -> torc
         raise ConfigError(f"the trajectory has rank {rank} < subspace dim {dim} (checkpoints are linearly dependent); "
                           f"use dim <= {rank}")
     coefficients = (eigenvectors / eigenvalues.sqrt()).float()  # (t, dim): V = W^T U S^-1
-    basis = rows.T @ coefficients  # (D, dim)
-    return torch.linalg.qr(basis).Q  # same nested spans, orthonormal to machine precision
+    return orthonormalize(rows.T @ coefficients)  # (D, dim)
+
+
+def orthonormalize(columns: torch.Tensor, passes: int = 2) -> torch.Tensor:
+    """Orthonormal columns spanning the same nested subspaces as ``columns`` (D, d), by Cholesky QR
+    repeated (CholeskyQR2): two (d, d) Gram matrices instead of a Householder QR of the tall matrix,
+    about 4x faster here, orthonormal to float32 precision for the well-conditioned inputs used here."""
+    for _ in range(passes):
+        upper = torch.linalg.cholesky((columns.T @ columns).double(), upper=True)
+        columns = columns @ torch.linalg.inv(upper).float()
+    return columns
 
 
 def random_basis(size: int, dim: int, seed: int, layer_index: int) -> torch.Tensor:
-    """Random orthonormal (D, dim) basis (QR of a Gaussian matrix), seeded per run and layer."""
+    """Random orthonormal (D, dim) basis (orthonormalised Gaussian matrix), seeded per run and layer."""
     generator = torch.Generator().manual_seed(1_000_003 * seed + layer_index)
-    return torch.linalg.qr(torch.randn(size, dim, generator=generator)).Q
+    return orthonormalize(torch.randn(size, dim, generator=generator))
 
 
 def layer_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: torch.Tensor, seed: int) -> torch.Tensor:
