@@ -71,7 +71,7 @@ def run_dir(config: RunConfig, runs: Path) -> Path:
 def is_complete(config: RunConfig, runs: Path) -> bool:
     folder = run_dir(config, runs)
     needed = (["config.json", "metrics.json"] + [f"features-{split}.npy" for split in config.save_features]
-              + (["model.pt"] if config.save_model else []) + (["trajectory/steps.json"] if config.record_trajectory else [])
+              + (["model.pt"] if config.save_model else []) + (["trajectory/layer_0.npy"] if config.record_trajectory else [])
               + (["subspace.npz"] if config.subspace is not None and config.subspace.basis != "none" else []))
     return all((folder / name).exists() for name in needed)
 
