@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .config import RunConfig, SubspaceConfig
 from .data import tokenized_task
@@ -168,79 +170,107 @@ def _disable(model, masks: list[np.ndarray], originals: list[torch.Tensor] | Non
                 flat[part] = 0.0 if originals is None else originals[index][start:stop][part].to(p.dtype)
 
 
-def zeroing(configs: list[RunConfig], runs: Path, sigmas: float = 3.0, device: str | None = None) -> pd.DataFrame:
-    """Table 3: test score of each intrinsic run as trained, with its outlier coordinates disabled,
-    and with as many random coordinates disabled (per layer, seeded by the run's seed). Two readings
-    of "disable": set the weight to 0 (the paper's) or remove only the learned update (back to theta_0)."""
-    rows = []
-    for config in configs:
-        model = load_model(config, runs)
-        layer_deltas = deltas(model)
-        materialize(model)
-        spec = get_task(config.data.task)
-        tokens = tokenized_task(config.data, config.model.model)
-        torch_device = resolve_device(device)
-        precision = resolve_precision(config.train.precision, torch_device)
-        rng = np.random.default_rng(config.train.seed)
-        outliers = [outlier_mask(d, sigmas) for d in layer_deltas]
-        randoms = []
-        for mask in outliers:
-            chosen = np.zeros_like(mask)
-            chosen[rng.choice(len(mask), int(mask.sum()), replace=False)] = True
-            randoms.append(chosen)
-        originals = [flatten(layer) for layer in encoder_layers(pretrained_encoder(config.model.model))]
-        share = sum(int(m.sum()) for m in outliers) / sum(len(m) for m in outliers)
+def _zeroing_scores(config: RunConfig, runs: Path, layer_deltas: list[np.ndarray], sigmas: float,
+                    device: str | None) -> dict[str, float]:
+    """Table 3 for one run: test score as trained, with its outlier coordinates disabled, and with as
+    many random coordinates disabled (per layer, seeded by the run's seed), under both readings."""
+    model = materialize(load_model(config, runs))
+    spec, tokens = get_task(config.data.task), tokenized_task(config.data, config.model.model)
+    torch_device = resolve_device(device)
+    precision = resolve_precision(config.train.precision, torch_device)
+    rng = np.random.default_rng(config.train.seed)
+    outliers = [outlier_mask(d, sigmas) for d in layer_deltas]
+    randoms = []
+    for mask in outliers:
+        chosen = np.zeros_like(mask)
+        chosen[rng.choice(len(mask), int(mask.sum()), replace=False)] = True
+        randoms.append(chosen)
+    originals = [flatten(layer) for layer in encoder_layers(pretrained_encoder(config.model.model))]
 
-        def score(masks, reset) -> float:
-            edited = copy.deepcopy(model)
-            if masks is not None:
-                _disable(edited, masks, originals if reset else None)
-            result = evaluate(edited.to(torch_device), tokens["test"], spec.metric, torch_device, precision)
-            return result[spec.main_metric]
+    def score(masks, reset: bool) -> float:
+        edited = copy.deepcopy(model)
+        if masks is not None:
+            _disable(edited, masks, originals if reset else None)
+        return evaluate(edited.to(torch_device), tokens["test"], spec.metric, torch_device, precision)[spec.main_metric]
 
-        base = {"task": config.data.task, "seed": config.train.seed, "disabled_share": share}
-        rows.append({**base, "setting": "Intrinsic (as trained)", "test_score": score(None, False)})
-        for reading, reset in (("weight set to 0", False), ("update removed", True)):
-            rows.append({**base, "setting": f"outliers: {reading}", "test_score": score(outliers, reset)})
-            rows.append({**base, "setting": f"random: {reading}", "test_score": score(randoms, reset)})
-    return pd.DataFrame(rows)
+    scores = {"Intrinsic (as trained)": score(None, False)}
+    for reading, reset in (("weight set to 0", False), ("update removed", True)):
+        scores[f"outliers: {reading}"] = score(outliers, reset)
+        scores[f"random: {reading}"] = score(randoms, reset)
+    return scores
 
 
-def outlier_locations(configs: list[RunConfig], runs: Path, top: int = 10, sigmas: float = 3.0
-                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Table 4: (component x layer counts of each layer's ``top`` largest outliers, summed over runs;
-    per component, the share of its coordinates that are 3-sigma outliers, over all runs)."""
-    layer_template = encoder_layers(pretrained_encoder(configs[0].model.model))[0]
-    slices = parameter_slices(layer_template)
-    starts = np.array([start for _, start, _ in slices])
-    names = [name for name, _, _ in slices]
-    counts = pd.DataFrame(0, index=names, columns=[f"layer {i + 1}" for i in range(len(encoder_layers(
-        pretrained_encoder(configs[0].model.model))))])
-    outliers = np.zeros(len(names))
-    sizes = np.array([stop - start for _, start, stop in slices], dtype=float)
-    for config in configs:
-        for index, delta in enumerate(stored_deltas(config, runs)):
-            deviation = np.abs(delta - delta.mean())
-            for position in np.argsort(-deviation)[:top]:
-                counts.iloc[np.searchsorted(starts, position, side="right") - 1, index] += 1
-            mask = outlier_mask(delta, sigmas)
-            outliers += np.add.reduceat(mask.astype(float), starts)
-    share = pd.DataFrame({"component": names, "outliers": outliers.astype(int),
-                          "share of component (%)": 100 * outliers / (sizes * len(configs) * counts.shape[1])})
+def outlier_analysis(config: RunConfig, runs: Path, zeroing: bool = True, sigmas: float = 3.0, top: int = 10,
+                     bins: int = 400, device: str | None = None) -> dict:
+    """Everything Sec. 4.5 needs from one subspace run, computed once and cached next to the store
+    (``results/analysis/``), so a rerun only re-renders: the share of 3-sigma outlier coordinates of
+    V theta_t, their count per weight matrix, the weight matrix of each layer's ``top`` outliers, the
+    largest |V theta_t| per block of each layer (``bins`` blocks, for Fig. 4) and, if ``zeroing``
+    (intrinsic runs saved with ``save_model``), the Table 3 scores."""
+    key = {"format": 1, "sigmas": sigmas, "top": top, "bins": bins, "zeroing": zeroing}
+    path = Path(runs).parent / "analysis" / f"{config.run_id}-outliers-s{sigmas:g}-t{top}-b{bins}-z{int(zeroing)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    layer_deltas = stored_deltas(config, runs)
+    slices = parameter_slices(encoder_layers(pretrained_encoder(config.model.model))[0])
+    names, starts = [name for name, _, _ in slices], np.array([start for _, start, _ in slices])
+    result = {"run_id": config.run_id, "task": config.data.task, "seed": config.train.seed, **key,
+              "outliers": [int(outlier_mask(d, sigmas).sum()) for d in layer_deltas],
+              "parameters": [len(d) for d in layer_deltas],
+              "component_outliers": np.sum([np.add.reduceat(outlier_mask(d, sigmas).astype(np.int64), starts)
+                                            for d in layer_deltas], axis=0).tolist(),
+              "components": names,
+              "top_components": [[names[np.searchsorted(starts, i, side="right") - 1]
+                                  for i in np.argsort(-np.abs(d - d.mean()))[:top]] for d in layer_deltas],
+              "profile": [[float(block.max()) for block in np.array_split(np.abs(d), bins)] for d in layer_deltas]}
+    if zeroing:
+        result["zeroing"] = _zeroing_scores(config, runs, layer_deltas, sigmas, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result) + "\n")
+    tmp.replace(path)
+    return result
+
+
+def outlier_analyses(configs: list[RunConfig], runs: Path, zeroing: bool = True, progress: bool = True,
+                     device: str | None = None) -> list[dict]:
+    return [outlier_analysis(c, runs, zeroing=zeroing, device=device)
+            for c in tqdm(configs, desc="outlier analysis", disable=not progress)]
+
+
+def outlier_share(analyses: list[dict]) -> float:
+    """Share of encoder-layer coordinates of V theta_t beyond 3 sigma, over the analysed runs."""
+    return sum(sum(a["outliers"]) for a in analyses) / sum(sum(a["parameters"]) for a in analyses)
+
+
+def zeroing_table(analyses: list[dict]) -> pd.DataFrame:
+    """Table 3 rows (task, seed, setting, test_score, disabled_share) from ``outlier_analyses``."""
+    return pd.DataFrame([{"task": a["task"], "seed": a["seed"], "setting": setting, "test_score": score,
+                          "disabled_share": sum(a["outliers"]) / sum(a["parameters"])}
+                         for a in analyses for setting, score in a["zeroing"].items()])
+
+
+def outlier_locations(analyses: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 4: (weight matrix x layer counts of each layer's top outliers, summed over runs; per
+    weight matrix, its count of 3-sigma outliers over all runs and layers)."""
+    layers = len(analyses[0]["top_components"])
+    counts = pd.DataFrame(0, index=analyses[0]["components"], columns=[f"layer {i + 1}" for i in range(layers)])
+    for analysis in analyses:
+        for index, names in enumerate(analysis["top_components"]):
+            for name in names:
+                counts.loc[name, f"layer {index + 1}"] += 1
     counts = counts[counts.sum(axis=1) > 0]
     counts.index.name = "component"
-    return counts, share.sort_values("outliers", ascending=False)
+    totals = pd.DataFrame({"component": analyses[0]["components"],
+                           "outliers": np.sum([a["component_outliers"] for a in analyses], axis=0)})
+    return counts, totals.sort_values("outliers", ascending=False, kind="stable")
 
 
-def delta_profile(config: RunConfig, runs: Path, bins: int = 400) -> pd.DataFrame:
-    """Largest |V theta_t| in each of ``bins`` consecutive blocks of every layer (for Fig. 4-like plots:
-    spikes survive the downsampling)."""
-    rows = []
-    for index, delta in enumerate(stored_deltas(config, runs)):
-        blocks = np.array_split(np.abs(delta), bins)
-        rows += [{"layer": index + 1, "position": b / bins, "max_abs_update": float(block.max())}
-                 for b, block in enumerate(blocks)]
-    return pd.DataFrame(rows)
+def delta_profile(analysis: dict) -> pd.DataFrame:
+    """Largest |V theta_t| per block of every layer (spikes survive the downsampling), long format."""
+    bins = analysis["bins"]
+    return pd.DataFrame([{"layer": index + 1, "position": b / bins, "max_abs_update": value}
+                         for index, profile in enumerate(analysis["profile"]) for b, value in enumerate(profile)])
 
 
 # ----------------------------------------------------------------------------- tables and verdict

@@ -1,4 +1,5 @@
 """Subspace fine-tuning (Zhang et al.): re-parameterisation, trajectory bases, recorded runs."""
+import copy
 import dataclasses
 
 import numpy as np
@@ -97,3 +98,33 @@ def test_too_many_checkpoints_for_the_run_is_a_one_line_error(tmp_path, syntheti
     with pytest.raises(ConfigError, match="record_trajectory=50 needs at least that many training steps"):
         store.execute(config, tmp_path, progress=False)
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_outlier_mask_marks_coordinates_beyond_three_sigma():
+    from fewdims_helpers.intrinsic import outlier_mask
+
+    delta = np.zeros(10_000)
+    delta[[7, 4242]] = [5.0, -5.0]
+    assert np.flatnonzero(outlier_mask(delta)).tolist() == [7, 4242]
+
+
+def test_disabling_sets_weights_to_zero_or_back_to_theta0():
+    from fewdims_helpers.intrinsic import _disable
+
+    model = subspace.materialize(subspace.reparameterize(build_model(tiny_config()),
+                                                         SubspaceConfig(basis="random", dim=2, init_std=1.0),
+                                                         runs=None, seed=0))
+    original = [subspace.flatten(layer) for layer in build_model(tiny_config()).encoder.encoder.layer]
+    masks = [np.zeros(len(o), dtype=bool) for o in original]
+    masks[1][[0, 5, 100]] = True
+    zeroed, reset = copy.deepcopy(model), copy.deepcopy(model)
+    _disable(zeroed, masks, None)
+    _disable(reset, masks, original)
+    flat_zeroed, flat_reset = (subspace.flatten(m.encoder.encoder.layer[1]) for m in (zeroed, reset))
+    assert flat_zeroed[[0, 5, 100]].abs().max() == 0
+    assert torch.equal(flat_reset[[0, 5, 100]], original[1][[0, 5, 100]])
+    untouched = subspace.flatten(model.encoder.encoder.layer[1])
+    keep = torch.ones(len(untouched), dtype=torch.bool)
+    keep[[0, 5, 100]] = False
+    assert torch.equal(flat_zeroed[keep], untouched[keep]) and torch.equal(flat_reset[keep], untouched[keep])
+    assert torch.equal(subspace.flatten(zeroed.encoder.encoder.layer[0]), subspace.flatten(model.encoder.encoder.layer[0]))
