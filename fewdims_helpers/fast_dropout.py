@@ -55,9 +55,14 @@ def fewdims_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.T
 
 
 def _register() -> None:
+    """Register the attention function and, with it, eager attention's additive padding mask:
+    transformers builds masks per attention implementation and, for a name it does not know,
+    passes no mask at all (padding would then be attended)."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
     AttentionInterface.register(ATTENTION_NAME, fewdims_eager_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)
 
 
 def install_fast_dropout(model: nn.Module, seed: int) -> nn.Module:

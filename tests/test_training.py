@@ -44,3 +44,19 @@ def test_fast_dropout_drops_at_rate_p_and_keeps_the_mean():
     assert torch.equal(layer.eval()(torch.ones(10)), torch.ones(10))
     again = FastDropout(0.1, np.random.default_rng(0)).train()(torch.ones(200_000))
     assert torch.equal(out, again)
+
+
+def test_fast_dropout_attention_still_masks_padding():
+    """The fast-dropout attention must get transformers' padding mask: in eval mode the real tokens of a
+    padded row match the stock model exactly (a custom attention name gets no mask unless registered)."""
+    from fewdims_helpers.fast_dropout import install_fast_dropout
+    from fewdims_helpers.models import load_encoder
+
+    stock, fast = load_encoder("tiny").eval(), install_fast_dropout(load_encoder("tiny"), seed=0).eval()
+    ids = torch.tensor([[101, 2000, 2001, 102, 0, 0], [101, 2000, 2001, 2002, 2003, 102]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        expected = stock(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = fast(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got[0, :4], expected[0, :4], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)
