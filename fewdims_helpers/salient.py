@@ -1,0 +1,465 @@
+"""Study 06: Matton & de Oliveira (2020), "Emergent Properties of Finetuned Language Representation
+Models": how compressible is the [CLS] vector, and are there salient neurons?
+
+Reproduced, for the pretrained model and for each fine-tuned model (study 04's standard runs):
+- Sec. 3.1.1-3.1.2 (Figs. 1-3): test metric of a linear probe on the first n principal components,
+  PCA fitted in-domain (task train features) or on general text, against n random dimensions;
+- Sec. 3.1.3 (Fig. 4): explained-variance ratios of the general-text PCA, fine-tuned over pretrained,
+  and the last leading index where they exceed 1, against the number of classes;
+- Sec. 3.2 (Table 3, Figs. 5-6): each single dimension's probe, and greedy forward selection with
+  5-fold cross-validation on train to 1, 5 and "natural" (number of classes) dimensions.
+Probes (``probes.py``): logistic or ridge on features standardised on train, strength chosen on
+validation, scored on test; the greedy search is vectorised (all candidates x folds as one batch of
+Newton fits, closed-form ridge for regression) instead of scikit-learn's SequentialFeatureSelector.
+
+Where our setting differs: MiniLM (hidden 384) and small packaged tasks instead of BERT-base on IMDB,
+AG-news and DBpedia; the general text is a seeded sample of ``pool_size`` tweets, Amazon-review and
+NYT-editorial snippets (vaderSentiment's archive) with every task text removed, instead of 1M
+Wikipedia sentences; rt-valence is a regression (ridge, Pearson r; "natural" = 1 dimension); the
+fine-tuned "All" column is a probe refit on all dimensions (the run's own head is shown beside it).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+import tarfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from .archives import VADER, fetch_archive
+from .cross import direct_config
+from .data import TokenizedSplit, _tokenize_split, tokenized_task
+from .freezing import encode
+from .models import load_tokenizer
+from .probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
+from .reporting import format_mean_std
+from .store import _init_worker, default_workers, execute_all, run_dir
+from .tasks import TaskSpec, get_task, load_task
+from .training import build_model, predict, resolve_device, resolve_precision
+
+log = logging.getLogger(__name__)
+
+GENERAL_SOURCES = ("tweets", "amazonReviewSnippets", "nytEditorialSnippets")
+RATIO_COMPONENTS = 20  # Fig. 4 shows the first 20 variance ratios
+ANALYSIS_FORMAT = 1  # bump when the analysis changes, so cached analyses are recomputed
+STATES = ("pretrained", "fine-tuned")
+VARIANTS = ("PCA, in-domain", "PCA, general text", "random dimensions")
+
+
+# ----------------------------------------------------------------------------- general text
+@lru_cache(maxsize=None)
+def read_general_text() -> tuple[str, ...]:
+    """Distinct sentences of vaderSentiment's tweets, Amazon and NYT snippets, in file order."""
+    with tarfile.open(fetch_archive(VADER)) as outer:
+        inner_bytes = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz").read()
+    texts: dict[str, None] = {}
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        for source in GENERAL_SOURCES:
+            raw = inner.extractfile(f"hutto_ICWSM_2014/{source}_GroundTruth.txt").read().decode("latin-1")
+            for line in filter(str.strip, raw.splitlines()):
+                texts[line.split("\t", 2)[2].strip()] = None
+    return tuple(t for t in texts if t)
+
+
+@lru_cache(maxsize=None)
+def task_texts(task: str, glue_dir: str | None = None) -> frozenset[str]:
+    """Every text (each field, stripped) in any split of ``task``'s full source."""
+    dataset = load_task(task, glue_dir=glue_dir)
+    return frozenset(str(text).strip() for split in dataset.values() for field in get_task(task).text_fields
+                     for text in split[field])
+
+
+def general_pool(tasks: tuple[str, ...], pool_size: int, seed: int = 0, glue_dir: str | None = None
+                 ) -> tuple[str, ...]:
+    """A seeded sample of ``pool_size`` general-text sentences, none of which occurs in any of ``tasks``."""
+    excluded = set().union(*(task_texts(task, glue_dir) for task in tasks))
+    candidates = [text for text in read_general_text() if text not in excluded]
+    if not 2 <= pool_size <= len(candidates):
+        raise ValueError(f"pool_size must be between 2 and {len(candidates)} (the general sentences not in "
+                         f"the tasks' data), got {pool_size}")
+    rows = np.sort(np.random.default_rng(seed).choice(len(candidates), pool_size, replace=False))
+    log.info("general pool: %d of %d sentences (%d removed: also in the tasks' data)", pool_size,
+             len(candidates), len(read_general_text()) - len(candidates))
+    return tuple(candidates[i] for i in rows)
+
+
+def tokenize_pool(texts: tuple[str, ...], model: str, max_seq_length: int) -> TokenizedSplit:
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"text": list(texts), "label": [0] * len(texts), "idx": list(range(len(texts)))})
+    return _tokenize_split(rows, ("text",), load_tokenizer(model), max_seq_length)
+
+
+# ----------------------------------------------------------------------------- features
+@dataclass(frozen=True)
+class ModelState:
+    task: str
+    state: str  # "pretrained" or "fine-tuned"
+    seed: int  # fine-tuning seed; pretrained: the seed of its random-dimension control
+
+
+@dataclass
+class Features:
+    states: dict[ModelState, dict[str, np.ndarray]]  # split or "pool" -> (n, hidden) [CLS] vectors
+    labels: dict[str, dict[str, np.ndarray]]  # task -> split -> (n,)
+    keys: dict[ModelState, str]  # identity of each state's features (run, pool, precision): names its analysis
+
+
+def _digest(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_atomically(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _on_one_thread(function, *job) -> None:
+    with threadpool_limits(1):  # numpy's BLAS (PCA, scikit-learn's L-BFGS); torch's is set by the worker
+        function(*job)
+
+
+def _map(function, jobs: list[tuple], workers: int, progress: bool, desc: str, one_thread: bool = False) -> None:
+    """``function(*job)`` for every job (results go to disk), here (on one thread if ``one_thread``) or
+    in ``workers`` one-thread processes. The probes' small matrices run faster on one thread: on the
+    2-core reference machine, while another process shared the cores, two threads made the batched
+    Newton fits 2-80x and numpy's eigh and scikit-learn's fits 4-10x slower; and the run store found two
+    one-thread processes faster than one two-thread process."""
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
+    if workers <= 1 or len(jobs) <= 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1 if one_thread else threads)
+        try:
+            with threadpool_limits(1 if one_thread else None):
+                for job in jobs:
+                    function(*job)
+                    bar.update()
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                                 initargs=(1,)) as pool:
+            for future in as_completed([pool.submit(_on_one_thread, function, *job) for job in jobs]):
+                future.result()  # re-raises a worker's error here
+                bar.update()
+    bar.close()
+
+
+def _encode_state(config, fine_tuned: bool, runs: Path, splits: dict[str, TokenizedSplit], path: Path,
+                  device: str | None, precision: str) -> None:
+    """Writes the features (n, hidden) of every split in ``splits`` under the pretrained encoder of
+    ``config`` or, if ``fine_tuned``, under its fine-tuned run's weights, to ``path`` (.npz)."""
+    torch_device = resolve_device(device)
+    model = build_model(config)
+    if fine_tuned:
+        weights = run_dir(config, runs) / "model.pt"
+        if not weights.exists():
+            raise FileNotFoundError(f"run {config.run_id} has no model.pt in {runs}; run notebook 04 (or "
+                                    f"salient.fine_tuned_runs) first")
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.to(torch_device)
+    arrays = {name: predict(model, split, torch_device, precision, config.train.eval_batch_size,
+                            return_features=True)[1] for name, split in splits.items()}
+    _write_atomically(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def _trained_stamp(config, runs: Path) -> str:
+    """Digest of when the run was trained: features of a run retrained under the same id are not reused."""
+    path = run_dir(config, runs) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"run {config.run_id} is not in the store {runs}; run salient.fine_tuned_runs first")
+    return _digest(json.loads(path.read_text())["created"])[:8]
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def encode_states(profile, runs: Path, pool_texts: tuple[str, ...], folder: Path, device: str | None = None,
+                  progress: bool = True, workers: int | str = 1) -> Features:
+    """[CLS] features of train/validation/test and of the general pool for the pretrained model and
+    each fine-tuned run of every task, cached in ``folder`` by run (id and training time), precision
+    and pool."""
+    precision = resolve_precision(profile.train.precision, resolve_device(device))
+    pool = tokenize_pool(pool_texts, profile.model, profile.max_seq_length)
+    pool_key = hashlib.sha256(pool.input_ids.tobytes() + pool.lengths.tobytes()).hexdigest()[:16]
+    pretrained = folder / f"pretrained-{_digest([profile.model, precision])}-{pool_key}.npz"
+    jobs = [(profile.run_config(profile.tasks[0], profile.seeds[0]), False, runs, {"pool": pool}, pretrained, device,
+             precision)]
+    paths, tokens = {}, {task: tokenized_task(profile.data(task), profile.model) for task in profile.tasks}
+    for task in profile.tasks:
+        for seed in profile.seeds:
+            config = direct_config(profile, task, seed)
+            name = f"{config.run_id}-{_trained_stamp(config, runs)}-{precision}-{pool_key}.npz"
+            paths[ModelState(task, "fine-tuned", seed)] = path = folder / name
+            jobs.append((config, True, runs, {**tokens[task], "pool": pool}, path, device, precision))
+    jobs = [job for job in jobs if not job[4].exists()]
+    start = time.perf_counter()
+    _map(_encode_state, jobs, store_workers(workers, device), progress, "encoding")
+    log.info("features: %d model states encoded in %.0f s, %d read from %s", len(jobs), time.perf_counter() - start,
+             len(paths) + 1 - len(jobs), folder)
+    states, keys = {}, {}
+    for task in profile.tasks:
+        frozen = profile.run_config(task, profile.seeds[0], freeze_pretrained=True)
+        state = ModelState(task, "pretrained", profile.seeds[0])
+        states[state] = {**{s: a.numpy() for s, a in encode(frozen, tokens[task], device).items()}, **_load(pretrained)}
+        keys[state] = _digest([frozen.run_id, precision, pretrained.name])
+        for seed in profile.seeds:
+            state = ModelState(task, "fine-tuned", seed)
+            states[state], keys[state] = _load(paths[state]), paths[state].name
+    labels = {task: {split: part.labels for split, part in tokens[task].items()} for task in profile.tasks}
+    return Features(states, labels, keys)
+
+
+def store_workers(workers: int | str, device: str | None = None) -> int:
+    """``workers`` as a number: "auto" is the run store's choice (one per CPU core up to 4; 1 on a GPU)."""
+    return default_workers(device) if workers == "auto" else int(workers)
+
+
+def fine_tuned_runs(profile, runs: Path, **execute_options) -> pd.DataFrame:
+    """Study 04's standard fine-tunings (kept weights): read from the store, or trained if missing."""
+    return execute_all([direct_config(profile, t, s) for t in profile.tasks for s in profile.seeds], runs,
+                       **execute_options)
+
+
+# ----------------------------------------------------------------------------- analyses
+def natural_dimensions(spec: TaskSpec) -> int:
+    """The paper's "natural" size: the number of classes; 1 for a regression."""
+    return 1 if spec.is_regression else spec.num_labels
+
+
+def chance_score(spec: TaskSpec, labels: dict[str, np.ndarray]) -> float:
+    """Random column of Table 3: accuracy of always guessing train's majority class; 0 for Pearson r."""
+    if spec.is_regression:
+        return 0.0
+    return float(np.mean(labels["test"] == np.bincount(labels["train"]).argmax()))
+
+
+def fit_pca(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean (d,), components (d, d) as rows by decreasing variance, explained-variance ratio (d,)) of
+    ``features`` (n, d)."""
+    centred = features.astype(np.float64) - features.mean(0)
+    values, vectors = np.linalg.eigh(centred.T @ centred / max(len(features) - 1, 1))
+    values, vectors = np.clip(values[::-1], 0, None), vectors[:, ::-1].T
+    return features.mean(0), vectors, values / values.sum()
+
+
+def pca_points(hidden: int, count: int) -> list[int]:
+    """``count`` log-spaced component counts from 1 to ``hidden``, with 5 (the paper's claim) added."""
+    if count < 2:
+        raise ValueError(f"pca_points must be >= 2 (1 and all {hidden} components at least), got {count}")
+    points = set(np.round(np.geomspace(1, hidden, count)).astype(int).tolist()) | ({5} if hidden >= 5 else set())
+    return sorted(points)
+
+
+def variance_ratios(pretrained_pool: np.ndarray, fine_tuned_pool: np.ndarray, count: int = RATIO_COMPONENTS
+                    ) -> np.ndarray:
+    """Explained-variance ratio of general-text principal component i, fine-tuned over pretrained (count,)."""
+    with threadpool_limits(1):  # a 384 x 384 eigh: threads only add synchronisation
+        return fit_pca(fine_tuned_pool)[2][:count] / fit_pca(pretrained_pool)[2][:count]
+
+
+def leading_ratio_index(ratios: np.ndarray) -> int:
+    """The last index i (from 1) such that ratios 1..i all exceed 1 (Fig. 4's vertical lines); 0 if none."""
+    above = np.asarray(ratios) > 1
+    return int(len(above) if above.all() else np.argmin(above))
+
+
+def _probe(features: dict[str, np.ndarray], labels, spec, transform, shared_scale: bool = False) -> float:
+    """Test metric of the probe on ``transform(split features)``."""
+    parts = [transform(features[split])[None] for split in ("train", "validation", "test")]
+    return float(probe_scores(*parts, labels, spec, shared_scale=shared_scale)[0])
+
+
+def pca_curve(features: dict[str, np.ndarray], labels, spec: TaskSpec, points: list[int], seed: int) -> list[dict]:
+    """Probe test metric on the first n principal components (in-domain, general; one shared scale, so
+    components keep their variances) and on n random dimensions (each standardised)."""
+    bases = {VARIANTS[0]: fit_pca(features["train"]), VARIANTS[1]: fit_pca(features["pool"])}
+    order = np.random.default_rng(seed).permutation(features["train"].shape[1])
+    rows = []
+    for n in points:
+        for variant, (mean, components, _) in bases.items():
+            rows.append({"variant": variant, "components": n,
+                         "test_score": _probe(features, labels, spec, lambda x: (x - mean) @ components[:n].T, True)})
+        rows.append({"variant": VARIANTS[2], "components": n,
+                     "test_score": _probe(features, labels, spec, lambda x: x[:, order[:n]])})
+    return rows
+
+
+def single_neuron_scores(features: dict[str, np.ndarray], labels, spec: TaskSpec) -> np.ndarray:
+    """Test metric (hidden,) of a probe on each single dimension (Fig. 6), at the search's fixed small
+    L2 (one input leaves nothing to regularise away; a grid would cost 7 times as much)."""
+    parts = [features[split].T[:, :, None] for split in ("train", "validation", "test")]  # (hidden, n, 1)
+    return probe_scores(*parts, labels, spec, strengths=(SEARCH_STRENGTH,))
+
+
+def salient_scores(features: dict[str, np.ndarray], labels, spec: TaskSpec, seed: int, folds: int) -> list[dict]:
+    """Table 3 for one model state: probes on all dimensions and on the greedy first 1, 5 and natural."""
+    sizes = {"1": 1, "5": 5, "natural": natural_dimensions(spec)}
+    hidden = features["train"].shape[1]
+    steps = min(hidden, max(sizes.values()))
+    chosen = greedy_forward_selection(features["train"], labels["train"], spec.num_labels, steps, folds, seed)
+    rows = [{"subset": "All", "dims": (), "test_score": _probe(features, labels, spec, lambda x: x)}]
+    for name, size in sizes.items():
+        dims = chosen[:min(size, hidden)]
+        score = _probe(features, labels, spec, lambda x: x[:, dims])
+        rows.append({"subset": name, "dims": tuple(dims), "test_score": score})
+    return rows
+
+
+@dataclass
+class Analysis:
+    curves: pd.DataFrame  # task, state, seed, variant, components, test_score
+    singles: pd.DataFrame  # task, state, seed, dim, test_score
+    salient: pd.DataFrame  # task, state, seed, subset, dims, test_score
+    ratios: pd.DataFrame  # task, seed, component, ratio
+
+
+def _analyse_state(key: ModelState, features, labels, points: list[int], folds: int, path: Path) -> None:
+    """Writes one model state's PCA curves, single-neuron scores and Table 3 rows to ``path`` (pickle)."""
+    spec, tag = get_task(key.task), {"task": key.task, "state": key.state, "seed": key.seed}
+    singles = single_neuron_scores(features, labels, spec)
+    rows = {"curves": [{**tag, **row} for row in pca_curve(features, labels, spec, points, key.seed)],
+            "singles": [{**tag, "dim": d, "test_score": s} for d, s in enumerate(singles)],
+            "salient": [{**tag, **row} for row in salient_scores(features, labels, spec, key.seed, folds)]}
+    _write_atomically(path, lambda tmp: tmp.write_bytes(pickle.dumps(rows)))
+
+
+def _ratio_rows(features: Features) -> list[dict]:
+    rows = []
+    for state in (s for s in features.states if s.state == "fine-tuned"):
+        pretrained = next(s for s in features.states if s.task == state.task and s.state == "pretrained")
+        for i, ratio in enumerate(variance_ratios(features.states[pretrained]["pool"], features.states[state]["pool"])):
+            rows.append({"task": state.task, "seed": state.seed, "component": i + 1, "ratio": ratio})
+    return rows
+
+
+def analyse(features: Features, folder: Path, pca_points_count: int = 9, folds: int = 5, workers: int | str = 1,
+            progress: bool = True) -> Analysis:
+    """Every analysis of every model state; each state's is cached in ``folder`` by its features and
+    the parameters, so a rerun only reads them."""
+    parameters = [pca_points_count, folds, STRENGTHS, SEARCH_STRENGTH, ANALYSIS_FORMAT]
+    paths = {state: folder / f"analysis-{_digest([key, *parameters])}.pkl" for state, key in features.keys.items()}
+    jobs = [(state, arrays, features.labels[state.task], pca_points(arrays["train"].shape[1], pca_points_count), folds,
+             paths[state]) for state, arrays in features.states.items() if not paths[state].exists()]
+    start = time.perf_counter()
+    _map(_analyse_state, jobs, store_workers(workers), progress, "analysing", one_thread=True)
+    log.info("analysis: %d model states computed in %.0f s, %d read from %s", len(jobs), time.perf_counter() - start,
+             len(paths) - len(jobs), folder)
+    rows = {"curves": [], "singles": [], "salient": []}
+    for path in paths.values():
+        for name, part in pickle.loads(path.read_bytes()).items():
+            rows[name] += part
+    return Analysis(*(pd.DataFrame(rows[name]) for name in ("curves", "singles", "salient")),
+                    pd.DataFrame(_ratio_rows(features)))
+
+
+# ----------------------------------------------------------------------------- tables and verdict
+def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count over seeds of each (task, state, variant, components)."""
+    grouped = curves.groupby(["task", "state", "variant", "components"], sort=False)["test_score"]
+    return grouped.agg(mean="mean", std="std", n="count").reset_index().fillna({"std": 0.0})
+
+
+def curve_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows (task, state, components), one "mean ± std" column (metric x 100) per variant."""
+    cells = summary.assign(cell=[format_mean_std(m, s) for m, s in zip(summary["mean"], summary["std"])])
+    return cells.pivot_table(index=["task", "state", "components"], columns="variant", values="cell",
+                             aggfunc="first", sort=False)[list(VARIANTS)]
+
+
+def single_neuron_summary(singles: pd.DataFrame, salient: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, state), mean over seeds (x 100): the best, 90th-percentile and median single dimension,
+    and the probe on all dimensions."""
+    per_seed = singles.groupby(["task", "state", "seed"], sort=False)["test_score"]
+    table = pd.DataFrame({"best single": per_seed.max(), "90th pct single": per_seed.quantile(0.9),
+                          "median single": per_seed.median()})
+    table["all dimensions"] = salient[salient.subset == "All"].set_index(["task", "state", "seed"])["test_score"]
+    return (100 * table.groupby(["task", "state"], sort=False).mean()).round(1)
+
+
+def ratio_table(ratios: pd.DataFrame) -> pd.DataFrame:
+    """Rows (task, seed): number of classes, leading index where ratios exceed 1, and the ratios."""
+    wide = ratios.pivot_table(index=["task", "seed"], columns="component", values="ratio", sort=False)
+    index = [leading_ratio_index(row) for row in wide.to_numpy()]
+    classes = [natural_dimensions(get_task(task)) for task, _ in wide.index]
+    wide.columns = [f"r{c}" for c in wide.columns]
+    wide = wide.map(lambda ratio: f"{ratio:.3f}")  # strings: the Markdown table would print 4 decimals
+    return wide.assign(classes=classes, index=index)[["classes", "index", *wide.columns]].reset_index()
+
+
+def salient_table(profile, analysis: Analysis, features: Features, runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 3: rows tasks; Random, pretrained All/1/5/natural, fine-tuned All/1/5/natural (mean ± std
+    over seeds, metric x 100), and the fine-tuned runs' own heads."""
+    rows = []
+    for task in profile.tasks:
+        spec = get_task(task)
+        row = {"task": task, "natural": natural_dimensions(spec),
+               "Random": f"{100 * chance_score(spec, features.labels[task]):.1f}"}
+        for state in STATES:
+            block = analysis.salient[(analysis.salient.task == task) & (analysis.salient.state == state)]
+            for subset, scores in block.groupby("subset", sort=False)["test_score"]:
+                row[f"{state} {subset}"] = _mean_std(scores)
+        row["fine-tuned own head"] = _mean_std(runs.loc[runs["data.task"] == task, "test_score"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("task")
+
+
+def _mean_std(scores: pd.Series) -> str:
+    return f"{100 * scores.mean():.1f}" + (f" ± {100 * scores.std():.1f}" if len(scores) > 1 else "")
+
+
+def best_neurons(features: Features, analysis: Analysis, seed: int) -> dict[str, tuple[int, pd.DataFrame]]:
+    """Per task: the fine-tuned model's (seed ``seed``) greedy-first dimension and its test activations
+    with the labels (Fig. 5)."""
+    frames = {}
+    for task in features.labels:
+        rows = analysis.salient
+        dim = rows[(rows.task == task) & (rows.state == "fine-tuned") & (rows.seed == seed) & (rows.subset == "1")]
+        dim = int(dim["dims"].item()[0])
+        activation = features.states[ModelState(task, "fine-tuned", seed)]["test"][:, dim]
+        frames[task] = dim, pd.DataFrame({"activation": activation, "label": features.labels[task]["test"]})
+    return frames
+
+
+def verdict(analysis: Analysis, points: float = 1.0) -> str:
+    """Per task, from the numbers: 5 general-text PCs against all of them (fine-tuned), the variance-
+    ratio index against the number of classes, and the greedy 1 and natural neurons against all
+    dimensions; "holds" means no more than ``points`` (metric x 100) below."""
+    curves, salient, lines = curve_summary(analysis.curves), analysis.salient, []
+    for task, ratios in ratio_table(analysis.ratios).groupby("task", sort=False):
+        tuned = curves[(curves.task == task) & (curves.state == "fine-tuned") & (curves.variant == VARIANTS[1])]
+        hidden = tuned.components.max()
+        at = tuned.set_index("components")["mean"]
+        gap = 100 * (at[5] - at[hidden])
+        scores = salient[(salient.task == task) & (salient.state == "fine-tuned")].groupby("subset")["test_score"]
+        scores = scores.mean()
+        natural, index = int(ratios["classes"].iloc[0]), ratios["index"]
+        neurons = [f"{name} {100 * (scores[subset] - scores['All']):+.1f} "
+                   f"({'holds' if 100 * (scores[subset] - scores['All']) >= -points else 'falls short'})"
+                   for name, subset in (("best neuron", "1"), (f"natural ({natural})", "natural"))]
+        lines.append(
+            f"- {task}: 5 general PCs vs all {hidden}: {gap:+.1f} points "
+            f"({'holds' if gap >= -points else 'falls short'}); variance-ratio index per seed {index.tolist()} vs "
+            f"{natural} {'(regression, taken as 1)' if get_task(task).is_regression else 'classes'}: exact in "
+            f"{(index == natural).sum()}/{len(index)} seeds, within 1 in {((index - natural).abs() <= 1).sum()}/"
+            f"{len(index)}; greedy neurons vs all dimensions: {', '.join(neurons)}")
+    return f"(fine-tuned, mean over seeds; 'holds' = at most {points:g} point(s) below)\n" + "\n".join(lines)
