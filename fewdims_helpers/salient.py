@@ -382,8 +382,9 @@ def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
 def curve_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Rows (task, state, components), one "mean ± std" column (metric x 100) per variant."""
     cells = summary.assign(cell=[format_mean_std(m, s) for m, s in zip(summary["mean"], summary["std"])])
-    return cells.pivot_table(index=["task", "state", "components"], columns="variant", values="cell",
-                             aggfunc="first", sort=False)[list(VARIANTS)]
+    table = cells.pivot_table(index=["task", "state", "components"], columns="variant", values="cell",
+                              aggfunc="first", sort=False)[list(VARIANTS)]
+    return table.reset_index().rename_axis(columns=None)  # flat, so write_table keeps task, state, components
 
 
 def single_neuron_summary(singles: pd.DataFrame, salient: pd.DataFrame) -> pd.DataFrame:
@@ -393,7 +394,7 @@ def single_neuron_summary(singles: pd.DataFrame, salient: pd.DataFrame) -> pd.Da
     table = pd.DataFrame({"best single": per_seed.max(), "90th pct single": per_seed.quantile(0.9),
                           "median single": per_seed.median()})
     table["all dimensions"] = salient[salient.subset == "All"].set_index(["task", "state", "seed"])["test_score"]
-    return (100 * table.groupby(["task", "state"], sort=False).mean()).round(1)
+    return (100 * table.groupby(["task", "state"], sort=False).mean()).round(1).reset_index()
 
 
 def ratio_table(ratios: pd.DataFrame) -> pd.DataFrame:
