@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count()})
+        record_timings(output_root / "results" / f"timings-{args.profile}.json", timings[-1:])  # kept if interrupted
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
-    record_timings(output_root / "results" / f"timings-{args.profile}.json", timings)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
     return 0
 
