@@ -196,6 +196,15 @@ def _init_worker(threads: int) -> None:
     logging.getLogger("fewdims_helpers").setLevel(logging.WARNING)
 
 
+def _basis_affinity(config: RunConfig) -> tuple:
+    """Runs with equal keys build the same subspace bases (``subspace.layer_basis`` keeps the last ones)."""
+    sub = config.subspace
+    if sub is None or sub.basis == "none":
+        return ()
+    return (sub.basis, sub.dim, config.train.seed if sub.basis == "random" else -1, sub.sources, sub.checkpoints,
+            sub.reading)
+
+
 def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, device: str | None = None,
                 glue_dir: str | None = None, progress: bool = True, workers: int | str = "auto") -> pd.DataFrame:
     """Run (or read) every config and return ``collect`` over them, in the order given.
@@ -206,6 +215,7 @@ def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, d
     configs = list(configs)
     runs = Path(runs)
     todo = [c for c in dict.fromkeys(configs) if force or not is_complete(c, runs)]
+    todo.sort(key=_basis_affinity)  # stable: runs in one subspace adjacent, so a worker reuses its basis
     workers = default_workers(device) if workers == "auto" else int(workers)
     workers = max(1, min(workers, len(todo)))
     log.info("%d runs: %d in the store, %d to compute with %d worker(s)", len(configs), len(configs) - len(todo),

@@ -1,6 +1,7 @@
 """Subspace fine-tuning (Zhang et al.): re-parameterisation, trajectory bases, recorded runs."""
 import copy
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -50,6 +51,37 @@ def test_ensemble_moves_only_theta_along_the_basis():
     assert layer.theta.grad is not None and layer.theta.grad.shape == (16, 3)
     # every ensemble member gets the same gradient: d loss / d theta^(i) = (1/h) V^T g
     assert torch.allclose(layer.theta.grad, layer.theta.grad[:1].expand_as(layer.theta.grad))
+
+
+def test_evaluation_reuses_the_update_only_while_theta_is_unchanged():
+    config = tiny_config()
+    model = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4, init_std=0.5),
+                                    runs=None, seed=1)
+    ids = torch.randint(1000, 2000, (3, 7))
+    before = _logits(model, ids)
+    assert torch.equal(_logits(model, ids), before)  # second pass: the update computed once is reused
+    state = {k: v * 2 if k.endswith("theta") else v for k, v in model.state_dict().items()}
+    model.load_state_dict(state)  # in place, in eval mode: the kept update must not survive
+    fresh = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4), runs=None, seed=1)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(_logits(model, ids), _logits(fresh, ids), rtol=0, atol=0)
+    assert not torch.equal(_logits(model, ids), before)
+
+
+def test_bases_are_built_once_per_process_and_rebuilt_when_the_trajectory_changes(tmp_path):
+    theta0 = torch.zeros(300)
+    folder = tmp_path / "source" / subspace.TRAJECTORY_DIR
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(folder / "layer_0.npy", rng.normal(size=(4, 300)).astype(np.float16))
+    config = SubspaceConfig(basis="intrinsic", dim=3, sources=("source",))
+    first = subspace.layer_basis(config, tmp_path, 0, theta0, seed=0)
+    assert subspace.layer_basis(config, tmp_path, 0, theta0, seed=0) is first
+    assert subspace.layer_basis(SubspaceConfig(basis="random", dim=3), tmp_path, 0, theta0, seed=0) is not first
+    np.save(folder / "layer_0.npy", rng.normal(size=(4, 300)).astype(np.float16))  # the source was re-run
+    os.utime(folder / "layer_0.npy", ns=(1, 1))  # a new mtime even on a coarse-grained file system
+    rebuilt = subspace.layer_basis(config, tmp_path, 0, theta0, seed=0)
+    assert rebuilt is not first and not torch.allclose(rebuilt.abs(), first.abs())
 
 
 def test_trajectory_basis_is_orthonormal_and_spans_the_checkpoints():
