@@ -95,7 +95,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of head initialisation, dropout and batch order"})
     precision: str = field(default="auto", metadata={
         "help": "'auto' (bf16 autocast where the hardware supports it), 'bf16' or 'fp32'"})
-    eval_batch_size: int = field(default=256, metadata={"help": "batch size for evaluation (no effect on results)"})
+    eval_batch_size: int = field(default=64, metadata={
+        "help": "batch size for evaluation (no effect on results; length-sorted batches of 64 pad less than 256)"})
     fast_dropout: bool = field(default=True, metadata={
         "help": "on CPU, draw dropout masks from numpy's PCG64 (fast_dropout.py) instead of torch's bernoulli_"})
 

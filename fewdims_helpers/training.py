@@ -24,6 +24,7 @@ from .head import SequenceClassifier
 from .metrics import compute_metrics, predictions_from_logits
 from .models import load_encoder, load_tokenizer
 from .tasks import get_task
+from .train_vocabulary import train_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _features(model: SequenceClassifier, split: TokenizedSplit, rows: np.ndarray
 
 @torch.no_grad()
 def predict(model: SequenceClassifier, split: TokenizedSplit, device: torch.device, precision: str,
-            batch_size: int = 256, return_features: bool = False, cached: torch.Tensor | None = None
+            batch_size: int = 64, return_features: bool = False, cached: torch.Tensor | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (n, num_labels) and, if asked, head-input features (n, hidden), in split order.
     ``cached``: precomputed head inputs (n, hidden) of a frozen encoder, used instead of running it."""
@@ -89,7 +90,7 @@ def predict(model: SequenceClassifier, split: TokenizedSplit, device: torch.devi
 
 
 def evaluate(model: SequenceClassifier, split: TokenizedSplit, metric: str, device: torch.device,
-             precision: str, batch_size: int = 256, cached: torch.Tensor | None = None) -> dict[str, float]:
+             precision: str, batch_size: int = 64, cached: torch.Tensor | None = None) -> dict[str, float]:
     logits, _ = predict(model, split, device, precision, batch_size, cached=cached)
     return compute_metrics(metric, predictions_from_logits(logits, model.num_labels), split.labels)
 
@@ -153,56 +154,58 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, de
     rng = np.random.default_rng(config.train.seed)
     hp = config.train
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameter_groups(model, hp.learning_rate), lr=hp.learning_rate,
-                                  weight_decay=hp.weight_decay, fused=torch_device.type in ("cpu", "cuda"))
-    steps_per_epoch = -(-len(tokens["train"]) // hp.batch_size)
-    steps = total_steps(config, len(tokens["train"]))
-    from transformers import get_scheduler
-    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(hp.warmup_ratio * steps),
-                              num_training_steps=steps)
-    log.info("%s | %s | %d train / %d validation / %d test | %d epochs x %d steps | %s %s | %d trainable params",
-             spec.name, config.model.token_selection, len(tokens["train"]), len(tokens["validation"]),
-             len(tokens["test"]), hp.epochs, steps_per_epoch, torch_device, precision, sum(p.numel() for p in trainable))
+    # only the word-embedding rows of the training text train (exact at weight decay 0; train_vocabulary.py)
+    with train_vocabulary(model, torch.from_numpy(tokens["train"].input_ids), config.train.weight_decay):
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameter_groups(model, hp.learning_rate), lr=hp.learning_rate,
+                                      weight_decay=hp.weight_decay, fused=torch_device.type in ("cpu", "cuda"))
+        steps_per_epoch = -(-len(tokens["train"]) // hp.batch_size)
+        steps = total_steps(config, len(tokens["train"]))
+        from transformers import get_scheduler
+        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(hp.warmup_ratio * steps),
+                                  num_training_steps=steps)
+        log.info("%s | %s | %d train / %d validation / %d test | %d epochs x %d steps | %s %s | %d trainable params",
+                 spec.name, config.model.token_selection, len(tokens["train"]), len(tokens["validation"]),
+                 len(tokens["test"]), hp.epochs, steps_per_epoch, torch_device, precision, sum(p.numel() for p in trainable))
 
-    result = TrainResult(model=model, device=str(torch_device), precision=precision, dropout_rng=dropout_rng)
-    best_score, best_state = -np.inf, None
-    labels = torch.from_numpy(tokens["train"].labels)
-    bar = tqdm(total=steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
-               disable=not progress, leave=False)
-    start, step = time.perf_counter(), 0
-    model.train()
-    for epoch in range(1, hp.epochs + 1):
-        epoch_start, losses = time.perf_counter(), []
-        for rows in length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng):
-            with _autocast(torch_device, precision):
-                train_cache = None if cached_features is None else cached_features["train"]
-                logits = model.classify(_features(model, tokens["train"], rows, torch_device, train_cache))
-            loss = loss_fn(logits, labels[rows].to(torch_device), model.num_labels)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            bar.update()
-            step += 1
-            if on_step is not None:
-                on_step(step)
-        validation_start = time.perf_counter()
-        validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size,
-                              cached=None if cached_features is None else cached_features["validation"])
-        result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation": validation,
-                               "train_seconds": validation_start - epoch_start,
-                               "validation_seconds": time.perf_counter() - validation_start})
-        score = float(np.nan_to_num(validation[spec.main_metric], nan=-np.inf))
-        if score > best_score:
-            best_score, result.best_epoch = score, epoch
-            best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-        bar.set_postfix({spec.main_metric: f"{score:.3f}"})
-    bar.close()
+        result = TrainResult(model=model, device=str(torch_device), precision=precision, dropout_rng=dropout_rng)
+        best_score, best_state = -np.inf, None
+        labels = torch.from_numpy(tokens["train"].labels)
+        bar = tqdm(total=steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
+                   disable=not progress, leave=False)
+        start, step = time.perf_counter(), 0
+        model.train()
+        for epoch in range(1, hp.epochs + 1):
+            epoch_start, losses = time.perf_counter(), []
+            for rows in length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng):
+                with _autocast(torch_device, precision):
+                    train_cache = None if cached_features is None else cached_features["train"]
+                    logits = model.classify(_features(model, tokens["train"], rows, torch_device, train_cache))
+                loss = loss_fn(logits, labels[rows].to(torch_device), model.num_labels)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                bar.update()
+                step += 1
+                if on_step is not None:
+                    on_step(step)
+            validation_start = time.perf_counter()
+            validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size,
+                                  cached=None if cached_features is None else cached_features["validation"])
+            result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation": validation,
+                                   "train_seconds": validation_start - epoch_start,
+                                   "validation_seconds": time.perf_counter() - validation_start})
+            score = float(np.nan_to_num(validation[spec.main_metric], nan=-np.inf))
+            if score > best_score:
+                best_score, result.best_epoch = score, epoch
+                best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+            bar.set_postfix({spec.main_metric: f"{score:.3f}"})
+        bar.close()
+        if best_state is not None and result.best_epoch != hp.epochs:
+            model.load_state_dict(best_state, strict=False)
     result.train_seconds = time.perf_counter() - start
-    if best_state is not None and result.best_epoch != hp.epochs:
-        model.load_state_dict(best_state, strict=False)
     return result
 
 

@@ -60,3 +60,24 @@ def test_fast_dropout_attention_still_masks_padding():
         got = fast(input_ids=ids, attention_mask=mask).last_hidden_state
     torch.testing.assert_close(got[0, :4], expected[0, :4], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)
+
+
+def test_training_only_the_train_vocabulary_rows_is_exact(synthetic_task, monkeypatch):
+    import contextlib
+
+    from fewdims_helpers import training
+
+    config = tiny_config(epochs=2)
+    compact = train(config, tokens=synthetic_task, progress=False)
+    monkeypatch.setattr(training, "train_vocabulary", lambda *args: contextlib.nullcontext())
+    dense = train(config, tokens=synthetic_task, progress=False)
+    assert isinstance(compact.model.encoder.embeddings.word_embeddings, torch.nn.Embedding)  # put back
+    compact_state, dense_state = compact.model.state_dict(), dense.model.state_dict()
+    assert compact_state.keys() == dense_state.keys()
+    for name, value in dense_state.items():
+        torch.testing.assert_close(compact_state[name], value, rtol=0, atol=0, msg=name)
+    words = compact.model.encoder.embeddings.word_embeddings.weight
+    pretrained = training.build_model(config).encoder.embeddings.word_embeddings.weight
+    used = np.unique(synthetic_task["train"].input_ids)
+    moved = (words != pretrained).any(dim=1).nonzero().squeeze(1).numpy()
+    assert set(moved) <= set(used) - {0} and len(moved) > 0  # only training-text rows moved, never padding
