@@ -20,6 +20,12 @@ def _logits(model, ids):
         return model(input_ids=ids, attention_mask=torch.ones_like(ids))
 
 
+def _random_subspace_model(config, dim: int = 4, init_std: float = 0.5, seed: int = 1):
+    """A tiny model with every encoder layer in a random subspace, theta_t drawn with ``init_std``."""
+    return subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=dim, init_std=init_std),
+                                   runs=None, seed=seed)
+
+
 def test_zero_theta_reproduces_the_initial_model_exactly():
     config = tiny_config()
     plain = build_model(config)
@@ -33,8 +39,7 @@ def test_zero_theta_reproduces_the_initial_model_exactly():
 
 def test_materialized_model_computes_what_the_subspace_model_computes():
     config = tiny_config()
-    model = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4, init_std=0.5),
-                                    runs=None, seed=1)
+    model = _random_subspace_model(config)
     ids = torch.randint(1000, 2000, (3, 7))
     before = _logits(model, ids)
     assert not torch.equal(before, _logits(build_model(config), ids))  # the random theta_t moved the layers
@@ -55,14 +60,13 @@ def test_ensemble_moves_only_theta_along_the_basis():
 
 def test_evaluation_reuses_the_update_only_while_theta_is_unchanged():
     config = tiny_config()
-    model = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4, init_std=0.5),
-                                    runs=None, seed=1)
+    model = _random_subspace_model(config)
     ids = torch.randint(1000, 2000, (3, 7))
     before = _logits(model, ids)
     assert torch.equal(_logits(model, ids), before)  # second pass: the update computed once is reused
     state = {k: v * 2 if k.endswith("theta") else v for k, v in model.state_dict().items()}
     model.load_state_dict(state)  # in place, in eval mode: the kept update must not survive
-    fresh = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4), runs=None, seed=1)
+    fresh = _random_subspace_model(config, init_std=0.01)
     fresh.load_state_dict(state)
     torch.testing.assert_close(_logits(model, ids), _logits(fresh, ids), rtol=0, atol=0)
     assert not torch.equal(_logits(model, ids), before)
