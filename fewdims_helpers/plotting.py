@@ -114,12 +114,17 @@ def agreement_scatter(agreement: pd.DataFrame, scale: float = 100.0) -> matplotl
     return fig
 
 
-def metric_by_layer(summary: pd.DataFrame, baseline: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
-    """Per task: mean ± std of each variant against the layer read; dashed: the all-layers baseline."""
-    tasks = list(dict.fromkeys(summary["data.task"]))
+def _task_panels_by_variant(summary: pd.DataFrame, task_column: str):
+    """(tasks, fig, axes, variants, colors): one panel per task of ``summary``, one colour per variant."""
+    tasks = list(dict.fromkeys(summary[task_column]))
     fig, axes = task_panels(tasks)
     variants = list(dict.fromkeys(summary["variant"]))
-    colors = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+    return tasks, fig, axes, variants, dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+
+
+def metric_by_layer(summary: pd.DataFrame, baseline: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Per task: mean ± std of each variant against the layer read; dashed: the all-layers baseline."""
+    tasks, fig, axes, variants, colors = _task_panels_by_variant(summary, "data.task")
     for ax, task in zip(axes, tasks):
         for variant in variants:
             part = summary[(summary["data.task"] == task) & (summary.variant == variant)]
@@ -197,10 +202,7 @@ def transfer_heatmap(matrix: pd.DataFrame, scale: float = 100.0) -> matplotlib.f
 def pca_curves(summary: pd.DataFrame, state: str, scale: float = 100.0) -> matplotlib.figure.Figure:
     """Per task: test metric (mean ± std over seeds) of a probe on the first n principal components
     (in-domain and general-text PCA) and on n random dimensions, against n (Figs. 1-3)."""
-    tasks = list(dict.fromkeys(summary["task"]))
-    fig, axes = task_panels(tasks)
-    variants = list(dict.fromkeys(summary["variant"]))
-    colors = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+    tasks, fig, axes, variants, colors = _task_panels_by_variant(summary, "task")
     for ax, task in zip(axes, tasks):
         for variant in variants:
             part = summary[(summary.task == task) & (summary.state == state) & (summary.variant == variant)]
