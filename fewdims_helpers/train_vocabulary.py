@@ -30,7 +30,6 @@ class TrainVocabularyEmbedding(nn.Module):
         slot = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
         slot[ids] = torch.arange(len(ids), device=weight.device)
         self.register_buffer("slot", slot, persistent=False)
-        self.register_buffer("ids", ids, persistent=False)
         self.rows = nn.Parameter(weight[ids].clone())
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
