@@ -17,8 +17,9 @@ from .store import execute_all
 
 
 def direct_config(profile, task: str, seed: int) -> RunConfig:
-    """Task fine-tuned directly from the pretrained model, its weights kept for later runs."""
-    return dataclasses.replace(profile.run_config(task, seed), save_model=True)
+    """Task fine-tuned directly from the pretrained model: the profile's baseline run, its weights kept
+    for the cross runs."""
+    return profile.baseline(task, seed)
 
 
 def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:

@@ -73,16 +73,15 @@ def layer_movement(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def configs(profile, top_layers: tuple[int, ...]) -> tuple[list[RunConfig], list[str]]:
-    """(configs, setting label of each) for every task, seed and setting. The standard setting keeps
-    its weights (``save_model``), so study 05 reuses these runs as its direct fine-tunings."""
-    from .cross import direct_config
+    """(configs, setting label of each) for every task, seed and setting. The standard setting is the
+    profile's baseline run (01's [CLS] runs; 05 and 06 reuse its weights)."""
     from .layer_wise import num_layers
 
     chosen, labels = [], []
     for label, fields in variants(profile, top_layers, num_layers(profile)).items():
         for task in profile.tasks:
             for seed in profile.seeds:
-                chosen.append(direct_config(profile, task, seed) if not fields else profile.run_config(task, seed, **fields))
+                chosen.append(profile.baseline(task, seed) if not fields else profile.run_config(task, seed, **fields))
                 labels.append(label)
     return chosen, labels
 

@@ -2,9 +2,9 @@
 
 1. Trajectories: one fine-tuning per task records t checkpoints of every encoder layer (a seed
    disjoint from the evaluation seeds, so no evaluated run shares its batch order with it).
-2. Table 1: Full (the profile's baseline fine-tuning), Freeze (encoder layers frozen, embeddings and
-   head trained: V theta_t = 0), Random (random d-dim subspace per layer) and Intrinsic (the top-d
-   directions of the task's own trajectory), over the profile's seeds.
+2. Table 1: Full (the profile's baseline fine-tuning, ``Profile.baseline``), Freeze (encoder layers
+   frozen, embeddings and head trained: V theta_t = 0), Random (random d-dim subspace per layer) and
+   Intrinsic (the top-d directions of the task's own trajectory), over the profile's seeds.
 3. Outlier dimensions (Sec. 4.5): coordinates of V theta_t beyond 3 sigma of their layer's mean;
    zeroed in the fine-tuned model against as many random coordinates (Table 3), and where they sit
    (Table 4: weight matrix and layer of each layer's top 10).
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig, SubspaceConfig
 from .data import tokenized_task
 from .models import pretrained_encoder
-from .store import execute_all, load_model, run_dir, _initial_model
+from .store import _basis_affinity, _initial_model, execute_all, load_model, run_dir
 from .subspace import deltas, encoder_layers, flatten, materialize, parameter_slices
 from .tasks import get_task
 from .training import evaluate, resolve_device, resolve_precision
@@ -99,7 +99,7 @@ def table_configs(profile, design: Design) -> tuple[list[RunConfig], list[str]]:
     configs, labels = [], []
     for task in profile.tasks:
         for seed in profile.seeds:
-            configs += [profile.run_config(task, seed),
+            configs += [profile.baseline(task, seed),
                         subspace_config(profile, task, seed, basis="none"),
                         subspace_config(profile, task, seed, basis="random", dim=design.dim,
                                         learning_rate=design.rates[task]),
@@ -234,8 +234,12 @@ def outlier_analysis(config: RunConfig, runs: Path, zeroing: bool = True, sigmas
 
 def outlier_analyses(configs: list[RunConfig], runs: Path, zeroing: bool = True, progress: bool = True,
                      device: str | None = None) -> list[dict]:
-    return [outlier_analysis(c, runs, zeroing=zeroing, device=device)
-            for c in tqdm(configs, desc="outlier analysis", disable=not progress)]
+    """``outlier_analysis`` of every config, in the order given; computed grouped by subspace, so each
+    basis is built once."""
+    order = sorted(range(len(configs)), key=lambda i: _basis_affinity(configs[i]))
+    done = {i: outlier_analysis(configs[i], runs, zeroing=zeroing, device=device)
+            for i in tqdm(order, desc="outlier analysis", disable=not progress)}
+    return [done[i] for i in range(len(configs))]
 
 
 def outlier_share(analyses: list[dict]) -> float:

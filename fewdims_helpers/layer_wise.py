@@ -17,24 +17,27 @@ import pandas as pd
 from .config import RunConfig
 from .dimension_wise import load_cached_head, pair_table, refit_scores, scan_all_pairs, score_subsets
 from .models import pretrained_encoder
+from .profiles import BASELINE_FEATURES
 from .store import execute_all
-
-FEATURE_SPLITS = ("train", "validation", "test")
 
 
 def num_layers(profile) -> int:
     return pretrained_encoder(profile.model).config.num_hidden_layers
 
 
-def configs(profile) -> list[RunConfig]:
-    return [dataclasses.replace(profile.run_config(task, seed, layer=layer), save_features=FEATURE_SPLITS)
-            for task in profile.tasks for seed in profile.seeds for layer in range(1, num_layers(profile) + 1)]
+def layer_configs(profile) -> list[tuple[int, RunConfig]]:
+    """(layer k, its run) for every task, seed and layer. The top layer's run is the profile's baseline
+    (the head on the last layer is the full model), which study 01 has already trained."""
+    top = num_layers(profile)
+    return [(layer, profile.baseline(task, seed) if layer == top else
+             dataclasses.replace(profile.run_config(task, seed, layer=layer), save_features=BASELINE_FEATURES))
+            for task in profile.tasks for seed in profile.seeds for layer in range(1, top + 1)]
 
 
 def run(profile, runs: Path, **execute_options) -> pd.DataFrame:
     """Every layer-k run, plus the 2-dimension variant computed from its cached head and features."""
-    chosen = configs(profile)
-    frame = execute_all(chosen, runs, **execute_options)
+    layers, chosen = zip(*layer_configs(profile))
+    frame = execute_all(chosen, runs, **execute_options).assign(**{"model.layer": list(layers)})
     pairs = []
     for config in chosen:
         head = load_cached_head(config, runs)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .tasks import GLUE_TASKS, PACKAGED_TASKS, get_task
 
+BASELINE_FEATURES = ("train", "validation", "test")  # what the baseline run saves (02 and 03 read them)
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -38,6 +40,13 @@ class Profile:
         """The profile's baseline run (final-layer [CLS], linear head) with ``model_fields`` changed."""
         return RunConfig(data=self.data(task), model=ModelConfig(model=self.model, **model_fields),
                          train=dataclasses.replace(self.train, seed=seed))
+
+    def baseline(self, task: str, seed: int) -> RunConfig:
+        """The profile's standard fine-tuning (final-layer [CLS], linear head), one run shared by every
+        study that needs it: 01's [CLS] runs, 02's all-dimensions reference, 03's top layer, 04's "all
+        trained", 05's direct runs, 06's fine-tuned models and 07's Full. It keeps its weights and its
+        head inputs of every split, so no study trains it a second time."""
+        return dataclasses.replace(self.run_config(task, seed), save_features=BASELINE_FEATURES, save_model=True)
 
 
 PROFILES: dict[str, Profile] = {

@@ -29,15 +29,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import split_fingerprint, tokenized_task
+from .data import TokenizedSplit, split_fingerprint, tokenized_task
 from .paths import REPO_ROOT
 from .tasks import get_task
 from .freezing import encode
 from .head import SequenceClassifier
 from .models import pretrained_encoder
 from .subspace import TrajectoryRecorder, materialize, reparameterize, subspace_state
-from .training import (build_model, evaluate, predict, relative_weight_change, resolve_device, total_steps,
-                       train)
+from .training import (build_model, evaluate, evaluate_and_encode, predict, relative_weight_change, resolve_device,
+                       total_steps, train)
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,18 @@ def execute(config: RunConfig, runs: Path, force: bool = False, device: str | No
         result = train(config, tokens, device=device, progress=progress, model=model, cached_features=cached or None,
                        on_step=recorder)
         device_used = torch.device(result.device)
-        test = evaluate(result.model, tokens["test"], spec.metric, device_used, result.precision,
-                        config.train.eval_batch_size, cached=cached.get("test"))
+        # test metrics and, if saved, test features from one pass
+        test, test_features = evaluate_and_encode(result.model, tokens["test"], spec.metric, device_used,
+                                                  result.precision, config.train.eval_batch_size, cached.get("test"),
+                                                  features="test" in config.save_features)
         if config.save_features and config.model.head_layers == 1:
             first = result.model.head[0].eval()  # the effective weights: selected-dims mask applied, no DropConnect
             np.savez(tmp / "head.npz", weight=first.masked_weight().detach().float().cpu().numpy(),
                      bias=first.bias.detach().float().cpu().numpy())
         for split in config.save_features:
-            _, features = predict(result.model, tokens[split], device_used, result.precision,
-                                  config.train.eval_batch_size, return_features=True, cached=cached.get(split))
+            features = test_features if split == "test" else predict(
+                result.model, tokens[split], device_used, result.precision, config.train.eval_batch_size,
+                return_features=True, cached=cached.get(split))[1]
             np.save(tmp / f"features-{split}.npy", features)
             np.save(tmp / f"labels-{split}.npy", tokens[split].labels)
         if config.save_model:
@@ -205,23 +208,68 @@ def _basis_affinity(config: RunConfig) -> tuple:
             sub.reading)
 
 
+def expected_cost(config: RunConfig, tokens: dict[str, TokenizedSplit], layers: int) -> float:
+    """Relative cost of a run, for scheduling only: the tokens it trains on (a step costs about three
+    forward passes) and evaluates, times the share of the ``layers`` encoder layers it computes. A
+    frozen encoder runs once per split, so such a run is nearly free."""
+    if config.model.freeze_pretrained:
+        return 0.0
+    hp, total = config.train, {name: float(split.lengths.sum()) for name, split in tokens.items()}
+    work = (3 * total["train"] + total["validation"]) * hp.epochs + total["test"]
+    work += sum(total[split] for split in config.save_features if split != "test")
+    return work * min(config.model.layer or layers, layers) / layers
+
+
+def schedule(configs: list[RunConfig], glue_dir: str | None = None) -> list[RunConfig]:
+    """The order to hand runs to parallel workers: longest first (so no worker is left with a long run
+    at the end while the others idle), runs in one subspace adjacent (so a worker reuses its bases),
+    the most expensive subspace first."""
+    layers = max((c.model.layer or 0 for c in configs), default=0)
+    if layers:
+        layers = max(layers, pretrained_encoder(configs[0].model.model).config.num_hidden_layers)
+    costs = {c: expected_cost(c, tokenized_task(c.data, c.model.model, glue_dir), layers or 1) for c in configs}
+    groups: dict[tuple, float] = {}
+    for config, cost in costs.items():
+        groups[_basis_affinity(config)] = groups.get(_basis_affinity(config), 0.0) + cost
+    return sorted(configs, key=lambda c: (-groups[_basis_affinity(c)], _basis_affinity(c), -costs[c]))
+
+
+_POOL: dict = {}  # (workers, threads) -> this process's worker pool, kept between execute_all calls
+
+
+def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    """The process's pool of ``workers`` spawned processes with ``threads`` threads each, started once
+    and reused by later calls: a worker's start (imports, model load) costs seconds, and it keeps its
+    caches (the pretrained model, subspace bases) for the next batch of runs."""
+    pool = _POOL.get((workers, threads))
+    if pool is not None and not getattr(pool, "_broken", False):
+        return pool
+    for stale in _POOL.values():
+        stale.shutdown(wait=False, cancel_futures=True)
+    _POOL.clear()
+    context = multiprocessing.get_context("spawn")
+    _POOL[(workers, threads)] = pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                                           initargs=(threads,))
+    return pool
+
+
 def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, device: str | None = None,
                 glue_dir: str | None = None, progress: bool = True, workers: int | str = "auto") -> pd.DataFrame:
     """Run (or read) every config and return ``collect`` over them, in the order given.
 
     With ``workers`` > 1 the missing runs are spread over that many processes (each a pure
-    function of its config); finished runs are stored as they complete, so an interruption loses
-    only the runs in flight."""
+    function of its config; the processes are kept for the next call), longest first; finished
+    runs are stored as they complete, so an interruption loses only the runs in flight."""
     configs = list(configs)
     runs = Path(runs)
     todo = [c for c in dict.fromkeys(configs) if force or not is_complete(c, runs)]
-    todo.sort(key=_basis_affinity)  # stable: runs in one subspace adjacent, so a worker reuses its basis
     workers = default_workers(device) if workers == "auto" else int(workers)
     workers = max(1, min(workers, len(todo)))
     log.info("%d runs: %d in the store, %d to compute with %d worker(s)", len(configs), len(configs) - len(todo),
              len(todo), workers)
     for data, model in dict.fromkeys((c.data, c.model.model) for c in todo):
         tokenized_task(data, model, glue_dir)  # tokenise once here, not once per worker
+    todo = schedule(todo, glue_dir)
     options = dict(force=force, device=device, glue_dir=glue_dir)
     bar = tqdm(total=len(todo), desc="runs", disable=not progress)
     if workers == 1:
@@ -229,15 +277,18 @@ def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, d
             execute(config, runs, progress=progress, **options)
             bar.update()
     else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(execute, config, runs, progress=False, **options): config for config in todo}
+        pool = worker_pool(workers, max(1, (os.cpu_count() or 1) // workers))
+        futures = {pool.submit(execute, config, runs, progress=False, **options): config for config in todo}
+        try:
             for future in as_completed(futures):
                 metrics = future.result()  # re-raises a worker's error here
                 log.info("%s: test %s = %.4f", metrics["run_id"], metrics["main_metric"],
                          metrics["test"][metrics["main_metric"]])
                 bar.update()
+        except BaseException:  # an error or an interrupt: runs not started are dropped, finished ones stay stored
+            for future in futures:
+                future.cancel()
+            raise
     bar.close()
     return collect(runs, [c.run_id for c in configs])
 

@@ -20,7 +20,8 @@ SELECTION_COLUMN = "model.token_selection"
 
 
 def configs(profile: Profile, selections: tuple[str, ...] = TOKEN_SELECTIONS) -> list[RunConfig]:
-    return [profile.run_config(task, seed, token_selection=selection)
+    """One run per task, seed and selection; [CLS] is the profile's baseline run, which later studies reuse."""
+    return [profile.baseline(task, seed) if selection == "cls" else profile.run_config(task, seed, token_selection=selection)
             for task in profile.tasks for seed in profile.seeds for selection in selections]
 
 

@@ -91,8 +91,15 @@ def predict(model: SequenceClassifier, split: TokenizedSplit, device: torch.devi
 
 def evaluate(model: SequenceClassifier, split: TokenizedSplit, metric: str, device: torch.device,
              precision: str, batch_size: int = 64, cached: torch.Tensor | None = None) -> dict[str, float]:
-    logits, _ = predict(model, split, device, precision, batch_size, cached=cached)
-    return compute_metrics(metric, predictions_from_logits(logits, model.num_labels), split.labels)
+    return evaluate_and_encode(model, split, metric, device, precision, batch_size, cached)[0]
+
+
+def evaluate_and_encode(model: SequenceClassifier, split: TokenizedSplit, metric: str, device: torch.device,
+                        precision: str, batch_size: int = 64, cached: torch.Tensor | None = None,
+                        features: bool = False) -> tuple[dict[str, float], np.ndarray | None]:
+    """``evaluate``'s metrics and, if ``features``, the head inputs (n, hidden) from the same pass."""
+    logits, encoded = predict(model, split, device, precision, batch_size, return_features=features, cached=cached)
+    return compute_metrics(metric, predictions_from_logits(logits, model.num_labels), split.labels), encoded
 
 
 @dataclass

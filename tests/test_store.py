@@ -80,3 +80,49 @@ def test_requested_features_are_saved_with_labels(tmp_path, counted_training):
     features = np.load(tmp_path / config.run_id / "features-test.npy")
     assert features.shape == (48, 32)
     assert np.load(tmp_path / config.run_id / "labels-test.npy").shape == (48,)
+
+
+def test_saved_test_features_are_those_that_scored_test(tmp_path, counted_training):
+    import dataclasses
+    import numpy as np
+
+    config = dataclasses.replace(tiny_config(seed=1, epochs=2), save_features=("train", "test"))
+    metrics = store.execute(config, tmp_path, progress=False)
+    folder = tmp_path / config.run_id
+    head = np.load(folder / "head.npz")
+    logits = np.load(folder / "features-test.npy") @ head["weight"].T + head["bias"]
+    accuracy = float(np.mean(logits.argmax(1) == np.load(folder / "labels-test.npy")))
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_schedule_hands_out_longest_runs_first_and_keeps_subspaces_together(monkeypatch, synthetic_task):
+    import dataclasses
+
+    from fewdims_helpers.config import SubspaceConfig
+
+    long_task = {name: dataclasses.replace(split, lengths=split.lengths * 4) for name, split in synthetic_task.items()}
+    monkeypatch.setattr(store, "tokenized_task", lambda data, *args: long_task if data.task == "bbc-news" else synthetic_task)
+    short, long, frozen = tiny_config(), tiny_config("bbc-news"), tiny_config("bbc-news", freeze_pretrained=True)
+    lower = tiny_config("bbc-news", layer=1)  # 1 of the tiny model's 2 layers
+    assert store.schedule([frozen, short, lower, long]) == [long, lower, short, frozen]
+
+    random = [dataclasses.replace(tiny_config(seed=s), subspace=SubspaceConfig(basis="random", dim=2)) for s in (0, 1)]
+    order = [store._basis_affinity(c) for c in store.schedule([random[0], long, random[1],
+                                                                dataclasses.replace(random[0], save_model=True)])]
+    assert order == sorted(order, key=order.index)  # each subspace's runs adjacent
+
+
+def test_parallel_runs_reuse_one_worker_pool(tmp_path):
+    import dataclasses
+
+    from fewdims_helpers.config import DataConfig
+
+    data = DataConfig("rt-polarity", max_seq_length=16, max_train_examples=32, max_eval_examples=16)
+    configs = [dataclasses.replace(tiny_config(seed=s), data=data) for s in (1, 2, 3, 4)]
+    first = store.execute_all(configs[:2], tmp_path, progress=False, workers=2)
+    (pool,) = store._POOL.values()
+    second = store.execute_all(configs, tmp_path, progress=False, workers=2)
+    assert list(store._POOL.values()) == [pool]  # the second call found the workers of the first
+    assert list(first.run_id) == [c.run_id for c in configs[:2]] and list(second.run_id) == [c.run_id for c in configs]
+    assert all(store.is_complete(c, tmp_path) for c in configs)
+    pool.shutdown()
