@@ -269,6 +269,18 @@ def run_inference_selection(profile, runs: Path, triples: int, **execute_options
     return pd.concat(frames, ignore_index=True), distributions, matrices
 
 
+def random_subset_configs(profile, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3),
+                          tasks: tuple[str, ...] | None = None) -> list[RunConfig]:
+    """Way 1's first stage: ``subsets_per_k`` random k-subsets per task and k, each one fine-tuning
+    (first seed). They depend on nothing else, so the notebook can start them early (``background``)."""
+    from .models import pretrained_encoder
+
+    hidden = pretrained_encoder(profile.model).config.hidden_size
+    first = profile.seeds[0]
+    return [profile.run_config(task, first, selected_dims=subset) for task in (tasks or profile.tasks) for k in ks
+            for subset in sample_subsets(hidden, k, subsets_per_k, seed=1000 * k + first)]
+
+
 def run_fixed_subsets(profile, runs: Path, inference: pd.DataFrame, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3),
                       **execute_options) -> pd.DataFrame:
     """Way 1, the paper's protocol, for every task: ``subsets_per_k`` random k-subsets, each a full
@@ -278,12 +290,9 @@ def run_fixed_subsets(profile, runs: Path, inference: pd.DataFrame, subsets_per_
     from .store import execute_all
 
     first, others = profile.seeds[0], profile.seeds[1:]
-    hidden = int(inference["k"].max())
     labelled: list[tuple[RunConfig, str]] = []
     for task in profile.tasks:
-        for k in ks:
-            for subset in sample_subsets(hidden, k, subsets_per_k, seed=1000 * k + first):
-                labelled.append((profile.run_config(task, first, selected_dims=subset), "random"))
+        labelled += [(config, "random") for config in random_subset_configs(profile, subsets_per_k, ks, (task,))]
         scan = inference[(inference.task == task) & (inference.seed == first) & inference.k.isin([2, 3])]
         for subset in scan["subset"]:
             labelled.append((profile.run_config(task, first, selected_dims=subset), "scan-best"))

@@ -45,6 +45,7 @@ from .cross import direct_config
 from .data import TokenizedSplit, _tokenize_split, tokenized_task
 from .freezing import encode
 from .models import load_tokenizer
+from .profiles import BASELINE_FEATURES
 from .probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
 from .reporting import format_mean_std
 from .store import _init_worker, default_workers, execute_all, run_dir
@@ -193,11 +194,22 @@ def _load(path: Path) -> dict[str, np.ndarray]:
         return {name: stored[name] for name in stored.files}
 
 
+def saved_features(config, runs: Path) -> dict[str, np.ndarray]:
+    """The head inputs ([CLS] vectors) of train/validation/test that a finished run saved from its kept model."""
+    folder = run_dir(config, runs)
+    missing = [split for split in BASELINE_FEATURES if not (folder / f"features-{split}.npy").exists()]
+    if missing:
+        raise FileNotFoundError(f"run {config.run_id} has no saved features of {missing} in {runs}; run it with "
+                                f"save_features={BASELINE_FEATURES} (the profile's baseline does)")
+    return {split: np.load(folder / f"features-{split}.npy") for split in BASELINE_FEATURES}
+
+
 def encode_states(profile, runs: Path, pool_texts: tuple[str, ...], folder: Path, device: str | None = None,
                   progress: bool = True, workers: int | str = 1) -> Features:
     """[CLS] features of train/validation/test and of the general pool for the pretrained model and
-    each fine-tuned run of every task, cached in ``folder`` by run (id and training time), precision
-    and pool."""
+    each fine-tuned run of every task. The splits come from where they were computed already (the
+    frozen-encoder cache of study 04; the fine-tuned runs' own saved features); the pool is encoded
+    here, cached in ``folder`` by run (id and training time), precision and pool."""
     precision = resolve_precision(profile.train.precision, resolve_device(device))
     pool = tokenize_pool(pool_texts, profile.model, profile.max_seq_length)
     pool_key = hashlib.sha256(pool.input_ids.tobytes() + pool.lengths.tobytes()).hexdigest()[:16]
@@ -208,9 +220,9 @@ def encode_states(profile, runs: Path, pool_texts: tuple[str, ...], folder: Path
     for task in profile.tasks:
         for seed in profile.seeds:
             config = direct_config(profile, task, seed)
-            name = f"{config.run_id}-{_trained_stamp(config, runs)}-{precision}-{pool_key}.npz"
+            name = f"{config.run_id}-{_trained_stamp(config, runs)}-{precision}-pool-{pool_key}.npz"
             paths[ModelState(task, "fine-tuned", seed)] = path = folder / name
-            jobs.append((config, True, runs, {**tokens[task], "pool": pool}, path, device, precision))
+            jobs.append((config, True, runs, {"pool": pool}, path, device, precision))
     jobs = [job for job in jobs if not job[4].exists()]
     start = time.perf_counter()
     _map(_encode_state, jobs, store_workers(workers, device), progress, "encoding")
@@ -224,7 +236,8 @@ def encode_states(profile, runs: Path, pool_texts: tuple[str, ...], folder: Path
         keys[state] = _digest([frozen.run_id, precision, pretrained.name])
         for seed in profile.seeds:
             state = ModelState(task, "fine-tuned", seed)
-            states[state], keys[state] = _load(paths[state]), paths[state].name
+            states[state] = {**saved_features(direct_config(profile, task, seed), runs), **_load(paths[state])}
+            keys[state] = paths[state].name
     labels = {task: {split: part.labels for split, part in tokens[task].items()} for task in profile.tasks}
     return Features(states, labels, keys)
 

@@ -235,6 +235,7 @@ def schedule(configs: list[RunConfig], glue_dir: str | None = None) -> list[RunC
 
 
 _POOL: dict = {}  # (workers, threads) -> this process's worker pool, kept between execute_all calls
+_PENDING: dict = {}  # (store, run_id) -> future of a run queued by an earlier call's ``background``
 
 
 def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
@@ -242,10 +243,10 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     and reused by later calls: a worker's start (imports, model load) costs seconds, and it keeps its
     caches (the pretrained model, subspace bases) for the next batch of runs."""
     pool = _POOL.get((workers, threads))
-    if pool is not None and not getattr(pool, "_broken", False):
+    if pool is not None and not (getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False)):
         return pool
-    for stale in _POOL.values():
-        stale.shutdown(wait=False, cancel_futures=True)
+    for stale in _POOL.values():  # another size was asked for: finish what runs, drop what waits
+        stale.shutdown(wait=True, cancel_futures=True)
     _POOL.clear()
     context = multiprocessing.get_context("spawn")
     _POOL[(workers, threads)] = pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
@@ -254,31 +255,44 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
 
 
 def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, device: str | None = None,
-                glue_dir: str | None = None, progress: bool = True, workers: int | str = "auto") -> pd.DataFrame:
+                glue_dir: str | None = None, progress: bool = True, workers: int | str = "auto",
+                background: Iterable[RunConfig] = ()) -> pd.DataFrame:
     """Run (or read) every config and return ``collect`` over them, in the order given.
 
     With ``workers`` > 1 the missing runs are spread over that many processes (each a pure
     function of its config; the processes are kept for the next call), longest first; finished
-    runs are stored as they complete, so an interruption loses only the runs in flight."""
+    runs are stored as they complete, so an interruption loses only the runs in flight.
+    ``background``: runs to queue behind these and leave training when this call returns, e.g.
+    while the notebook analyses; a later call over them waits for them instead of starting them
+    again. With one worker they are not started here."""
     configs = list(configs)
     runs = Path(runs)
     todo = [c for c in dict.fromkeys(configs) if force or not is_complete(c, runs)]
-    workers = default_workers(device) if workers == "auto" else int(workers)
-    workers = max(1, min(workers, len(todo)))
-    log.info("%d runs: %d in the store, %d to compute with %d worker(s)", len(configs), len(configs) - len(todo),
-             len(todo), workers)
-    for data, model in dict.fromkeys((c.data, c.model.model) for c in todo):
+    pending = {c: _PENDING.pop((str(runs), c.run_id), None) for c in dict.fromkeys(configs)}  # queued earlier
+    pending = {c: future for c, future in pending.items() if future is not None and c in todo}
+    pending = {c: future for c, future in pending.items() if not future.cancelled()}
+    fresh = [c for c in todo if c not in pending]
+    later = [c for c in dict.fromkeys(background) if c not in set(todo) and (str(runs), c.run_id) not in _PENDING
+             and (force or not is_complete(c, runs))]
+    size = default_workers(device) if workers == "auto" else int(workers)
+    parallel = size > 1 and (len(fresh) > 1 or pending or later)
+    log.info("%d runs: %d in the store, %d to compute with %d worker(s)%s", len(configs), len(configs) - len(todo),
+             len(todo), size if parallel else 1, f"; {len(later)} more queued behind them" if parallel and later else "")
+    for data, model in dict.fromkeys((c.data, c.model.model) for c in fresh + later):
         tokenized_task(data, model, glue_dir)  # tokenise once here, not once per worker
-    todo = schedule(todo, glue_dir)
     options = dict(force=force, device=device, glue_dir=glue_dir)
     bar = tqdm(total=len(todo), desc="runs", disable=not progress)
-    if workers == 1:
-        for config in todo:
+    if not parallel:
+        for config in fresh:
             execute(config, runs, progress=progress, **options)
             bar.update()
     else:
-        pool = worker_pool(workers, max(1, (os.cpu_count() or 1) // workers))
-        futures = {pool.submit(execute, config, runs, progress=False, **options): config for config in todo}
+        pool = worker_pool(size, max(1, (os.cpu_count() or 1) // size))
+        futures = {future: config for config, future in pending.items()}
+        futures.update({pool.submit(execute, config, runs, progress=False, **options): config
+                        for config in schedule(fresh, glue_dir)})
+        for config in schedule(later, glue_dir):
+            _PENDING[str(runs), config.run_id] = pool.submit(execute, config, runs, progress=False, **options)
         try:
             for future in as_completed(futures):
                 metrics = future.result()  # re-raises a worker's error here
@@ -286,7 +300,7 @@ def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, d
                          metrics["test"][metrics["main_metric"]])
                 bar.update()
         except BaseException:  # an error or an interrupt: runs not started are dropped, finished ones stay stored
-            for future in futures:
+            for future in [*futures, *_PENDING.values()]:
                 future.cancel()
             raise
     bar.close()

@@ -126,3 +126,18 @@ def test_parallel_runs_reuse_one_worker_pool(tmp_path):
     assert list(first.run_id) == [c.run_id for c in configs[:2]] and list(second.run_id) == [c.run_id for c in configs]
     assert all(store.is_complete(c, tmp_path) for c in configs)
     pool.shutdown()
+
+
+def test_background_runs_are_queued_and_waited_for_not_started_twice(tmp_path):
+    import dataclasses
+
+    from fewdims_helpers.config import DataConfig
+
+    data = DataConfig("rt-polarity", max_seq_length=16, max_train_examples=32, max_eval_examples=16)
+    first, *later = [dataclasses.replace(tiny_config(seed=s), data=data) for s in (5, 6, 7)]
+    store.execute_all([first, later[0]], tmp_path, progress=False, workers=2, background=later)
+    keys = {(str(tmp_path), c.run_id) for c in later[1:]}
+    assert keys <= set(store._PENDING)  # queued behind the call's own runs, not waited for
+    frame = store.execute_all(later, tmp_path, progress=False, workers=2)
+    assert not keys & set(store._PENDING) and list(frame.run_id) == [c.run_id for c in later]
+    assert all(store.is_complete(c, tmp_path) for c in [first, *later])
