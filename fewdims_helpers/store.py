@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -195,6 +196,8 @@ def default_workers(device: str | None = None) -> int:
 
 
 def _init_worker(threads: int) -> None:
+    # an interrupt reaches the notebook, which drops the queued runs; a run in flight finishes and is stored
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     logging.getLogger("fewdims_helpers").setLevel(logging.WARNING)
 
