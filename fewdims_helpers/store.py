@@ -279,8 +279,9 @@ def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, d
              and (force or not is_complete(c, runs))]
     size = default_workers(device) if workers == "auto" else int(workers)
     parallel = size > 1 and (len(fresh) > 1 or pending or later)
-    log.info("%d runs: %d in the store, %d to compute with %d worker(s)%s", len(configs), len(configs) - len(todo),
-             len(todo), size if parallel else 1, f"; {len(later)} more queued behind them" if parallel and later else "")
+    log.info("%d runs: %d in the store, %d to compute with %d worker(s)%s%s", len(configs), len(configs) - len(todo),
+             len(todo), size if parallel else 1, f" ({len(pending)} started earlier)" if pending else "",
+             f"; {len(later)} more queued behind them" if parallel and later else "")
     for data, model in dict.fromkeys((c.data, c.model.model) for c in fresh + later):
         tokenized_task(data, model, glue_dir)  # tokenise once here, not once per worker
     options = dict(force=force, device=device, glue_dir=glue_dir)
