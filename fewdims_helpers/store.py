@@ -271,11 +271,12 @@ def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, d
     configs = list(configs)
     runs = Path(runs)
     todo = [c for c in dict.fromkeys(configs) if force or not is_complete(c, runs)]
-    pending = {c: _PENDING.pop((str(runs), c.run_id), None) for c in dict.fromkeys(configs)}  # queued earlier
-    pending = {c: future for c, future in pending.items() if future is not None and c in todo}
-    pending = {c: future for c, future in pending.items() if not future.cancelled()}
+    waiting = set(todo)
+    queued = {c: _PENDING.pop((str(runs), c.run_id), None) for c in dict.fromkeys(configs)}  # by an earlier call
+    pending = {c: future for c, future in queued.items()
+               if c in waiting and future is not None and not future.cancelled()}
     fresh = [c for c in todo if c not in pending]
-    later = [c for c in dict.fromkeys(background) if c not in set(todo) and (str(runs), c.run_id) not in _PENDING
+    later = [c for c in dict.fromkeys(background) if c not in waiting and (str(runs), c.run_id) not in _PENDING
              and (force or not is_complete(c, runs))]
     size = default_workers(device) if workers == "auto" else int(workers)
     parallel = size > 1 and (len(fresh) > 1 or pending or later)
