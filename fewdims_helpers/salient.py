@@ -217,9 +217,10 @@ def encode_states(profile, runs: Path, pool_texts: tuple[str, ...], folder: Path
     jobs = [(profile.run_config(profile.tasks[0], profile.seeds[0]), False, runs, {"pool": pool}, pretrained, device,
              precision)]
     paths, tokens = {}, {task: tokenized_task(profile.data(task), profile.model) for task in profile.tasks}
+    runs_of = {(task, seed): direct_config(profile, task, seed) for task in profile.tasks for seed in profile.seeds}
     for task in profile.tasks:
         for seed in profile.seeds:
-            config = direct_config(profile, task, seed)
+            config = runs_of[task, seed]
             name = f"{config.run_id}-{_trained_stamp(config, runs)}-{precision}-pool-{pool_key}.npz"
             paths[ModelState(task, "fine-tuned", seed)] = path = folder / name
             jobs.append((config, True, runs, {"pool": pool}, path, device, precision))
@@ -236,7 +237,7 @@ def encode_states(profile, runs: Path, pool_texts: tuple[str, ...], folder: Path
         keys[state] = _digest([frozen.run_id, precision, pretrained.name])
         for seed in profile.seeds:
             state = ModelState(task, "fine-tuned", seed)
-            states[state] = {**saved_features(direct_config(profile, task, seed), runs), **_load(paths[state])}
+            states[state] = {**saved_features(runs_of[task, seed], runs), **_load(paths[state])}
             keys[state] = paths[state].name
     labels = {task: {split: part.labels for split, part in tokens[task].items()} for task in profile.tasks}
     return Features(states, labels, keys)
