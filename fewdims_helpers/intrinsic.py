@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .config import RunConfig, SubspaceConfig
 from .data import tokenized_task
 from .models import pretrained_encoder
-from .store import _basis_affinity, _initial_model, execute_all, load_model, run_dir
+from .store import _basis_affinity, _initial_model, execute_all, load_model, map_in_workers, run_dir
 from .subspace import deltas, encoder_layers, flatten, materialize, parameter_slices
 from .tasks import get_task
 from .training import evaluate, resolve_device, resolve_precision
@@ -94,13 +95,23 @@ def select_rates(profile, design: Design, runs: Path, rates: tuple[float, ...], 
     return dict(zip(best["task"], best["learning_rate"])), sweep
 
 
+def freeze_config(profile, task: str, seed: int) -> RunConfig:
+    """Table 1's Freeze: encoder layers frozen (V theta_t = 0), embeddings and head trained."""
+    return subspace_config(profile, task, seed, basis="none")
+
+
+def freeze_configs(profile) -> list[RunConfig]:
+    """Every Freeze run of Table 1: they need no trajectory and no chosen rate, so they can start first."""
+    return [freeze_config(profile, task, seed) for task in profile.tasks for seed in profile.seeds]
+
+
 def table_configs(profile, design: Design) -> tuple[list[RunConfig], list[str]]:
     """Table 1: every task, seed and setting."""
     configs, labels = [], []
     for task in profile.tasks:
         for seed in profile.seeds:
             configs += [profile.baseline(task, seed),
-                        subspace_config(profile, task, seed, basis="none"),
+                        freeze_config(profile, task, seed),
                         subspace_config(profile, task, seed, basis="random", dim=design.dim,
                                         learning_rate=design.rates[task]),
                         design.intrinsic(profile, task, seed, save_model=True)]
@@ -145,6 +156,7 @@ def run_analysis(profile, design: Design, runs: Path, **options) -> pd.DataFrame
 
 
 # ----------------------------------------------------------------------------- outlier dimensions
+SIGMAS, TOP, BINS = 3.0, 10, 400  # the paper's 3-sigma rule; Table 4's top 10 per layer; blocks of Fig. 4
 def outlier_mask(delta: np.ndarray, sigmas: float = 3.0) -> np.ndarray:
     """Coordinates of one layer's update V theta_t deviating more than ``sigmas`` std from its mean."""
     return np.abs(delta - delta.mean()) > sigmas * delta.std()
@@ -200,15 +212,24 @@ def _zeroing_scores(config: RunConfig, runs: Path, layer_deltas: list[np.ndarray
     return scores
 
 
-def outlier_analysis(config: RunConfig, runs: Path, zeroing: bool = True, sigmas: float = 3.0, top: int = 10,
-                     bins: int = 400, device: str | None = None) -> dict:
+def _analysis_path(config: RunConfig, runs: Path, key: dict) -> Path:
+    return (Path(runs).parent / "analysis" /
+            f"{config.run_id}-outliers-s{key['sigmas']:g}-t{key['top']}-b{key['bins']}-z{int(key['zeroing'])}.json")
+
+
+def _analysis_key(zeroing: bool, sigmas: float, top: int, bins: int) -> dict:
+    return {"format": 1, "sigmas": sigmas, "top": top, "bins": bins, "zeroing": zeroing}
+
+
+def outlier_analysis(config: RunConfig, runs: Path, zeroing: bool = True, sigmas: float = SIGMAS, top: int = TOP,
+                     bins: int = BINS, device: str | None = None) -> dict:
     """Everything Sec. 4.5 needs from one subspace run, computed once and cached next to the store
     (``results/analysis/``), so a rerun only re-renders: the share of 3-sigma outlier coordinates of
     V theta_t, their count per weight matrix, the weight matrix of each layer's ``top`` outliers, the
     largest |V theta_t| per block of each layer (``bins`` blocks, for Fig. 4) and, if ``zeroing``
     (intrinsic runs saved with ``save_model``), the Table 3 scores."""
-    key = {"format": 1, "sigmas": sigmas, "top": top, "bins": bins, "zeroing": zeroing}
-    path = Path(runs).parent / "analysis" / f"{config.run_id}-outliers-s{sigmas:g}-t{top}-b{bins}-z{int(zeroing)}.json"
+    key = _analysis_key(zeroing, sigmas, top, bins)
+    path = _analysis_path(config, runs, key)
     if path.exists():
         return json.loads(path.read_text())
     layer_deltas = stored_deltas(config, runs)
@@ -226,20 +247,23 @@ def outlier_analysis(config: RunConfig, runs: Path, zeroing: bool = True, sigmas
     if zeroing:
         result["zeroing"] = _zeroing_scores(config, runs, layer_deltas, sigmas, device)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(result) + "\n")
     tmp.replace(path)
     return result
 
 
 def outlier_analyses(configs: list[RunConfig], runs: Path, zeroing: bool = True, progress: bool = True,
-                     device: str | None = None) -> list[dict]:
-    """``outlier_analysis`` of every config, in the order given; computed grouped by subspace, so each
-    basis is built once."""
-    order = sorted(range(len(configs)), key=lambda i: _basis_affinity(configs[i]))
-    done = {i: outlier_analysis(configs[i], runs, zeroing=zeroing, device=device)
-            for i in tqdm(order, desc="outlier analysis", disable=not progress)}
-    return [done[i] for i in range(len(configs))]
+                     device: str | None = None, workers: int | str = 1) -> list[dict]:
+    """``outlier_analysis`` of every config, in the order given. Those not cached yet are computed in
+    ``workers`` processes (``store.map_in_workers``: behind any runs still training there), grouped by
+    subspace, so a process builds each basis once."""
+    key = _analysis_key(zeroing, SIGMAS, TOP, BINS)
+    missing = sorted((c for c in dict.fromkeys(configs) if not _analysis_path(c, runs, key).exists()),
+                     key=_basis_affinity)
+    map_in_workers(functools.partial(outlier_analysis, runs=runs, zeroing=zeroing, device=device), missing,
+                   workers=workers, device=device, progress=progress, desc="outlier analysis")
+    return [outlier_analysis(c, runs, zeroing=zeroing, device=device) for c in configs]
 
 
 def outlier_share(analyses: list[dict]) -> float:

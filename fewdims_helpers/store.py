@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,8 @@ from .tasks import get_task
 from .freezing import encode
 from .head import SequenceClassifier
 from .models import pretrained_encoder
-from .subspace import TrajectoryRecorder, materialize, reparameterize, subspace_state
+from .subspace import (TrajectoryRecorder, default_cache_bytes, materialize, reparameterize, set_basis_cache,
+                       subspace_state)
 from .training import (build_model, evaluate, evaluate_and_encode, predict, relative_weight_change, resolve_device,
                        total_steps, train)
 
@@ -195,10 +196,11 @@ def default_workers(device: str | None = None) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, workers: int) -> None:
     # an interrupt reaches the notebook, which drops the queued runs; a run in flight finishes and is stored
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    set_basis_cache(default_cache_bytes(workers))  # the workers share the memory kept for subspace bases
     logging.getLogger("fewdims_helpers").setLevel(logging.WARNING)
 
 
@@ -253,7 +255,7 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     _POOL.clear()
     context = multiprocessing.get_context("spawn")
     _POOL[(workers, threads)] = pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                                           initargs=(threads,))
+                                                           initargs=(threads, workers))
     return pool
 
 
@@ -298,18 +300,48 @@ def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, d
                         for config in schedule(fresh, glue_dir)})
         for config in schedule(later, glue_dir):
             _PENDING[str(runs), config.run_id] = pool.submit(execute, config, runs, progress=False, **options)
-        try:
-            for future in as_completed(futures):
-                metrics = future.result()  # re-raises a worker's error here
-                log.info("%s: test %s = %.4f", metrics["run_id"], metrics["main_metric"],
-                         metrics["test"][metrics["main_metric"]])
-                bar.update()
-        except BaseException:  # an error or an interrupt: runs not started are dropped, finished ones stay stored
-            for future in [*futures, *_PENDING.values()]:
-                future.cancel()
-            raise
+        _wait_all(list(futures), bar, lambda metrics: log.info("%s: test %s = %.4f", metrics["run_id"],
+                                                               metrics["main_metric"],
+                                                               metrics["test"][metrics["main_metric"]]))
     bar.close()
     return collect(runs, [c.run_id for c in configs])
+
+
+def map_in_workers(function: Callable[[Any], Any], items: Iterable, workers: int | str = "auto",
+                   device: str | None = None, progress: bool = True, desc: str = "") -> list:
+    """``[function(item) for item in items]``, spread over the kept worker pool (``worker_pool``) when
+    ``workers`` > 1, in the order given. For analyses of stored runs: they queue behind runs an earlier
+    call left in the background, and use the bases the workers keep. ``function`` must be picklable
+    (a module-level function or a ``functools.partial`` of one)."""
+    items = list(items)
+    size = default_workers(device) if workers == "auto" else int(workers)
+    bar = tqdm(total=len(items), desc=desc, disable=not progress)
+    if size <= 1:
+        results = []
+        for item in items:
+            results.append(function(item))
+            bar.update()
+    else:
+        futures = [worker_pool(size, max(1, (os.cpu_count() or 1) // size)).submit(function, item) for item in items]
+        _wait_all(futures, bar)
+        results = [future.result() for future in futures]
+    bar.close()
+    return results
+
+
+def _wait_all(futures: list, bar, each: Callable[[Any], None] | None = None) -> None:
+    """Wait for ``futures`` as they complete, re-raising a worker's error here. On an error or an
+    interrupt, the work not started is dropped (background runs included); finished work stays stored."""
+    try:
+        for future in as_completed(futures):
+            result = future.result()
+            if each is not None:
+                each(result)
+            bar.update()
+    except BaseException:
+        for future in [*futures, *_PENDING.values()]:
+            future.cancel()
+        raise
 
 
 def _flatten(prefix: str, value: Any, row: dict) -> None:

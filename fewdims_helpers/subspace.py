@@ -4,8 +4,9 @@
   encoder layer, each flattened into one vector (all of the layer's parameters, in
   ``named_parameters`` order) and stored compactly as float16 displacements theta_i - theta_0.
 - ``trajectory_basis``: the SVD of the stacked checkpoints (t, D) in its t x t Gram-matrix form
-  (W W^T = U S^2 U^T, V = W^T U S^-1), so nothing larger than the checkpoints themselves and the
-  (D, d) basis is ever held; a final Cholesky QR makes the basis orthonormal to float32 precision.
+  (W W^T = U S^2 U^T, V^T = S^-1 U^T W), so nothing larger than the checkpoints themselves and the
+  basis is ever held; a final Cholesky QR makes the basis orthonormal to float32 precision. Bases
+  are built and kept as (d, D) rows, the layout the re-parameterised layer streams.
 - ``SubspaceLayer``: one encoder layer re-parameterised as theta = theta_0 + V mean_i(theta_t^(i))
   (Eq. 4, the ensemble of h vectors); only theta_t trains (its own learning rate, 0.01 in the paper).
 
@@ -22,6 +23,7 @@ Readings of the paper that matter, each a ``SubspaceConfig`` field:
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -101,7 +103,8 @@ def load_trajectory(runs: Path, run_id: str, layer_index: int, checkpoints: str 
 
 # ----------------------------------------------------------------------------- bases
 def trajectory_basis(rows: torch.Tensor, dim: int, chunk: int = 1 << 18) -> torch.Tensor:
-    """Orthonormal (D, dim) basis of the top-``dim`` right singular vectors of ``rows`` (t, D).
+    """Orthonormal (D, dim) basis of the top-``dim`` right singular vectors of ``rows`` (t, D), as a
+    view of its contiguous (dim, D) rows.
 
     Uses the Gram matrix W W^T (t x t, accumulated in float64 over column chunks) so the SVD costs
     O(t^2 D) and no (D, D) or (t, D) float64 copy is made."""
@@ -118,28 +121,54 @@ def trajectory_basis(rows: torch.Tensor, dim: int, chunk: int = 1 << 18) -> torc
     if rank < dim:
         raise ConfigError(f"the trajectory has rank {rank} < subspace dim {dim} (checkpoints are linearly dependent); "
                           f"use dim <= {rank}")
-    coefficients = (eigenvectors / eigenvalues.sqrt()).float()  # (t, dim): V = W^T U S^-1
-    return orthonormalize(rows.T @ coefficients)  # (D, dim)
+    coefficients = (eigenvectors / eigenvalues.sqrt()).T.float()  # (dim, t): V^T = S^-1 U^T W
+    # orthonormal in exact arithmetic; rounding leaves its Gram within about 1e-4 of I on MiniLM's
+    # trajectories, and one Cholesky QR pass of so well-conditioned rows restores float32 precision
+    return orthonormal_rows(coefficients @ rows, passes=1).T
 
 
-def orthonormalize(columns: torch.Tensor, passes: int = 2) -> torch.Tensor:
-    """Orthonormal columns spanning the same nested subspaces as ``columns`` (D, d), by Cholesky QR
-    repeated (CholeskyQR2): two (d, d) Gram matrices instead of a Householder QR of the tall matrix,
-    about 4x faster here, orthonormal to float32 precision for the well-conditioned inputs used here."""
+def orthonormal_rows(rows: torch.Tensor, passes: int = 2) -> torch.Tensor:
+    """Orthonormal rows spanning the same nested subspaces as ``rows`` (d, D), by Cholesky QR
+    repeated (CholeskyQR2: rows <- L^-1 rows with L L^T = rows rows^T): (d, d) Gram matrices instead
+    of a Householder QR of the long matrix, orthonormal to float32 precision for the well-conditioned
+    inputs used here."""
     for _ in range(passes):
-        upper = torch.linalg.cholesky((columns.T @ columns).double(), upper=True)
-        columns = columns @ torch.linalg.inv(upper).float()
-    return columns
+        lower = torch.linalg.cholesky((rows @ rows.T).double())
+        rows = torch.linalg.inv(lower).float() @ rows
+    return rows
 
 
 def random_basis(size: int, dim: int, seed: int, layer_index: int) -> torch.Tensor:
-    """Random orthonormal (D, dim) basis (orthonormalised Gaussian matrix), seeded per run and layer."""
+    """Random orthonormal (D, dim) basis (orthonormalised Gaussian rows), seeded per run and layer."""
     generator = torch.Generator().manual_seed(1_000_003 * seed + layer_index)
-    return orthonormalize(torch.randn(size, dim, generator=generator))
+    return orthonormal_rows(torch.randn(dim, size, generator=generator)).T
 
 
 _BASES: OrderedDict = OrderedDict()  # recently built bases of this process: a model's layers and its reruns
-BASIS_CACHE_SIZE = 6  # one 6-layer model (226 MB per MiniLM layer at d = 32)
+_CACHE_BYTES = {"budget": None}  # None: ``default_cache_bytes(1)``; worker processes set their share
+
+
+def default_cache_bytes(processes: int = 1) -> int:
+    """Bytes of bases each of ``processes`` processes keeps: 40% of this machine's memory, shared
+    (MiniLM at d = 32 takes 1.36 GB a model, so on 24 GB two workers keep about three models each)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        memory = 8 << 30
+    return int(0.4 * memory) // max(1, processes)
+
+
+def set_basis_cache(budget_bytes: int | None) -> None:
+    """Bytes of recently built bases this process keeps (None: ``default_cache_bytes()``); older ones
+    are dropped first. The bases of the model being trained are held by the model, not by this cache."""
+    _CACHE_BYTES["budget"] = budget_bytes
+    _evict()
+
+
+def _evict() -> None:
+    budget = _CACHE_BYTES["budget"] if _CACHE_BYTES["budget"] is not None else default_cache_bytes()
+    while _BASES and sum(b.numel() * b.element_size() for b in _BASES.values()) > budget:
+        _BASES.popitem(last=False)
 
 
 def _basis_key(config: SubspaceConfig, runs: Path, layer_index: int, size: int, seed: int) -> tuple | None:
@@ -155,17 +184,17 @@ def _basis_key(config: SubspaceConfig, runs: Path, layer_index: int, size: int, 
 
 
 def layer_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: torch.Tensor, seed: int) -> torch.Tensor:
-    """The (D, d) basis of one encoder layer for ``config``. The last ``BASIS_CACHE_SIZE`` bases built
-    in this process are kept (read-only), so consecutive runs and analyses in one subspace build it once."""
+    """The (D, d) basis of one encoder layer for ``config``, a view of contiguous (d, D) rows. Recently
+    built bases are kept (read-only, up to ``set_basis_cache``'s budget, least recently used dropped
+    first), so the runs and analyses of one subspace in a process build it once."""
     key = _basis_key(config, runs, layer_index, len(theta0), seed)
     if key is not None and key in _BASES:
         _BASES.move_to_end(key)
         return _BASES[key]
-    basis = _build_basis(config, runs, layer_index, theta0, seed).T.contiguous().T  # (D, d) view of (d, D) rows
+    basis = _build_basis(config, runs, layer_index, theta0, seed)
     if key is not None:
         _BASES[key] = basis
-        while len(_BASES) > BASIS_CACHE_SIZE:
-            _BASES.popitem(last=False)
+        _evict()
     return basis
 
 

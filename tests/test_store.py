@@ -141,3 +141,14 @@ def test_background_runs_are_queued_and_waited_for_not_started_twice(tmp_path):
     frame = store.execute_all(later, tmp_path, progress=False, workers=2)
     assert not keys & set(store._PENDING) and list(frame.run_id) == [c.run_id for c in later]
     assert all(store.is_complete(c, tmp_path) for c in [first, *later])
+
+
+def test_analyses_run_in_the_worker_pool_in_the_order_given():
+    import functools
+    import operator
+
+    assert store.map_in_workers(functools.partial(operator.mul, 3), [4, 1, 2], workers=2, progress=False) == [12, 3, 6]
+    assert store._POOL  # the kept pool ran them
+    with pytest.raises(ZeroDivisionError):  # a worker's error reaches the caller
+        store.map_in_workers(functools.partial(operator.truediv, 1), [1, 0], workers=2, progress=False)
+    assert store.map_in_workers(functools.partial(operator.mul, 3), [5], workers=1, progress=False) == [15]

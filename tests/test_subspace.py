@@ -88,6 +88,23 @@ def test_bases_are_built_once_per_process_and_rebuilt_when_the_trajectory_change
     assert rebuilt is not first and not torch.allclose(rebuilt.abs(), first.abs())
 
 
+def test_basis_cache_keeps_the_most_recent_bases_within_its_byte_budget(tmp_path):
+    theta0 = torch.zeros(1000)
+    configs = [SubspaceConfig(basis="random", dim=4)] * 3
+    one = 1000 * 4 * 4  # bytes of one (1000, 4) float32 basis
+    subspace.set_basis_cache(2 * one)
+    try:
+        first, second, third = (subspace.layer_basis(c, tmp_path, 0, theta0, seed=s) for c, s in zip(configs, (1, 2, 3)))
+        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=3) is third
+        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=2) is second
+        rebuilt = subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=1)  # the oldest was dropped
+        assert rebuilt is not first and torch.equal(rebuilt, first)
+        assert rebuilt.T.is_contiguous()  # kept as (d, D) rows, the layout the layer streams
+        torch.testing.assert_close(rebuilt.T @ rebuilt, torch.eye(4), atol=1e-5, rtol=0)
+    finally:
+        subspace.set_basis_cache(None)
+
+
 def test_trajectory_basis_is_orthonormal_and_spans_the_checkpoints():
     rng = np.random.default_rng(0)
     rows = torch.from_numpy(rng.normal(size=(6, 5000)).astype(np.float32))
@@ -98,6 +115,11 @@ def test_trajectory_basis_is_orthonormal_and_spans_the_checkpoints():
     # the top direction is the top right singular vector of the rows
     top = torch.linalg.svd(rows.double(), full_matrices=False).Vh[0].float()
     assert abs(float(top @ basis[:, 0])) == pytest.approx(1.0, abs=1e-5)
+    # singular values over five decades (MiniLM's trajectories span about four): still orthonormal
+    u, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    v, _ = np.linalg.qr(rng.normal(size=(5000, 6)))
+    basis = subspace.trajectory_basis(torch.from_numpy((u * np.geomspace(1, 1e-5, 6)) @ v.T).float(), dim=6)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(6), atol=1e-5, rtol=0)
 
 
 def test_basis_larger_than_the_trajectory_is_refused():
