@@ -24,14 +24,12 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import pickle
 import tarfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +46,7 @@ from .models import load_tokenizer
 from .profiles import BASELINE_FEATURES
 from .probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
 from .reporting import format_mean_std
-from .store import _init_worker, default_workers, execute_all, run_dir
+from .store import default_workers, execute_all, map_in_workers, run_dir
 from .tasks import TaskSpec, get_task, load_task
 from .training import build_model, predict, resolve_device, resolve_precision
 
@@ -131,35 +129,31 @@ def _write_atomically(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def _on_one_thread(function, *job) -> None:
+def _on_one_thread(function, job: tuple) -> None:
     with threadpool_limits(1):  # numpy's BLAS (PCA, scikit-learn's L-BFGS); torch's is set by the worker
         function(*job)
 
 
 def _map(function, jobs: list[tuple], workers: int, progress: bool, desc: str, one_thread: bool = False) -> None:
     """``function(*job)`` for every job (results go to disk), here (on one thread if ``one_thread``) or
-    in ``workers`` one-thread processes. The probes' small matrices run faster on one thread: on the
-    2-core reference machine, while another process shared the cores, two threads made the batched
-    Newton fits 2-80x and numpy's eigh and scikit-learn's fits 4-10x slower; and the run store found two
-    one-thread processes faster than one two-thread process."""
+    in the run store's kept pool of ``workers`` one-thread processes (``store.map_in_workers``). The
+    probes' small matrices run faster on one thread: on the 2-core reference machine, while another
+    process shared the cores, two threads made the batched Newton fits 2-80x and numpy's eigh and
+    scikit-learn's fits 4-10x slower; and the run store found two one-thread processes faster than one
+    two-thread process."""
+    if workers > 1 and len(jobs) > 1:
+        map_in_workers(partial(_on_one_thread, function), jobs, workers=workers, progress=progress, desc=desc)
+        return
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
-    if workers <= 1 or len(jobs) <= 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1 if one_thread else threads)
-        try:
-            with threadpool_limits(1 if one_thread else None):
-                for job in jobs:
-                    function(*job)
-                    bar.update()
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
-                                 initargs=(1,)) as pool:
-            for future in as_completed([pool.submit(_on_one_thread, function, *job) for job in jobs]):
-                future.result()  # re-raises a worker's error here
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if one_thread else threads)
+    try:
+        with threadpool_limits(1 if one_thread else None):
+            for job in jobs:
+                function(*job)
                 bar.update()
+    finally:
+        torch.set_num_threads(threads)
     bar.close()
 
 

@@ -1,6 +1,8 @@
 """Study 06 invariants: the vectorised probes equal scikit-learn's; greedy selection finds a planted
 dimension; the general pool never holds task text and its PCA sees only pool features; the
 variance-ratio index counts the leading ratios above 1; nothing breaks on tiny folds."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,9 @@ def test_pca_points_are_log_spaced_and_include_five():
     assert salient.pca_points(384, 9) == [1, 2, 4, 5, 9, 20, 41, 87, 183, 384]
     with pytest.raises(ValueError, match="pca_points must be >= 2"):
         salient.pca_points(384, 1)
+
+
+def test_jobs_run_in_parallel_workers_write_their_results(tmp_path):
+    jobs = [(tmp_path / f"{name}.txt", name) for name in ("a", "b", "c")]
+    salient._map(Path.write_text, jobs, workers=2, progress=False, desc="writing", one_thread=True)
+    assert [path.read_text() for path, _ in jobs] == ["a", "b", "c"]
