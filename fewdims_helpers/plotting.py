@@ -279,8 +279,12 @@ def best_neuron_activations(frames: dict[str, tuple[int, pd.DataFrame]]) -> matp
             ax.scatter(frame["label"], frame["activation"], s=8, alpha=0.6)
             ax.set_xlabel("label (valence)")
         else:
-            sns.stripplot(frame, x="label", y="activation", hue="label", palette="colorblind", size=3, jitter=0.25,
-                          legend=False, ax=ax)
+            classes = sorted(frame["label"].unique())
+            jitter = np.random.default_rng(0)  # seeded, so a rerun redraws the same figure
+            for position, (label, color) in enumerate(zip(classes, sns.color_palette("colorblind", len(classes)))):
+                values = frame.loc[frame["label"] == label, "activation"]
+                ax.scatter(position + jitter.uniform(-0.25, 0.25, len(values)), values, s=9, color=color)
+            ax.set_xticks(range(len(classes)), [str(label) for label in classes])
             ax.set_xlabel("class")
         ax.set_ylabel("")
         ax.set_title(f"{task}: dimension {dim}")
