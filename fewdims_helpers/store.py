@@ -209,8 +209,9 @@ def _basis_affinity(config: RunConfig) -> tuple:
     sub = config.subspace
     if sub is None or sub.basis == "none":
         return ()
-    return (sub.basis, sub.dim, config.train.seed if sub.basis == "random" else -1, sub.sources, sub.checkpoints,
-            sub.reading)
+    if sub.basis == "random":
+        return (sub.basis, sub.dim, config.train.seed)
+    return (sub.basis, sub.sources, sub.checkpoints, sub.reading)  # every dim: leading directions of one basis
 
 
 def expected_cost(config: RunConfig, tokens: dict[str, TokenizedSplit], layers: int) -> float:

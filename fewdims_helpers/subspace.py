@@ -102,26 +102,31 @@ def load_trajectory(runs: Path, run_id: str, layer_index: int, checkpoints: str 
 
 
 # ----------------------------------------------------------------------------- bases
-def trajectory_basis(rows: torch.Tensor, dim: int, chunk: int = 1 << 18) -> torch.Tensor:
+def trajectory_basis(rows: torch.Tensor, dim: int | None, chunk: int = 1 << 18) -> torch.Tensor:
     """Orthonormal (D, dim) basis of the top-``dim`` right singular vectors of ``rows`` (t, D), as a
-    view of its contiguous (dim, D) rows.
+    view of its contiguous (dim, D) rows; ``dim=None``: every direction of the trajectory's numerical
+    rank. The bases are nested: the leading d columns of a larger one are the d-dimensional basis.
 
     Uses the Gram matrix W W^T (t x t, accumulated in float64 over column chunks) so the SVD costs
     O(t^2 D) and no (D, D) or (t, D) float64 copy is made."""
     t, size = rows.shape
-    if dim > t:
+    if dim is not None and dim > t:
         raise ConfigError(f"subspace dim {dim} exceeds the {t} recorded checkpoints; use dim <= {t} or record more")
     gram = torch.zeros(t, t, dtype=torch.float64)
     for start in range(0, size, chunk):
         block = rows[:, start: start + chunk].double()
         gram += block @ block.T
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)  # ascending
-    eigenvalues, eigenvectors = eigenvalues.flip(0)[:dim], eigenvectors.flip(1)[:, :dim]
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
     rank = int((eigenvalues > eigenvalues[0] * 1e-12).sum()) if eigenvalues[0] > 0 else 0
-    if rank < dim:
+    if rank == 0:
+        raise ConfigError("the trajectory does not move (every recorded update is zero); record it from a run that "
+                          "trains the encoder layers")
+    if dim is not None and rank < dim:
         raise ConfigError(f"the trajectory has rank {rank} < subspace dim {dim} (checkpoints are linearly dependent); "
                           f"use dim <= {rank}")
-    coefficients = (eigenvectors / eigenvalues.sqrt()).T.float()  # (dim, t): V^T = S^-1 U^T W
+    dim = dim or rank
+    coefficients = (eigenvectors[:, :dim] / eigenvalues[:dim].sqrt()).T.float()  # (dim, t): V^T = S^-1 U^T W
     # orthonormal in exact arithmetic; rounding leaves its Gram within about 1e-4 of I on MiniLM's
     # trajectories, and one Cholesky QR pass of so well-conditioned rows restores float32 precision
     return orthonormal_rows(coefficients @ rows, passes=1).T
@@ -180,22 +185,29 @@ def _basis_key(config: SubspaceConfig, runs: Path, layer_index: int, size: int, 
         return None
     files = [Path(runs).resolve() / source / TRAJECTORY_DIR / f"layer_{layer_index}.npy" for source in config.sources]
     stamps = tuple((str(f), f.stat().st_mtime_ns) for f in files if f.exists())
-    return ("intrinsic", stamps, config.dim, config.checkpoints, config.reading, size)
+    return ("intrinsic", stamps, config.checkpoints, config.reading, size)  # every dim: one nested basis
 
 
 def layer_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: torch.Tensor, seed: int) -> torch.Tensor:
-    """The (D, d) basis of one encoder layer for ``config``, a view of contiguous (d, D) rows. Recently
-    built bases are kept (read-only, up to ``set_basis_cache``'s budget, least recently used dropped
-    first), so the runs and analyses of one subspace in a process build it once."""
+    """The (D, d) basis of one encoder layer for ``config``, a view of contiguous (d, D) rows. An
+    intrinsic basis is the leading d directions of its trajectory's full basis, so the dimensions of
+    an ablation are exactly nested and share one build. Recently built bases are kept (read-only, up to
+    ``set_basis_cache``'s budget, least recently used dropped first), so the runs and analyses of one
+    subspace in a process build it once."""
     key = _basis_key(config, runs, layer_index, len(theta0), seed)
     if key is not None and key in _BASES:
         _BASES.move_to_end(key)
-        return _BASES[key]
-    basis = _build_basis(config, runs, layer_index, theta0, seed)
-    if key is not None:
-        _BASES[key] = basis
-        _evict()
-    return basis
+        basis = _BASES[key]
+    else:
+        basis = _build_basis(config, runs, layer_index, theta0, seed)
+        if key is not None:
+            _BASES[key] = basis
+            _evict()
+    if config.dim > basis.shape[1]:
+        raise ConfigError(f"subspace dim {config.dim} exceeds the {basis.shape[1]} directions the trajectory of "
+                          f"{config.sources} spans (one per linearly independent checkpoint); use dim <= "
+                          f"{basis.shape[1]} or record more checkpoints")
+    return basis[:, :config.dim]
 
 
 def _build_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: torch.Tensor, seed: int) -> torch.Tensor:
@@ -209,7 +221,7 @@ def _build_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: t
         rows = rows + theta0
     elif config.reading == "centered":
         rows = rows - rows.mean(0, keepdim=True)
-    return trajectory_basis(rows, config.dim)
+    return trajectory_basis(rows, None)  # every direction; ``layer_basis`` keeps the leading ``config.dim``
 
 
 # ----------------------------------------------------------------------------- re-parameterisation

@@ -80,12 +80,27 @@ def test_bases_are_built_once_per_process_and_rebuilt_when_the_trajectory_change
     np.save(folder / "layer_0.npy", rng.normal(size=(4, 300)).astype(np.float16))
     config = SubspaceConfig(basis="intrinsic", dim=3, sources=("source",))
     first = subspace.layer_basis(config, tmp_path, 0, theta0, seed=0)
-    assert subspace.layer_basis(config, tmp_path, 0, theta0, seed=0) is first
-    assert subspace.layer_basis(SubspaceConfig(basis="random", dim=3), tmp_path, 0, theta0, seed=0) is not first
+    assert subspace.layer_basis(config, tmp_path, 0, theta0, seed=0).data_ptr() == first.data_ptr()  # not rebuilt
+    assert subspace.layer_basis(SubspaceConfig(basis="random", dim=3), tmp_path, 0, theta0, seed=0).data_ptr() \
+        != first.data_ptr()
     np.save(folder / "layer_0.npy", rng.normal(size=(4, 300)).astype(np.float16))  # the source was re-run
     os.utime(folder / "layer_0.npy", ns=(1, 1))  # a new mtime even on a coarse-grained file system
     rebuilt = subspace.layer_basis(config, tmp_path, 0, theta0, seed=0)
-    assert rebuilt is not first and not torch.allclose(rebuilt.abs(), first.abs())
+    assert rebuilt.data_ptr() != first.data_ptr() and not torch.allclose(rebuilt.abs(), first.abs())
+
+
+def test_intrinsic_bases_of_every_dimension_are_nested_and_built_once(tmp_path):
+    theta0 = torch.zeros(300)
+    folder = tmp_path / "source" / subspace.TRAJECTORY_DIR
+    folder.mkdir(parents=True)
+    np.save(folder / "layer_0.npy", np.random.default_rng(0).normal(size=(5, 300)).astype(np.float16))
+    small, large = (subspace.layer_basis(SubspaceConfig(basis="intrinsic", dim=d, sources=("source",)), tmp_path, 0,
+                                         theta0, seed=0) for d in (2, 4))
+    assert small.shape == (300, 2) and large.shape == (300, 4) and small.T.is_contiguous()
+    assert small.data_ptr() == large.data_ptr()  # the leading directions of one build
+    torch.testing.assert_close(large.T @ large, torch.eye(4), atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="subspace dim 6 exceeds the 5 directions"):
+        subspace.layer_basis(SubspaceConfig(basis="intrinsic", dim=6, sources=("source",)), tmp_path, 0, theta0, seed=0)
 
 
 def test_basis_cache_keeps_the_most_recent_bases_within_its_byte_budget(tmp_path):
@@ -95,10 +110,10 @@ def test_basis_cache_keeps_the_most_recent_bases_within_its_byte_budget(tmp_path
     subspace.set_basis_cache(2 * one)
     try:
         first, second, third = (subspace.layer_basis(c, tmp_path, 0, theta0, seed=s) for c, s in zip(configs, (1, 2, 3)))
-        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=3) is third
-        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=2) is second
+        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=3).data_ptr() == third.data_ptr()
+        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=2).data_ptr() == second.data_ptr()
         rebuilt = subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=1)  # the oldest was dropped
-        assert rebuilt is not first and torch.equal(rebuilt, first)
+        assert rebuilt.data_ptr() != first.data_ptr() and torch.equal(rebuilt, first)
         assert rebuilt.T.is_contiguous()  # kept as (d, D) rows, the layout the layer streams
         torch.testing.assert_close(rebuilt.T @ rebuilt, torch.eye(4), atol=1e-5, rtol=0)
     finally:
@@ -127,6 +142,8 @@ def test_basis_larger_than_the_trajectory_is_refused():
         subspace.trajectory_basis(torch.ones(3, 10), dim=4)
     with pytest.raises(ConfigError, match="rank 1 < subspace dim 2"):
         subspace.trajectory_basis(torch.ones(3, 10), dim=2)
+    with pytest.raises(ConfigError, match="does not move"):
+        subspace.trajectory_basis(torch.zeros(3, 10), dim=None)
 
 
 def test_recorded_trajectory_feeds_an_intrinsic_subspace_run(tmp_path, synthetic_task, monkeypatch):
