@@ -130,6 +130,9 @@ def test_trajectory_basis_is_orthonormal_and_spans_the_checkpoints():
     # the top direction is the top right singular vector of the rows
     top = torch.linalg.svd(rows.double(), full_matrices=False).Vh[0].float()
     assert abs(float(top @ basis[:, 0])) == pytest.approx(1.0, abs=1e-5)
+    # the stored float16 read as it is gives the basis of its float32 conversion, bit for bit
+    half = rows.half()
+    assert torch.equal(subspace.trajectory_basis(half, dim=6, chunk=1024), subspace.trajectory_basis(half.float(), dim=6))
     # singular values over five decades (MiniLM's trajectories span about four): still orthonormal
     u, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     v, _ = np.linalg.qr(rng.normal(size=(5000, 6)))
