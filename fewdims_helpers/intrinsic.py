@@ -157,7 +157,9 @@ def run_analysis(profile, design: Design, runs: Path, **options) -> pd.DataFrame
 
 # ----------------------------------------------------------------------------- outlier dimensions
 SIGMAS, TOP, BINS = 3.0, 10, 400  # the paper's 3-sigma rule; Table 4's top 10 per layer; blocks of Fig. 4
-def outlier_mask(delta: np.ndarray, sigmas: float = 3.0) -> np.ndarray:
+
+
+def outlier_mask(delta: np.ndarray, sigmas: float = SIGMAS) -> np.ndarray:
     """Coordinates of one layer's update V theta_t deviating more than ``sigmas`` std from its mean."""
     return np.abs(delta - delta.mean()) > sigmas * delta.std()
 

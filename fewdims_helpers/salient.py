@@ -130,8 +130,13 @@ def _write_atomically(path: Path, write) -> None:
 
 
 def _on_one_thread(function, job: tuple) -> None:
-    with threadpool_limits(1):  # numpy's BLAS (PCA, scikit-learn's L-BFGS); torch's is set by the worker
-        function(*job)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):  # numpy's BLAS (PCA, scikit-learn's L-BFGS)
+            function(*job)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _map(function, jobs: list[tuple], workers: int, progress: bool, desc: str, one_thread: bool = False) -> None:
@@ -145,15 +150,12 @@ def _map(function, jobs: list[tuple], workers: int, progress: bool, desc: str, o
         map_in_workers(partial(_on_one_thread, function), jobs, workers=workers, progress=progress, desc=desc)
         return
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1 if one_thread else threads)
-    try:
-        with threadpool_limits(1 if one_thread else None):
-            for job in jobs:
-                function(*job)
-                bar.update()
-    finally:
-        torch.set_num_threads(threads)
+    for job in jobs:
+        if one_thread:
+            _on_one_thread(function, job)
+        else:
+            function(*job)
+        bar.update()
     bar.close()
 
 

@@ -323,7 +323,8 @@ def map_in_workers(function: Callable[[Any], Any], items: Iterable, workers: int
             results.append(function(item))
             bar.update()
     else:
-        futures = [worker_pool(size, max(1, (os.cpu_count() or 1) // size)).submit(function, item) for item in items]
+        pool = worker_pool(size, max(1, (os.cpu_count() or 1) // size))
+        futures = [pool.submit(function, item) for item in items]
         _wait_all(futures, bar)
         results = [future.result() for future in futures]
     bar.close()

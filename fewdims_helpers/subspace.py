@@ -155,7 +155,7 @@ def random_basis(size: int, dim: int, seed: int, layer_index: int) -> torch.Tens
 
 
 _BASES: OrderedDict = OrderedDict()  # recently built bases of this process: a model's layers and its reruns
-_CACHE_BYTES = {"budget": None}  # None: ``default_cache_bytes(1)``; worker processes set their share
+_CACHE_BUDGET: int | None = None  # bytes of kept bases; None: ``default_cache_bytes()``; workers set their share
 
 
 def default_cache_bytes(processes: int = 1) -> int:
@@ -171,12 +171,13 @@ def default_cache_bytes(processes: int = 1) -> int:
 def set_basis_cache(budget_bytes: int | None) -> None:
     """Bytes of recently built bases this process keeps (None: ``default_cache_bytes()``); older ones
     are dropped first. The bases of the model being trained are held by the model, not by this cache."""
-    _CACHE_BYTES["budget"] = budget_bytes
+    global _CACHE_BUDGET
+    _CACHE_BUDGET = budget_bytes
     _evict()
 
 
 def _evict() -> None:
-    budget = _CACHE_BYTES["budget"] if _CACHE_BYTES["budget"] is not None else default_cache_bytes()
+    budget = _CACHE_BUDGET if _CACHE_BUDGET is not None else default_cache_bytes()
     while _BASES and sum(b.numel() * b.element_size() for b in _BASES.values()) > budget:
         _BASES.popitem(last=False)
 
@@ -225,7 +226,8 @@ def _build_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: t
     if config.reading == "raw":
         rows = rows.float() + theta0
     elif config.reading == "centered":
-        rows = rows.float() - rows.float().mean(0, keepdim=True)
+        rows = rows.float()
+        rows = rows - rows.mean(0, keepdim=True)
     return trajectory_basis(rows, None)  # every direction; ``layer_basis`` keeps the leading ``config.dim``
 
 
