@@ -4,10 +4,25 @@
     python run_all.py                      # default profile: offline MiniLM study, in place
     python run_all.py --profile smoke      # seconds per notebook; writes under build/smoke/
     python run_all.py --profile paper      # bert-base-uncased on GLUE (GPU, hub or --glue-dir)
+    python run_all.py --profile paper --max-train-examples 2000 --max-eval-examples 500 --epochs 1 --seeds 0
+                                           # a pilot of the paper profile: small data, one epoch, one seed
 
-The profile's parameters are injected into each notebook's ``parameters`` cell. The first failure
-stops the run with a non-zero exit naming the notebook and the cell. Finished training runs are
-kept in the run store, so a rerun only redoes what is missing (``--force`` recomputes).
+The profile's parameters are injected into each notebook's ``parameters`` cell. The arguments are
+checked before the first notebook starts (model folder, device, output folder, tasks, GLUE files):
+every problem is printed as one ``run_all: ...`` line and the run stops with exit code 2. The first
+failure inside a notebook stops the run with a non-zero exit naming the notebook and the cell.
+Finished training runs are kept in the run store, so a rerun only redoes what is missing
+(``--force`` recomputes).
+
+Overrides of the profile, for any profile (None: the profile's own), passed to every notebook as
+parameters of the same name:
+    --max-train-examples N   cap on training examples per task (N >= 2; stratified subsample)
+    --max-eval-examples N    cap on validation and on test examples per task (N >= 2)
+    --epochs N               training epochs of every run (N >= 1)
+    --seeds S [S ...]        seeds of every study (distinct, >= 0; three or more for mean +- std)
+    --workers W              parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or N >= 1
+Caps and epochs are part of each run's configuration (its run id), so a pilot's runs are stored
+beside the full runs, never in their place.
 """
 from __future__ import annotations
 
@@ -23,8 +38,41 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (epochs, worker counts)."""
+    return _int_at_least(text, 1)
+
+
+def example_cap(text: str) -> int:
+    """argparse type: an example cap; at least 2, since the stratified split needs two examples."""
+    return _int_at_least(text, 2)
+
+
+def seed(text: str) -> int:
+    """argparse type: a seed >= 0 (numpy's generators reject negative seeds)."""
+    return _int_at_least(text, 0)
+
+
+def worker_count(text: str) -> int | str:
+    """argparse type: "auto" or a positive number of parallel runs."""
+    return "auto" if text == "auto" else _int_at_least(text, 1, or_auto=True)
+
+
+def _int_at_least(text: str, low: int, or_auto: bool = False) -> int:
+    expected = f"an integer >= {low}" + (' or "auto"' if or_auto else "")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is not {expected}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--profile", default="default", help=f"one of {PROFILE_NAMES} (default: default)")
     parser.add_argument("--only", nargs="+", default=None, metavar="NN",
                         help="run only the notebooks whose names start with these prefixes, e.g. --only 01 03")
@@ -36,12 +84,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default=None,
                         help="where notebooks, figures and results go (default: the repository for the default "
                              "profile, build/<profile>/ otherwise)")
+    pilot = parser.add_argument_group("overrides of the profile (for pilots of a big profile; any profile)")
+    pilot.add_argument("--max-train-examples", type=example_cap, default=None, metavar="N",
+                       help="cap on training examples per task (>= 2)")
+    pilot.add_argument("--max-eval-examples", type=example_cap, default=None, metavar="N",
+                       help="cap on validation and on test examples per task (>= 2)")
+    pilot.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="training epochs (>= 1)")
+    pilot.add_argument("--seeds", type=seed, nargs="+", default=None, metavar="S",
+                       help="seeds of every study (distinct integers >= 0)")
+    pilot.add_argument("--workers", type=worker_count, default=None, metavar="W",
+                       help='parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or a number')
     args = parser.parse_args(argv)
     if args.profile not in PROFILE_NAMES:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
-    if args.glue_dir is not None and not Path(args.glue_dir).is_dir():
-        parser.error(f"--glue-dir {args.glue_dir} is not a folder; point it at the folder holding CoLA/, SST-2/, ...")
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give distinct seeds")
     return args
+
+
+def output_root(args: argparse.Namespace) -> Path:
+    """Where the run writes: --output-dir, else the repository (default profile) or build/<profile>/."""
+    if args.output_dir is not None:
+        return Path(args.output_dir).expanduser().resolve()
+    return REPO_ROOT if args.profile == "default" else REPO_ROOT / "build" / args.profile
+
+
+def preflight(args: argparse.Namespace, root: Path) -> list[str]:
+    """The problems with the arguments, found before any kernel starts (see fewdims_helpers.preflight)."""
+    from fewdims_helpers.preflight import problems
+
+    return problems(args.profile, args.tasks, args.model, args.device, root, args.glue_dir)
+
+
+def local_path(name: str | None) -> str | None:
+    """An existing local path as an absolute one, anything else (None, a hub name) unchanged.
+
+    The kernels run in notebooks/, so a path relative to where run_all.py was started, or one with
+    an unexpanded ~, would not be found there."""
+    if name is None or name in ("minilm", "tiny") or not Path(name).expanduser().exists():
+        return name
+    return os.path.abspath(os.path.expanduser(name))
+
+
+def notebook_parameters(args: argparse.Namespace, root: Path) -> dict:
+    """The parameters every notebook's ``parameters`` cell receives (None: the profile's own)."""
+    return {"profile": args.profile, "output_dir": str(root), "model": local_path(args.model),
+            "tasks": args.tasks, "glue_dir": local_path(args.glue_dir), "device": args.device,
+            "force": args.force, "progress": False, **overrides(args)}
+
+
+OVERRIDES = ("max_train_examples", "max_eval_examples", "epochs", "seeds", "workers")
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """The pilot options, by their parameter names."""
+    return {name: getattr(args, name) for name in OVERRIDES}
 
 
 def select_notebooks(only: list[str] | None) -> list[Path]:
@@ -65,17 +162,21 @@ def record_timings(path: Path, timings: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    notebooks = select_notebooks(args.only)
+    root = output_root(args)
+    problems = preflight(args, root)
+    for problem in problems:
+        print(f"run_all: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     import papermill
 
-    output_root = (Path(args.output_dir) if args.output_dir is not None
-                   else REPO_ROOT if args.profile == "default" else REPO_ROOT / "build" / args.profile).resolve()
-    (output_root / "notebooks").mkdir(parents=True, exist_ok=True)
-    parameters = {"profile": args.profile, "output_dir": str(output_root), "model": args.model,
-                  "tasks": args.tasks, "glue_dir": args.glue_dir, "device": args.device,
-                  "force": args.force, "progress": False}
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    parameters = notebook_parameters(args, root)
+    pilot = {name: value for name, value in overrides(args).items() if value is not None}
     timings = []
-    for notebook in select_notebooks(args.only):
-        target = output_root / "notebooks" / notebook.name
+    for notebook in notebooks:
+        target = root / "notebooks" / notebook.name
         print(f"run_all: {notebook.name} ({args.profile}) -> {target}", flush=True)
         start = time.perf_counter()
         try:
@@ -87,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         seconds = time.perf_counter() - start
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
-                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count()})
-        record_timings(output_root / "results" / f"timings-{args.profile}.json", timings[-1:])  # kept if interrupted
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+                        **({"overrides": pilot} if pilot else {})})  # a pilot's times are not the profile's
+        record_timings(root / "results" / f"timings-{args.profile}.json", timings[-1:])  # kept if interrupted
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
     return 0

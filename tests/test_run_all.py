@@ -1,13 +1,19 @@
-"""End to end: run_all.py executes every notebook on the smoke profile and writes its outputs."""
+"""run_all.py: end to end on the smoke profile, and the checks that refuse bad arguments before any notebook starts."""
+import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from fewdims_helpers import preflight
 from fewdims_helpers.config import ConfigError
 from fewdims_helpers.profiles import get_profile
+from fewdims_helpers.tasks import TASKS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,3 +51,199 @@ def test_unknown_profile_is_rejected_in_one_line():
 def test_unknown_notebook_prefix_is_rejected():
     result = run_all("--profile", "smoke", "--only", "99")
     assert result.returncode != 0 and "no notebook starts with 99" in result.stderr
+
+
+# ---------------------------------------------------------------------------- checks before any notebook starts
+# These call run_all.main in-process (seconds, CPU only, no network): a bad argument must stop the run
+# with exit code 2 and one "run_all: ..." line per problem before papermill starts a kernel.
+
+
+def _load_run_all():
+    spec = importlib.util.spec_from_file_location("run_all", REPO / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RUN_ALL = _load_run_all()
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fails the test if a notebook is started: the checks must come first."""
+    import papermill
+
+    def execute_notebook(*args, **kwargs):
+        raise AssertionError("a notebook was started despite a bad argument")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+
+
+def refused(capsys, *argv: str) -> list[str]:
+    """The stderr lines of a run that the checks refuse (exit code 2, nothing on stdout)."""
+    assert RUN_ALL.main(list(argv)) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines and all(line.startswith("run_all: ") for line in lines), err
+    return lines
+
+
+def test_empty_model_folder_is_rejected_before_any_notebook_starts(tmp_path):
+    empty, out = tmp_path / "empty-model", tmp_path / "out"
+    empty.mkdir()
+    result = run_all("--profile", "smoke", "--only", "01", "--model", str(empty), "--output-dir", str(out))
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"run_all: --model {empty}: the folder lacks config.json, weights")
+    assert "tokenizer files" in line
+    assert not list(out.rglob("*.ipynb")) and not out.exists()  # no kernel ran, and the check left nothing
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_device_without_cuda_is_one_line(tmp_path, capsys, no_kernel):
+    [line] = refused(capsys, "--profile", "smoke", "--device", "cuda", "--output-dir", str(tmp_path))
+    assert line.startswith("run_all: --device cuda: CUDA is not available here")
+    assert "leave --device out" in line
+
+
+def test_output_dir_under_a_regular_file_is_one_line(tmp_path, capsys, no_kernel):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    [line] = refused(capsys, "--profile", "smoke", "--output-dir", str(blocker / "out"))
+    assert line == (f"run_all: output folder {blocker / 'out'} cannot be created: {blocker} is a file, not a folder; "
+                    f"pass --output-dir a folder you can write to")
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions that bind (not root)")
+def test_read_only_output_dir_is_one_line(tmp_path, capsys, no_kernel):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        [line] = refused(capsys, "--profile", "smoke", "--output-dir", str(locked / "out"))
+    finally:
+        locked.chmod(0o700)
+    assert line.startswith(f"run_all: output folder {locked / 'out'} cannot be created or written (Permission denied")
+
+
+def test_unwritable_output_dir_is_one_line_and_the_probe_leaves_nothing(tmp_path, capsys, no_kernel, monkeypatch):
+    def mkstemp(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")  # what a read-only folder or mount answers (root is exempt)
+
+    monkeypatch.setattr(preflight.tempfile, "mkstemp", mkstemp)
+    [line] = refused(capsys, "--profile", "smoke", "--output-dir", str(tmp_path / "new" / "out"))
+    assert line.startswith(f"run_all: output folder {tmp_path / 'new' / 'out'} cannot be created or written "
+                           f"(Permission denied)")
+    assert list(tmp_path.iterdir()) == []  # the folders the probe made are gone again
+
+
+def test_checks_leave_an_existing_store_untouched(tmp_path, capsys, no_kernel):
+    run = tmp_path / "results" / "runs" / "rt-polarity-cls-s0-0123456789ab"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text('{"test": {"accuracy": 0.75}}')
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    refused(capsys, "--profile", "smoke", "--device", "no-such-device", "--output-dir", str(tmp_path))
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    assert after == before  # no probe file left, no run touched
+
+
+def test_unknown_task_is_one_line_listing_the_known_tasks(tmp_path, capsys, no_kernel):
+    [line] = refused(capsys, "--profile", "smoke", "--tasks", "rt-polarity", "sst-5", "--output-dir", str(tmp_path))
+    assert line.startswith("run_all: unknown task 'sst-5' in --tasks; known tasks: ")
+    assert all(name in line for name in TASKS)
+
+
+def test_glue_folder_lacking_a_task_file_is_one_line_naming_it(tmp_path, capsys, no_kernel):
+    glue = tmp_path / "glue"
+    (glue / "CoLA").mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "fixtures" / "glue" / "CoLA" / "train.tsv", glue / "CoLA" / "train.tsv")
+    [line] = refused(capsys, "--profile", "smoke", "--tasks", "cola", "rt-polarity", "--glue-dir", str(glue),
+                     "--output-dir", str(tmp_path / "out"))
+    assert str(glue / "CoLA" / "dev.tsv") in line and "not found" in line
+
+
+def test_glue_dir_that_is_not_a_folder_is_one_line(tmp_path, capsys, no_kernel):
+    [line] = refused(capsys, "--profile", "smoke", "--tasks", "cola", "--glue-dir", str(tmp_path / "nowhere"),
+                     "--output-dir", str(tmp_path / "out"))
+    assert line.startswith(f"run_all: --glue-dir {tmp_path / 'nowhere'} is not a folder")
+
+
+def test_several_problems_are_all_listed(tmp_path, capsys, no_kernel):
+    empty, blocker, glue = tmp_path / "empty-model", tmp_path / "a-file", tmp_path / "glue"
+    empty.mkdir()
+    glue.mkdir()
+    blocker.write_text("")
+    lines = refused(capsys, "--profile", "smoke", "--model", str(empty), "--device", "warp", "--tasks", "nope", "rte",
+                    "--glue-dir", str(glue), "--output-dir", str(blocker / "out"))
+    assert len(lines) == 5, lines
+    expected = ["unknown task 'nope'", f"--model {empty}: the folder lacks", "--device 'warp' is not a torch device",
+                f"output folder {blocker / 'out'} cannot be created", f"GLUE folder {glue / 'RTE'} not found"]
+    for line, start in zip(lines, expected):
+        assert start in line
+
+
+def test_model_sources_that_need_no_folder_check(tmp_path):
+    assert preflight.model_problems("bert-base-uncased") == []  # hub names: loaded later, need internet
+    assert preflight.model_problems("google-bert/bert-base-uncased") == []  # namespace/name is a hub id too
+    assert preflight.model_problems("minilm") == [] and preflight.model_problems("tiny") == []  # installed here
+    for path in ("./models/bert", "~/no-such-model-folder", f"{tmp_path}/missing", "models/bert/v1"):
+        [line] = preflight.model_problems(path)
+        assert line.startswith(f"--model {path}: no such folder")
+
+
+def test_complete_model_folder_is_accepted_and_passed_as_an_absolute_path(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    folder = tmp_path / "models" / "mine"
+    folder.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        (folder / name).write_text("")
+    calls = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **kw: calls.append(kw["parameters"]))
+    monkeypatch.chdir(tmp_path)  # the kernels run in notebooks/: a relative path must reach them absolute
+    assert RUN_ALL.main(["--profile", "smoke", "--only", "01", "--model", "models/mine",
+                         "--output-dir", str(tmp_path / "out")]) == 0
+    assert [c["model"] for c in calls] == [str(folder)]
+
+
+def test_caps_seeds_and_workers_reach_the_notebooks_as_parameters(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    calls = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda notebook, target, **kw: calls.append((Path(notebook).name, kw["parameters"])))
+    assert RUN_ALL.main(["--profile", "smoke", "--only", "01", "--output-dir", str(tmp_path), "--max-train-examples",
+                         "16", "--max-eval-examples", "8", "--epochs", "2", "--seeds", "3", "4", "--workers", "2"]) == 0
+    [(name, parameters)] = calls
+    assert name.startswith("01_")
+    assert parameters == {"profile": "smoke", "output_dir": str(tmp_path.resolve()), "model": None, "tasks": None,
+                          "glue_dir": None, "device": None, "force": False, "progress": False,
+                          "max_train_examples": 16, "max_eval_examples": 8, "epochs": 2, "seeds": [3, 4], "workers": 2}
+    timings = json.loads((tmp_path / "results" / "timings-smoke.json").read_text())
+    assert timings[-1]["overrides"] == {"max_train_examples": 16, "max_eval_examples": 8, "epochs": 2,
+                                        "seeds": [3, 4], "workers": 2}  # a pilot's time is marked as such
+
+    calls.clear()
+    assert RUN_ALL.main(["--profile", "smoke", "--only", "01", "--output-dir", str(tmp_path), "--workers", "auto"]) == 0
+    parameters = calls[0][1]
+    assert parameters["workers"] == "auto"
+    assert all(parameters[name] is None for name in ("max_train_examples", "max_eval_examples", "epochs", "seeds"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-train-examples", "1"], "argument --max-train-examples: 1 is not an integer >= 2"),
+    (["--max-eval-examples", "many"], "argument --max-eval-examples: 'many' is not an integer >= 2"),
+    (["--epochs", "0"], "argument --epochs: 0 is not an integer >= 1"),
+    (["--workers", "0"], 'argument --workers: 0 is not an integer >= 1 or "auto"'),
+    (["--workers", "all"], "argument --workers: 'all' is not an integer >= 1 or \"auto\""),
+    (["--seeds", "-1"], "argument --seeds: -1 is not an integer >= 0"),
+    (["--seeds", "0", "1", "0"], "--seeds 0 1 0 repeats a seed; give distinct seeds"),
+])
+def test_bad_pilot_options_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        RUN_ALL.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
