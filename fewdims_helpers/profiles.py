@@ -5,7 +5,9 @@
   2-core CPU (the deviations from the paper are listed in ``DEVIATIONS`` and the README).
 - ``paper``: bert-base-uncased on the eight GLUE tasks at the paper's hyperparameters (GPU expected).
 
-Notebooks call ``get_profile`` with their parameters; ``run_all.py`` injects those parameters.
+Notebooks call ``notebook_setup`` with their parameters (``run_all.py`` injects them): it resolves the
+profile (overrides, pilot caps, and each task's sequence length from its data), builds the one
+``RunOptions`` value and the notebook's ``RunStore``, and prints a banner of the facts of the run.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .data import choose_seq_length
+from .models import pretrained_encoder
+from .options import DataSources, RunOptions
 from .tasks import GLUE_TASKS, PACKAGED_TASKS, get_task
 
 BASELINE_FEATURES = ("train", "validation", "test")  # what the baseline run saves (02 and 03 read them)
@@ -24,17 +29,40 @@ class Profile:
     model: str
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]
-    max_seq_length: int
+    max_seq_length: int  # the bound: a task's own length (``seq_lengths``) follows its data, up to this
     max_train_examples: int | None
     max_eval_examples: int | None
     train: TrainConfig
     description: str
     deviations: tuple[str, ...] = field(default=())
-    workers: int | str = "auto"  # parallel runs (store.execute_all); smoke's tiny runs are cheaper than a process start
+    workers: int | str = "auto"  # parallel runs (RunStore.execute_all); smoke's tiny runs are cheaper than a process start
+    seq_lengths: tuple[tuple[str, int], ...] = ()  # (task, tokens) chosen from the data by ``resolve``
+
+    def resolve(self, sources: DataSources) -> "Profile":
+        """This profile with each task's sequence length chosen from its data (``data.choose_seq_length``:
+        the 95th percentile of the training examples' lengths, rounded up to a multiple of 8, within
+        ``max_seq_length`` and the task's own cap)."""
+        return dataclasses.replace(self, seq_lengths=tuple(
+            (task, choose_seq_length(task, self.model, sources, self.max_seq_length)) for task in self.tasks))
+
+    def seq_length(self, task: str) -> int:
+        lengths = dict(self.seq_lengths)
+        if task not in lengths:
+            raise ConfigError(f"the sequence length of {task!r} is not chosen yet; call profile.resolve(sources) "
+                              f"(notebook_setup does) before building run configs")
+        return lengths[task]
 
     def data(self, task: str) -> DataConfig:
-        return DataConfig(task, max_seq_length=self.max_seq_length, max_train_examples=self.max_train_examples,
+        return DataConfig(task, max_seq_length=self.seq_length(task), max_train_examples=self.max_train_examples,
                           max_eval_examples=self.max_eval_examples)
+
+    @property
+    def num_layers(self) -> int:
+        return pretrained_encoder(self.model).config.num_hidden_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return pretrained_encoder(self.model).config.hidden_size
 
     def run_config(self, task: str, seed: int, **model_fields) -> RunConfig:
         """The profile's baseline run (final-layer [CLS], linear head) with ``model_fields`` changed."""
@@ -48,6 +76,10 @@ class Profile:
         head inputs of every split, so no study trains it a second time."""
         return dataclasses.replace(self.run_config(task, seed), save_features=BASELINE_FEATURES, save_model=True)
 
+    def baselines(self) -> list[RunConfig]:
+        """The baseline run of every task and seed, task-major."""
+        return [self.baseline(task, seed) for task in self.tasks for seed in self.seeds]
+
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
@@ -57,16 +89,17 @@ PROFILES: dict[str, Profile] = {
         description="tiny random BERT (2 layers, hidden 32), 48 training examples: checks the code, not the science",
         workers=1),
     "default": Profile(
-        name="default", model="minilm", tasks=PACKAGED_TASKS, seeds=(0, 1, 2), max_seq_length=48,
+        name="default", model="minilm", tasks=PACKAGED_TASKS, seeds=(0, 1, 2), max_seq_length=256,
         max_train_examples=400, max_eval_examples=300,
         train=TrainConfig(batch_size=16, epochs=2, learning_rate=1e-4),
         description="all-MiniLM-L6-v2 (real BERT weights, 6 layers, hidden 384) on rt-polarity, rt-valence and "
-                    "bbc-news; 400 training examples, 2 epochs, batch 16, lr 1e-4, 48 tokens; 2-core CPU",
+                    "bbc-news; 400 training examples, 2 epochs, batch 16, lr 1e-4; 2-core CPU",
         deviations=(
             "model: all-MiniLM-L6-v2 (6 layers, hidden 384, sentence-embedding weights) instead of bert-base-uncased",
             "tasks: packaged Rotten Tomatoes polarity/valence and BBC news instead of GLUE",
-            "size: 400 stratified training examples, 300 validation and 300 test; 48 tokens (BBC articles are cut to "
-            "their title and first sentence; 3.5% of Rotten Tomatoes snippets are truncated)",
+            "size: 400 stratified training examples, at most 300 validation and 300 test; sequence length per task "
+            "from its data (95th percentile, up to 256 tokens): 48 for the Rotten Tomatoes snippets (3.5% truncated), "
+            "and BBC articles cut to 48 tokens (their title and first sentence)",
             "recipe: 2 epochs, batch 16 and lr 1e-4 instead of up to 5 epochs, batch 64 and lr 5e-5: many small "
             "steps from few examples (in sizing runs with 500 examples, validation accuracy was near chance after "
             "one epoch at either rate, and higher after two at lr 1e-4)",
@@ -79,8 +112,10 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str = "default", model: str | None = None, tasks: list[str] | tuple[str, ...] | None = None,
-                seeds: list[int] | tuple[int, ...] | None = None) -> Profile:
-    """Profile ``name`` with optional overrides of its model, tasks and seeds."""
+                seeds: list[int] | tuple[int, ...] | None = None, max_train_examples: int | None = None,
+                max_eval_examples: int | None = None, epochs: int | None = None) -> Profile:
+    """Profile ``name`` with optional overrides of its model, tasks, seeds and epochs, and caps on its
+    training and evaluation examples (a pilot of a large profile: the smaller of the cap and the profile's)."""
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     profile = PROFILES[name]
@@ -88,17 +123,40 @@ def get_profile(name: str = "default", model: str | None = None, tasks: list[str
         get_task(task)  # fails with the list of known tasks
     if seeds is not None and len(seeds) == 0:
         raise ConfigError("seeds is empty; give at least one seed (three or more to report mean ± std)")
-    return dataclasses.replace(profile, model=model or profile.model, tasks=tuple(tasks or profile.tasks),
-                               seeds=tuple(seeds if seeds is not None else profile.seeds))
+
+    def capped(current: int | None, cap: int | None) -> int | None:
+        return current if cap is None else cap if current is None else min(current, cap)
+    return dataclasses.replace(
+        profile, model=model or profile.model, tasks=tuple(tasks or profile.tasks),
+        seeds=tuple(seeds if seeds is not None else profile.seeds),
+        max_train_examples=capped(profile.max_train_examples, max_train_examples),
+        max_eval_examples=capped(profile.max_eval_examples, max_eval_examples),
+        train=profile.train if epochs is None else dataclasses.replace(profile.train, epochs=int(epochs)))
 
 
-def notebook_setup(profile: str, model: str | None = None, tasks=None, output_dir=None) -> tuple[Profile, dict]:
-    """(profile, output paths) for a study notebook; logs the profile and its deviations from the paper."""
+def notebook_setup(profile: str, output_dir=None, model: str | None = None, tasks=None, seeds=None,
+                   max_train_examples: int | None = None, max_eval_examples: int | None = None,
+                   epochs: int | None = None, glue_dir: str | None = None, device: str | None = None,
+                   workers: int | str | None = None, force: bool = False, progress: bool = True):
+    """(profile, output paths, run store) for a study notebook, from its ``parameters`` cell: the
+    profile with its overrides and sequence lengths resolved, and a ``RunStore`` carrying the one
+    ``RunOptions`` value. Prints a banner: profile, lengths, sizes, options and deviations from the paper."""
     from .paths import output_paths
     from .reporting import setup_logging
+    from .store import RunStore
 
     setup_logging()
-    chosen = get_profile(profile, model=model, tasks=tasks)
+    options = RunOptions.from_parameters(glue_dir=glue_dir, device=device, workers=workers, force=force,
+                                         progress=progress, default_workers=PROFILES[profile].workers
+                                         if profile in PROFILES else "auto")
+    chosen = get_profile(profile, model=model, tasks=tasks, seeds=seeds, max_train_examples=max_train_examples,
+                         max_eval_examples=max_eval_examples, epochs=epochs).resolve(options.sources)
+    out = output_paths(output_dir)
     print(f"profile {chosen.name}: {chosen.description}; seeds {list(chosen.seeds)}")
+    print(f"model {chosen.model}; tokens per example (95th percentile of train, up to {chosen.max_seq_length}): "
+          + ", ".join(f"{task} {length}" for task, length in chosen.seq_lengths))
+    print(f"examples: train {chosen.max_train_examples or 'all'}, validation and test {chosen.max_eval_examples or 'all'}"
+          f"; {chosen.train.epochs} epochs; data: {options.sources.glue_dir or 'packaged / hub'}; "
+          f"device {options.device or 'auto'}; workers {options.workers}")
     print("\n".join(f"deviation: {d}" for d in chosen.deviations))
-    return chosen, output_paths(output_dir)
+    return chosen, out, RunStore(out["runs"], options)

@@ -1,25 +1,25 @@
 """The run store: every run in its own folder, named by its config, written atomically.
 
-``runs/<run_id>/`` holds ``config.json`` (the full config, package versions, git commit, device,
+``<root>/<run_id>/`` holds ``config.json`` (the full config, package versions, git commit, device,
 data split), ``metrics.json`` (per-epoch validation and final test metrics) and the artifacts the
-config asked for (``features-<split>.npy`` with ``labels-<split>.npy``). A run is first written to a
-hidden ``.tmp-`` folder and renamed into place when complete, so a run killed at any moment leaves
-no half-written result and the next invocation redoes only what is missing. Runs are pure functions
-of their config, so a list of configs can be split across processes or machines unchanged.
+config declares (``RunConfig.artifacts``). This module is the only code that knows those file
+names: studies read a run's head, features, predictions, model, trajectory and subspace through
+``RunStore``'s methods. A run is written to a hidden temporary folder and renamed into place when
+complete, so a run killed at any moment leaves no half-written result, and it counts as complete
+only when every artifact its config declares exists. Runs are pure functions of their config, so a
+list of configs can be split across processes or machines unchanged.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -31,23 +31,57 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import TokenizedSplit, split_fingerprint, tokenized_task
-from .paths import REPO_ROOT
-from .tasks import get_task
-from .freezing import encode
+from .features import frozen_features
 from .head import SequenceClassifier
 from .models import pretrained_encoder
-from .subspace import (TrajectoryRecorder, default_cache_bytes, materialize, reparameterize, set_basis_cache,
-                       subspace_state)
-from .training import (build_model, evaluate, evaluate_and_encode, predict, relative_weight_change, resolve_device,
-                       total_steps, train)
+from .options import RunOptions
+from .paths import HOST, REPO_ROOT, write_atomically
+from .subspace import TrajectoryRecorder, basis_affinity, materialize, reparameterize, subspace_state
+from .tasks import get_task
+from .training import TrainResult, build_model, evaluate, evaluate_and_encode, predict, relative_weight_change, \
+    total_steps, train
+from .workers import WorkerPool, worker_count
 
 log = logging.getLogger(__name__)
 
 PACKAGES = ("torch", "transformers", "datasets", "numpy", "scikit-learn", "scipy", "pandas")
+CONFIG_FILE, METRICS_FILE = "config.json", "metrics.json"
+HEAD_FILE, MODEL_FILE, SUBSPACE_FILE, TRAJECTORY_DIR = "head.npz", "model.pt", "subspace.npz", "trajectory"
+
+
+def _features_files(split: str) -> list[str]:
+    return [f"features-{split}.npy", f"labels-{split}.npy"]
+
+
+def _predictions_file(split: str) -> str:
+    return f"predictions-{split}.npz"
+
+
+def _trajectory_file(layer_index: int) -> str:
+    return f"{TRAJECTORY_DIR}/layer_{layer_index}.npy"
+
+
+def encoder_depth(config: RunConfig) -> int:
+    """Encoder layers a run computes: up to ``config.model.layer``, else all of the pretrained model's."""
+    layers = pretrained_encoder(config.model.model).config.num_hidden_layers
+    return min(config.model.layer or layers, layers)
+
+
+def artifact_files(config: RunConfig) -> list[str]:
+    """File names (relative to the run folder) of every artifact ``config`` declares."""
+    files = []
+    for artifact in config.artifacts:
+        kind, _, split = artifact.partition(":")
+        files += {"features": lambda: _features_files(split), "head": lambda: [HEAD_FILE],
+                  "predictions": lambda: [_predictions_file(split)], "model": lambda: [MODEL_FILE],
+                  "subspace": lambda: [SUBSPACE_FILE],
+                  "trajectory": lambda: [_trajectory_file(i) for i in range(encoder_depth(config))]
+                  + [f"{TRAJECTORY_DIR}/steps.json"]}[kind]()
+    return files
 
 
 def environment() -> dict[str, Any]:
-    """Package versions and git commit, recorded next to every result."""
+    """Package versions, git commit and the machine, recorded next to every result."""
     versions = {"python": platform.python_version()}
     for package in PACKAGES:
         try:
@@ -59,159 +93,362 @@ def environment() -> dict[str, Any]:
                                 timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"versions": versions, "git_commit": commit}
+    return {"versions": versions, "git_commit": commit, "host": HOST, "cpu": _cpu_model(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def run_dir(config: RunConfig, runs: Path) -> Path:
-    return Path(runs) / config.run_id
+@dataclass
+class _Trained:
+    """What the artifact writers need from one finished training."""
+    config: RunConfig
+    result: TrainResult
+    tokens: dict[str, TokenizedSplit]
+    cached: dict[str, torch.Tensor]
+    test_logits: np.ndarray
+    test_features: np.ndarray | None
+    recorder: TrajectoryRecorder | None
+
+    def logits_and_features(self, split: str, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        if split == "test" and (self.test_features is not None or not features):
+            return self.test_logits, self.test_features
+        model, device = self.result.model, torch.device(self.result.device)
+        return predict(model, self.tokens[split], device, self.result.precision, self.config.train.eval_batch_size,
+                       return_features=features, cached=self.cached.get(split))
 
 
-def is_complete(config: RunConfig, runs: Path) -> bool:
-    folder = run_dir(config, runs)
-    needed = (["config.json", "metrics.json"] + [f"features-{split}.npy" for split in config.save_features]
-              + (["model.pt"] if config.save_model else []) + (["trajectory/layer_0.npy"] if config.record_trajectory else [])
-              + (["subspace.npz"] if config.subspace is not None and config.subspace.basis != "none" else []))
-    return all((folder / name).exists() for name in needed)
+def _write_features(folder: Path, run: _Trained, split: str) -> None:
+    features = run.logits_and_features(split, features=True)[1]
+    np.save(folder / _features_files(split)[0], features)
+    np.save(folder / _features_files(split)[1], run.tokens[split].labels)
 
 
-def load_metrics(config: RunConfig, runs: Path) -> dict:
-    return json.loads((run_dir(config, runs) / "metrics.json").read_text())
+def _write_head(folder: Path, run: _Trained, split: str) -> None:
+    first = run.result.model.head[0].eval()  # the effective weights: selected-dims mask applied, no DropConnect
+    np.savez(folder / HEAD_FILE, weight=first.masked_weight().detach().float().cpu().numpy(),
+             bias=first.bias.detach().float().cpu().numpy())
 
 
-def execute(config: RunConfig, runs: Path, force: bool = False, device: str | None = None,
-            glue_dir: str | None = None, progress: bool = True) -> dict:
-    """Metrics of the run ``config``: read from the store, or computed and stored."""
-    runs = Path(runs)
-    final = run_dir(config, runs)
-    if not force and is_complete(config, runs):
-        return load_metrics(config, runs)
-    for stale in runs.glob(f".tmp-{config.run_id}-*"):  # left by a killed process
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = runs / f".tmp-{config.run_id}-{os.getpid()}"
-    tmp.mkdir(parents=True)
-    try:
-        spec = get_task(config.data.task)
-        tokens = tokenized_task(config.data, config.model.model, glue_dir)
-        cached = encode(config, tokens, device) if config.model.freeze_pretrained else {}
-        model = _initial_model(config, runs)
+def _write_predictions(folder: Path, run: _Trained, split: str) -> None:
+    logits = run.logits_and_features(split, features=False)[0]
+    np.savez(folder / _predictions_file(split), idx=run.tokens[split].idx, logits=logits,
+             labels=run.tokens[split].labels)
+
+
+def _write_model(folder: Path, run: _Trained, split: str) -> None:
+    torch.save(run.result.model.state_dict(), folder / MODEL_FILE)
+
+
+def _write_trajectory(folder: Path, run: _Trained, split: str) -> None:
+    (folder / TRAJECTORY_DIR).mkdir()
+    for index, rows in enumerate(run.recorder.rows):
+        np.save(folder / _trajectory_file(index), rows)
+    _write_json(folder / TRAJECTORY_DIR / "steps.json", {"steps": run.recorder.steps.tolist()})
+
+
+def _write_subspace(folder: Path, run: _Trained, split: str) -> None:
+    np.savez(folder / SUBSPACE_FILE, **subspace_state(run.result.model))
+
+
+WRITERS: dict[str, Callable[[Path, _Trained, str], None]] = {
+    "features": _write_features, "head": _write_head, "predictions": _write_predictions, "model": _write_model,
+    "trajectory": _write_trajectory, "subspace": _write_subspace}
+
+
+def _execute_in_worker(root: str, options: RunOptions, config: RunConfig) -> dict:
+    return RunStore(root, options).execute(config, progress=False)
+
+
+class RunStore:
+    """The runs under ``root``, executed with ``options``. One object per store and notebook: it also
+    keeps the worker processes and the runs queued in the background between calls."""
+
+    def __init__(self, root: str | os.PathLike, options: RunOptions | None = None):
+        self.root = Path(root)
+        self.options = options if options is not None else RunOptions()
+        self._pool: WorkerPool | None = None
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def __getstate__(self) -> dict:  # sent to worker processes without the pool itself
+        return {"root": self.root, "options": self.options, "_pool": None}
+
+    # ------------------------------------------------------------------------- layout and reading
+    def folder(self, config: RunConfig | str) -> Path:
+        return self.root / (config if isinstance(config, str) else config.run_id)
+
+    def is_complete(self, config: RunConfig) -> bool:
+        """True when the run's metrics and every artifact its config declares exist."""
+        folder = self.folder(config)
+        return all((folder / name).exists() for name in [CONFIG_FILE, METRICS_FILE, *artifact_files(config)])
+
+    def metrics(self, config: RunConfig | str) -> dict:
+        return json.loads(self._require(config, METRICS_FILE).read_text())
+
+    def record(self, config: RunConfig | str) -> dict:
+        """The run's ``config.json``: its config, provenance (versions, commit, machine) and data split."""
+        return json.loads(self._require(config, CONFIG_FILE).read_text())
+
+    def stored_config(self, run_id: str) -> RunConfig:
+        return RunConfig.from_dict(self.record(run_id)["config"])
+
+    def head(self, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(weight (num_labels, hidden), bias (num_labels,)) of the run's linear head, as trained (masked)."""
+        with np.load(self._require(config, HEAD_FILE, "save_features=(...) and a 1-layer head")) as stored:
+            return stored["weight"], stored["bias"]
+
+    def features(self, config: RunConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(head inputs (n, hidden), labels (n,)) of ``split`` under the run's kept model."""
+        names = _features_files(split)
+        hint = f"save_features including {split!r}"
+        return np.load(self._require(config, names[0], hint)), np.load(self._require(config, names[1], hint))
+
+    def predictions(self, config: RunConfig, split: str) -> dict[str, np.ndarray]:
+        """``idx`` (example ids), ``logits`` (n, num_labels) and ``labels`` of ``split`` under the kept model."""
+        with np.load(self._require(config, _predictions_file(split), f"save_predictions including {split!r}")) as f:
+            return {name: f[name] for name in f.files}
+
+    def subspace(self, config: RunConfig) -> dict[str, np.ndarray]:
+        """theta_t (h, d) of every re-parameterised layer, keyed ``layer_<i>``."""
+        with np.load(self._require(config, SUBSPACE_FILE, "a subspace")) as stored:
+            return {name: stored[name] for name in stored.files}
+
+    def trajectory(self, run_id: str, layer_index: int, checkpoints: str = "all") -> torch.Tensor:
+        """Recorded displacements (t, D) of one layer ('last': only the final one), in their stored float16."""
+        rows = np.load(self._require(run_id, _trajectory_file(layer_index), "record_trajectory > 0"), mmap_mode="r")
+        return torch.from_numpy(np.array(rows[-1:] if checkpoints == "last" else rows))  # into memory, writable
+
+    def trajectory_stamp(self, run_id: str, layer_index: int) -> tuple:
+        path = self.folder(run_id).resolve() / _trajectory_file(layer_index)
+        return (str(path), path.stat().st_mtime_ns if path.exists() else None)
+
+    def initial_model(self, config: RunConfig) -> SequenceClassifier:
+        """The model a run starts from: pretrained, or the encoder of run ``config.init_from``; its
+        encoder layers put into a subspace if ``config.subspace`` says so."""
+        model = build_model(config)
+        if config.init_from is not None:
+            state = self._state_dict(config.init_from)
+            model.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()
+                                           if k.startswith("encoder.")})
+        if config.subspace is not None:
+            reparameterize(model, config.subspace, self, config.train.seed)
+        return model
+
+    def model(self, config: RunConfig) -> SequenceClassifier:
+        """The kept model of a finished run with ``save_model=True`` (subspace runs: still re-parameterised)."""
+        model = self.initial_model(dataclasses.replace(config, init_from=None))
+        model.load_state_dict(self._state_dict(config.run_id))
+        return model.eval()
+
+    def tokens(self, config: RunConfig) -> dict[str, TokenizedSplit]:
+        """The run's tokenised splits, from the data sources of this store's options."""
+        return tokenized_task(config.data, config.model.model, self.options.sources)
+
+    def collect(self, configs: Iterable[RunConfig | str] | None = None) -> pd.DataFrame:
+        """One row per complete run (all of the store's if ``configs`` is None): flattened config
+        (``data.task``, ``model.token_selection``, ...), ``test.<metric>``, ``validation.<metric>``,
+        ``test_score`` (the task's main metric), timings."""
+        if configs is None:
+            run_ids = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        else:
+            run_ids = [c if isinstance(c, str) else c.run_id for c in configs]
+        rows = []
+        for run_id in run_ids:
+            stored, metrics = self.record(run_id), self.metrics(run_id)
+            row: dict[str, Any] = {"run_id": run_id}
+            _flatten("", stored["config"], row)
+            for key in ("test", "validation", "weight_change", "source_after"):
+                _flatten(key, metrics.get(key, {}), row)
+            row.update(test_score=metrics["test"][metrics["main_metric"]],
+                       validation_score=metrics["validation"][metrics["main_metric"]], main_metric=metrics["main_metric"],
+                       best_epoch=metrics["best_epoch"], train_seconds=metrics["train_seconds"],
+                       device=stored["device"], precision_used=stored["precision_used"])
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _require(self, config: RunConfig | str, name: str, asked_by: str | None = None) -> Path:
+        path = self.folder(config) / name
+        if not path.exists():
+            run_id = config if isinstance(config, str) else config.run_id
+            fix = f"run it with {asked_by}" if asked_by else "run it first (RunStore.execute_all)"
+            raise FileNotFoundError(f"run {run_id} in {self.root} has no {name}; {fix}")
+        return path
+
+    def _state_dict(self, run_id: str) -> dict[str, torch.Tensor]:
+        return torch.load(self._require(run_id, MODEL_FILE, "save_model=True"), map_location="cpu", weights_only=True)
+
+    # ------------------------------------------------------------------------- executing
+    def execute(self, config: RunConfig, progress: bool | None = None) -> dict:
+        """Metrics of the run ``config``: read from the store, or computed here and stored."""
+        progress = self.options.progress if progress is None else progress
+        if not self.options.force and self.is_complete(config):
+            return self.metrics(config)
+        for stale in self.root.glob(f".tmp-{config.run_id}-{HOST}-*"):  # left by a killed process of this host
+            pid = int(stale.name.split("-")[-2]) if stale.name.split("-")[-2].isdigit() else None
+            if pid is None or not _alive(pid):
+                shutil.rmtree(stale, ignore_errors=True)
+        metrics: dict = {}
+        write_atomically(self.folder(config), lambda tmp: metrics.update(self._compute(config, tmp, progress)))
+        log.info("%s: test %s = %.4f (best epoch %d, %.1f s)", config.run_id, metrics["main_metric"],
+                 metrics["test"][metrics["main_metric"]], metrics["best_epoch"], metrics["train_seconds"])
+        return metrics
+
+    def _compute(self, config: RunConfig, folder: Path, progress: bool) -> dict:
+        """Train ``config`` and write its config, metrics and declared artifacts into ``folder``."""
+        folder.mkdir()
+        spec, tokens = get_task(config.data.task), self.tokens(config)
+        cached = frozen_features(config, tokens, self.options) if config.model.freeze_pretrained else {}
+        model = self.initial_model(config)
         recorder = (TrajectoryRecorder(model, config.record_trajectory, total_steps(config, len(tokens["train"])))
                     if config.record_trajectory else None)
-        result = train(config, tokens, device=device, progress=progress, model=model, cached_features=cached or None,
-                       on_step=recorder)
-        device_used = torch.device(result.device)
-        # test metrics and, if saved, test features from one pass
-        test, test_features = evaluate_and_encode(result.model, tokens["test"], spec.metric, device_used,
-                                                  result.precision, config.train.eval_batch_size, cached.get("test"),
-                                                  features="test" in config.save_features)
-        if config.save_features and config.model.head_layers == 1:
-            first = result.model.head[0].eval()  # the effective weights: selected-dims mask applied, no DropConnect
-            np.savez(tmp / "head.npz", weight=first.masked_weight().detach().float().cpu().numpy(),
-                     bias=first.bias.detach().float().cpu().numpy())
-        for split in config.save_features:
-            features = test_features if split == "test" else predict(
-                result.model, tokens[split], device_used, result.precision, config.train.eval_batch_size,
-                return_features=True, cached=cached.get(split))[1]
-            np.save(tmp / f"features-{split}.npy", features)
-            np.save(tmp / f"labels-{split}.npy", tokens[split].labels)
-        if config.save_model:
-            torch.save(result.model.state_dict(), tmp / "model.pt")
-        if recorder is not None:
-            recorder.save(tmp)
-        if config.subspace is not None and config.subspace.basis != "none":
-            np.savez(tmp / "subspace.npz", **subspace_state(result.model))
+        result = train(config, tokens, device=self.options.device, progress=progress, model=model,
+                       cached_features=cached or None, on_step=recorder)
+        device = torch.device(result.device)
+        # test metrics, logits and, if saved, test features from one pass
+        test, logits, features = evaluate_and_encode(result.model, tokens["test"], spec.metric, device, result.precision,
+                                                     config.train.eval_batch_size, cached.get("test"),
+                                                     features="test" in config.save_features)
+        run = _Trained(config, result, tokens, cached, logits, features, recorder)
+        for artifact in config.artifacts:
+            kind, _, split = artifact.partition(":")
+            WRITERS[kind](folder, run, split)
         moved = materialize(result.model)  # subspace layers become plain theta_0 + V theta_t (nothing else changes)
         metrics = {"run_id": config.run_id, "task": spec.name, "main_metric": spec.main_metric,
                    "best_epoch": result.best_epoch, "history": result.history,
                    "validation": result.history[result.best_epoch - 1]["validation"], "test": test,
                    "train_seconds": result.train_seconds,
                    "weight_change": relative_weight_change(moved, pretrained_encoder(config.model.model))}
-        if config.init_from is not None:
-            metrics["source_after"] = _evaluate_source_task(config, runs, result.model, device_used, result.precision,
-                                                            glue_dir)
-        _write_json(tmp / "config.json", {"run_id": config.run_id, "config": config.to_dict(),
-                                          "device": result.device, "precision_used": result.precision,
-                                          "dropout_rng": result.dropout_rng, "threads": torch.get_num_threads(),
-                                          "split": split_fingerprint(tokens), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                          **environment()})
-        _write_json(tmp / "metrics.json", metrics)  # written last: its presence marks a complete run
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("%s: test %s = %.4f (best epoch %d, %.1f s)", config.run_id, spec.main_metric,
-             test[spec.main_metric], result.best_epoch, result.train_seconds)
-    return metrics
+        for measure in config.measures:
+            metrics[measure] = MEASURES[measure](self, config, run)
+        _write_json(folder / CONFIG_FILE, {"run_id": config.run_id, "config": config.to_dict(),
+                                           "device": result.device, "precision_used": result.precision,
+                                           "dropout_rng": result.dropout_rng, "threads": torch.get_num_threads(),
+                                           "split": split_fingerprint(tokens),
+                                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **environment()})
+        _write_json(folder / METRICS_FILE, metrics)
+        return metrics
+
+    def workers(self) -> int:
+        return worker_count(self.options.workers, self.options.device)
+
+    def _worker_pool(self, size: int) -> WorkerPool:
+        if self._pool is None or self._pool.size != size:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = WorkerPool(size, max(1, (os.cpu_count() or 1) // size))
+        return self._pool
+
+    def execute_all(self, configs: Iterable[RunConfig], background: Iterable[RunConfig] = ()) -> pd.DataFrame:
+        """Run (or read) every config and return ``collect`` over them, in the order given.
+
+        With more than one worker the missing runs are spread over that many processes (kept for the
+        next call), longest first; finished runs are stored as they complete, so an interruption
+        loses only the runs in flight. ``background``: runs to queue behind these and leave training
+        when this call returns, e.g. while the notebook analyses; a later call over them waits for
+        them instead of starting them again. With one worker they are not started here."""
+        configs, force = list(dict.fromkeys(configs)), self.options.force
+        todo = [c for c in configs if force or not self.is_complete(c)]
+        pool, waiting = self._pool, set(todo)
+        queued = {c: pool.pending.pop(c.run_id, None) for c in configs} if pool is not None else {}  # by an earlier call
+        pending = {c: future for c, future in queued.items() if c in waiting and future is not None
+                   and not future.cancelled()}
+        fresh = [c for c in todo if c not in pending]
+        later = [c for c in dict.fromkeys(background) if c not in waiting and (force or not self.is_complete(c))
+                 and not (pool is not None and c.run_id in pool.pending)]
+        size = self.workers()
+        parallel = size > 1 and (len(fresh) > 1 or pending or later)
+        log.info("%d runs: %d in the store, %d to compute with %d worker(s)%s%s", len(configs), len(configs) - len(todo),
+                 len(todo), size if parallel else 1, f" ({len(pending)} started earlier)" if pending else "",
+                 f"; {len(later)} more queued behind them" if parallel and later else "")
+        for config in dict.fromkeys(fresh + later):
+            self.tokens(config)  # tokenise once here, not once per worker
+        bar = tqdm(total=len(todo), desc="runs", disable=not self.options.progress)
+        if not parallel:
+            for config in fresh:
+                self.execute(config)
+                bar.update()
+        else:
+            pool = self._worker_pool(size)
+            futures = list(pending.values())
+            futures += [pool.submit(_execute_in_worker, str(self.root), self.options, c) for c in self.schedule(fresh)]
+            for config in self.schedule(later):
+                pool.pending[config.run_id] = pool.submit(_execute_in_worker, str(self.root), self.options, config)
+            pool.wait(futures, bar, lambda m: log.info("%s: test %s = %.4f", m["run_id"], m["main_metric"],
+                                                       m["test"][m["main_metric"]]))
+        bar.close()
+        return self.collect(configs)
+
+    def map(self, function: Callable[[Any], Any], items: Iterable, desc: str = "") -> list:
+        """``[function(item) for item in items]``, in the order given, spread over this store's worker
+        processes when there is more than one. For analyses of stored runs: they queue behind the runs
+        left in the background, and use the bases the workers keep. ``function`` must be picklable (a
+        module-level function or a ``functools.partial`` of one)."""
+        items, size = list(items), self.workers()
+        bar = tqdm(total=len(items), desc=desc, disable=not self.options.progress)
+        if size <= 1:
+            results = []
+            for item in items:
+                results.append(function(item))
+                bar.update()
+        else:
+            pool = self._worker_pool(size)
+            futures = [pool.submit(function, item) for item in items]
+            pool.wait(futures, bar)
+            results = [future.result() for future in futures]
+        bar.close()
+        return results
+
+    def schedule(self, configs: list[RunConfig]) -> list[RunConfig]:
+        """The order to hand runs to parallel workers: longest first (so no worker is left with a long run
+        at the end while the others idle), runs in one subspace adjacent (so a worker reuses its bases),
+        the most expensive subspace first."""
+        costs = {c: expected_cost(c, self.tokens(c), pretrained_encoder(c.model.model).config.num_hidden_layers)
+                 for c in configs}
+        groups: dict[tuple, float] = {}
+        for config, cost in costs.items():
+            groups[basis_affinity(config)] = groups.get(basis_affinity(config), 0.0) + cost
+        return sorted(configs, key=lambda c: (-groups[basis_affinity(c)], basis_affinity(c), -costs[c]))
 
 
-def _initial_model(config: RunConfig, runs: Path) -> SequenceClassifier:
-    """The model a run starts from: pretrained, or the encoder of run ``config.init_from``; its
-    encoder layers put into a subspace if ``config.subspace`` says so."""
-    model = build_model(config)
-    if config.init_from is not None:
-        source = runs / config.init_from / "model.pt"
-        if not source.exists():
-            raise FileNotFoundError(f"run {config.init_from} has no model.pt; run it first with save_model=True")
-        state = torch.load(source, map_location="cpu", weights_only=True)
-        model.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
-    if config.subspace is not None:
-        reparameterize(model, config.subspace, runs, config.train.seed)
-    return model
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def load_model(config: RunConfig, runs: Path) -> SequenceClassifier:
-    """The kept model of a finished run with ``save_model=True`` (subspace runs: still re-parameterised)."""
-    path = run_dir(config, runs) / "model.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"run {config.run_id} has no model.pt; run it with save_model=True")
-    model = _initial_model(dataclasses.replace(config, init_from=None), runs)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
-
-
-def _evaluate_source_task(config: RunConfig, runs: Path, model: SequenceClassifier, device: torch.device,
-                          precision: str, glue_dir: str | None) -> dict[str, float]:
+def _source_after(store: RunStore, config: RunConfig, run: _Trained) -> dict[str, float]:
     """Test metrics of the source run's task with the source run's own head on this run's encoder:
     how much of task A survives fine-tuning on task B."""
-    source_config = RunConfig.from_dict(json.loads((runs / config.init_from / "config.json").read_text())["config"])
+    source_config = store.stored_config(config.init_from)
     source = build_model(source_config)
-    source.load_state_dict(torch.load(runs / config.init_from / "model.pt", map_location="cpu", weights_only=True))
-    source.encoder.load_state_dict(model.encoder.state_dict())
-    source_spec = get_task(source_config.data.task)
-    tokens = tokenized_task(source_config.data, source_config.model.model, glue_dir)
-    return evaluate(source.to(device), tokens["test"], source_spec.metric, device, precision, config.train.eval_batch_size)
+    source.load_state_dict(store._state_dict(config.init_from))
+    source.encoder.load_state_dict(run.result.model.encoder.state_dict())
+    device = torch.device(run.result.device)
+    return evaluate(source.to(device), store.tokens(source_config)["test"], get_task(source_config.data.task).metric,
+                    device, run.result.precision, config.train.eval_batch_size)
 
 
-def default_workers(device: str | None = None) -> int:
-    """Parallel runs for ``workers="auto"``: one on a GPU; on a CPU, one per core up to 4.
-
-    On the 2-core reference machine, two 1-thread processes train 1.25-1.3x more samples per
-    second than one 2-thread process (small matrices parallelise poorly within one run)."""
-    if resolve_device(device).type != "cpu":
-        return 1
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def _init_worker(threads: int, workers: int) -> None:
-    # an interrupt reaches the notebook, which drops the queued runs; a run in flight finishes and is stored
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    set_basis_cache(default_cache_bytes(workers))  # the workers share the memory kept for subspace bases
-    logging.getLogger("fewdims_helpers").setLevel(logging.WARNING)
-
-
-def _basis_affinity(config: RunConfig) -> tuple:
-    """Runs with equal keys build the same subspace bases (``subspace.layer_basis`` keeps the last ones)."""
-    sub = config.subspace
-    if sub is None or sub.basis == "none":
-        return ()
-    if sub.basis == "random":
-        return (sub.basis, sub.dim, config.train.seed)
-    return (sub.basis, sub.sources, sub.checkpoints, sub.reading)  # every dim: leading directions of one basis
+MEASURES: dict[str, Callable[[RunStore, RunConfig, _Trained], dict]] = {"source_after": _source_after}
 
 
 def expected_cost(config: RunConfig, tokens: dict[str, TokenizedSplit], layers: int) -> float:
@@ -226,155 +463,9 @@ def expected_cost(config: RunConfig, tokens: dict[str, TokenizedSplit], layers: 
     return work * min(config.model.layer or layers, layers) / layers
 
 
-def schedule(configs: list[RunConfig], glue_dir: str | None = None) -> list[RunConfig]:
-    """The order to hand runs to parallel workers: longest first (so no worker is left with a long run
-    at the end while the others idle), runs in one subspace adjacent (so a worker reuses its bases),
-    the most expensive subspace first."""
-    layers = max((c.model.layer or 0 for c in configs), default=0)
-    if layers:
-        layers = max(layers, pretrained_encoder(configs[0].model.model).config.num_hidden_layers)
-    costs = {c: expected_cost(c, tokenized_task(c.data, c.model.model, glue_dir), layers or 1) for c in configs}
-    groups: dict[tuple, float] = {}
-    for config, cost in costs.items():
-        groups[_basis_affinity(config)] = groups.get(_basis_affinity(config), 0.0) + cost
-    return sorted(configs, key=lambda c: (-groups[_basis_affinity(c)], _basis_affinity(c), -costs[c]))
-
-
-_POOL: dict = {}  # (workers, threads) -> this process's worker pool, kept between execute_all calls
-_PENDING: dict = {}  # (store, run_id) -> future of a run queued by an earlier call's ``background``
-
-
-def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
-    """The process's pool of ``workers`` spawned processes with ``threads`` threads each, started once
-    and reused by later calls: a worker's start (imports, model load) costs seconds, and it keeps its
-    caches (the pretrained model, subspace bases) for the next batch of runs."""
-    pool = _POOL.get((workers, threads))
-    if pool is not None and not (getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False)):
-        return pool
-    for stale in _POOL.values():  # another size was asked for: finish what runs, drop what waits
-        stale.shutdown(wait=True, cancel_futures=True)
-    _POOL.clear()
-    context = multiprocessing.get_context("spawn")
-    _POOL[(workers, threads)] = pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                                           initargs=(threads, workers))
-    return pool
-
-
-def execute_all(configs: Iterable[RunConfig], runs: Path, force: bool = False, device: str | None = None,
-                glue_dir: str | None = None, progress: bool = True, workers: int | str = "auto",
-                background: Iterable[RunConfig] = ()) -> pd.DataFrame:
-    """Run (or read) every config and return ``collect`` over them, in the order given.
-
-    With ``workers`` > 1 the missing runs are spread over that many processes (each a pure
-    function of its config; the processes are kept for the next call), longest first; finished
-    runs are stored as they complete, so an interruption loses only the runs in flight.
-    ``background``: runs to queue behind these and leave training when this call returns, e.g.
-    while the notebook analyses; a later call over them waits for them instead of starting them
-    again. With one worker they are not started here."""
-    configs = list(configs)
-    runs = Path(runs)
-    todo = [c for c in dict.fromkeys(configs) if force or not is_complete(c, runs)]
-    waiting = set(todo)
-    queued = {c: _PENDING.pop((str(runs), c.run_id), None) for c in dict.fromkeys(configs)}  # by an earlier call
-    pending = {c: future for c, future in queued.items()
-               if c in waiting and future is not None and not future.cancelled()}
-    fresh = [c for c in todo if c not in pending]
-    later = [c for c in dict.fromkeys(background) if c not in waiting and (str(runs), c.run_id) not in _PENDING
-             and (force or not is_complete(c, runs))]
-    size = default_workers(device) if workers == "auto" else int(workers)
-    parallel = size > 1 and (len(fresh) > 1 or pending or later)
-    log.info("%d runs: %d in the store, %d to compute with %d worker(s)%s%s", len(configs), len(configs) - len(todo),
-             len(todo), size if parallel else 1, f" ({len(pending)} started earlier)" if pending else "",
-             f"; {len(later)} more queued behind them" if parallel and later else "")
-    for data, model in dict.fromkeys((c.data, c.model.model) for c in fresh + later):
-        tokenized_task(data, model, glue_dir)  # tokenise once here, not once per worker
-    options = dict(force=force, device=device, glue_dir=glue_dir)
-    bar = tqdm(total=len(todo), desc="runs", disable=not progress)
-    if not parallel:
-        for config in fresh:
-            execute(config, runs, progress=progress, **options)
-            bar.update()
-    else:
-        pool = worker_pool(size, max(1, (os.cpu_count() or 1) // size))
-        futures = {future: config for config, future in pending.items()}
-        futures.update({pool.submit(execute, config, runs, progress=False, **options): config
-                        for config in schedule(fresh, glue_dir)})
-        for config in schedule(later, glue_dir):
-            _PENDING[str(runs), config.run_id] = pool.submit(execute, config, runs, progress=False, **options)
-        _wait_all(list(futures), bar, lambda metrics: log.info("%s: test %s = %.4f", metrics["run_id"],
-                                                               metrics["main_metric"],
-                                                               metrics["test"][metrics["main_metric"]]))
-    bar.close()
-    return collect(runs, [c.run_id for c in configs])
-
-
-def map_in_workers(function: Callable[[Any], Any], items: Iterable, workers: int | str = "auto",
-                   device: str | None = None, progress: bool = True, desc: str = "") -> list:
-    """``[function(item) for item in items]``, spread over the kept worker pool (``worker_pool``) when
-    ``workers`` > 1, in the order given. For analyses of stored runs: they queue behind runs an earlier
-    call left in the background, and use the bases the workers keep. ``function`` must be picklable
-    (a module-level function or a ``functools.partial`` of one)."""
-    items = list(items)
-    size = default_workers(device) if workers == "auto" else int(workers)
-    bar = tqdm(total=len(items), desc=desc, disable=not progress)
-    if size <= 1:
-        results = []
-        for item in items:
-            results.append(function(item))
-            bar.update()
-    else:
-        pool = worker_pool(size, max(1, (os.cpu_count() or 1) // size))
-        futures = [pool.submit(function, item) for item in items]
-        _wait_all(futures, bar)
-        results = [future.result() for future in futures]
-    bar.close()
-    return results
-
-
-def _wait_all(futures: list, bar, each: Callable[[Any], None] | None = None) -> None:
-    """Wait for ``futures`` as they complete, re-raising a worker's error here. On an error or an
-    interrupt, the work not started is dropped (background runs included); finished work stays stored."""
-    try:
-        for future in as_completed(futures):
-            result = future.result()
-            if each is not None:
-                each(result)
-            bar.update()
-    except BaseException:
-        for future in [*futures, *_PENDING.values()]:
-            future.cancel()
-        raise
-
-
 def _flatten(prefix: str, value: Any, row: dict) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
             _flatten(f"{prefix}.{key}" if prefix else key, inner, row)
     else:
         row[prefix] = tuple(value) if isinstance(value, list) else value
-
-
-def collect(runs: Path, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """One row per complete run: flattened config (``data.task``, ``model.token_selection``, ...),
-    ``test.<metric>``, ``validation.<metric>``, ``test_score`` (the task's main metric), timings."""
-    runs = Path(runs)
-    folders = [runs / r for r in run_ids] if run_ids is not None else sorted(p for p in runs.iterdir() if p.is_dir()
-                                                                              and not p.name.startswith("."))
-    rows = []
-    for folder in folders:
-        if not (folder / "metrics.json").exists():
-            raise FileNotFoundError(f"run {folder.name} is not in the store {runs}; run it first (execute_all)")
-        stored = json.loads((folder / "config.json").read_text())
-        metrics = json.loads((folder / "metrics.json").read_text())
-        row: dict[str, Any] = {"run_id": folder.name}
-        _flatten("", stored["config"], row)
-        _flatten("test", metrics["test"], row)
-        _flatten("validation", metrics["validation"], row)
-        _flatten("weight_change", metrics.get("weight_change", {}), row)
-        _flatten("source_after", metrics.get("source_after", {}), row)
-        row.update(test_score=metrics["test"][metrics["main_metric"]],
-                   validation_score=metrics["validation"][metrics["main_metric"]], main_metric=metrics["main_metric"],
-                   best_epoch=metrics["best_epoch"], train_seconds=metrics["train_seconds"],
-                   device=stored["device"], precision_used=stored["precision_used"])
-        rows.append(row)
-    return pd.DataFrame(rows)

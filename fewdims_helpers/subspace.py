@@ -22,19 +22,16 @@ Readings of the paper that matter, each a ``SubspaceConfig`` field:
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from .config import ConfigError, SubspaceConfig
-
-TRAJECTORY_DIR = "trajectory"
+from .config import ConfigError, RunConfig, SubspaceConfig
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -83,22 +80,27 @@ class TrajectoryRecorder:
             for rows, layer, theta0 in zip(self.rows, self.layers, self.initial):
                 rows[position] = (flatten(layer) - theta0).numpy().astype(np.float16)
 
-    def save(self, folder: Path) -> None:
-        target = Path(folder) / TRAJECTORY_DIR
-        target.mkdir(parents=True, exist_ok=True)
-        for index, rows in enumerate(self.rows):
-            np.save(target / f"layer_{index}.npy", rows)
-        (target / "steps.json").write_text(json.dumps(self.steps.tolist()) + "\n")
+
+class Trajectories(Protocol):
+    """Where recorded trajectories are read from: the run store (``store.RunStore``), which alone knows
+    how they are laid out on disk."""
+
+    def trajectory(self, run_id: str, layer_index: int, checkpoints: str = "all") -> torch.Tensor:
+        """Recorded displacements (t, D) of one layer ('last': only the final one), float16."""
+
+    def trajectory_stamp(self, run_id: str, layer_index: int) -> tuple:
+        """Changes whenever that layer's trajectory is rewritten (a forced rerun of its source)."""
 
 
-def load_trajectory(runs: Path, run_id: str, layer_index: int, checkpoints: str = "all") -> torch.Tensor:
-    """Recorded displacements (t, D) of one layer of run ``run_id`` ('last': only the final one), in
-    their stored float16."""
-    path = Path(runs) / run_id / TRAJECTORY_DIR / f"layer_{layer_index}.npy"
-    if not path.exists():
-        raise FileNotFoundError(f"run {run_id} has no recorded trajectory ({path}); run it first with record_trajectory > 0")
-    rows = np.load(path, mmap_mode="r")
-    return torch.from_numpy(np.array(rows[-1:] if checkpoints == "last" else rows))  # read into memory, writable
+def basis_affinity(config: RunConfig) -> tuple:
+    """Runs with equal keys build the same subspace bases (``layer_basis`` keeps the recent ones), so a
+    scheduler keeps them on one worker, one after another."""
+    sub = config.subspace
+    if sub is None or sub.basis == "none":
+        return ()
+    if sub.basis == "random":
+        return (sub.basis, sub.dim, config.train.seed)
+    return (sub.basis, sub.sources, sub.checkpoints, sub.reading)  # every dim: leading directions of one basis
 
 
 # ----------------------------------------------------------------------------- bases
@@ -182,30 +184,31 @@ def _evict() -> None:
         _BASES.popitem(last=False)
 
 
-def _basis_key(config: SubspaceConfig, runs: Path, layer_index: int, size: int, seed: int) -> tuple | None:
+def _basis_key(config: SubspaceConfig, trajectories: Trajectories, layer_index: int, size: int, seed: int
+               ) -> tuple | None:
     """What a layer's basis depends on (None: not cached). A trajectory rewritten in place (a forced
     rerun of its source) changes its file's mtime, so a stale basis is never reused."""
     if config.basis == "random":
         return ("random", size, config.dim, seed, layer_index)
     if config.reading == "raw":  # depends on theta_0 too (e.g. an init_from run): always rebuilt
         return None
-    files = [Path(runs).resolve() / source / TRAJECTORY_DIR / f"layer_{layer_index}.npy" for source in config.sources]
-    stamps = tuple((str(f), f.stat().st_mtime_ns) for f in files if f.exists())
+    stamps = tuple(trajectories.trajectory_stamp(source, layer_index) for source in config.sources)
     return ("intrinsic", stamps, config.checkpoints, config.reading, size)  # every dim: one nested basis
 
 
-def layer_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: torch.Tensor, seed: int) -> torch.Tensor:
+def layer_basis(config: SubspaceConfig, trajectories: Trajectories, layer_index: int, theta0: torch.Tensor, seed: int
+                ) -> torch.Tensor:
     """The (D, d) basis of one encoder layer for ``config``, a view of contiguous (d, D) rows. An
     intrinsic basis is the leading d directions of its trajectory's full basis, so the dimensions of
     an ablation are exactly nested and share one build. Recently built bases are kept (read-only, up to
     ``set_basis_cache``'s budget, least recently used dropped first), so the runs and analyses of one
     subspace in a process build it once."""
-    key = _basis_key(config, runs, layer_index, len(theta0), seed)
+    key = _basis_key(config, trajectories, layer_index, len(theta0), seed)
     if key is not None and key in _BASES:
         _BASES.move_to_end(key)
         basis = _BASES[key]
     else:
-        basis = _build_basis(config, runs, layer_index, theta0, seed)
+        basis = _build_basis(config, trajectories, layer_index, theta0, seed)
         if key is not None:
             _BASES[key] = basis
             _evict()
@@ -216,10 +219,11 @@ def layer_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: to
     return basis[:, :config.dim]
 
 
-def _build_basis(config: SubspaceConfig, runs: Path, layer_index: int, theta0: torch.Tensor, seed: int) -> torch.Tensor:
+def _build_basis(config: SubspaceConfig, trajectories: Trajectories, layer_index: int, theta0: torch.Tensor, seed: int
+                 ) -> torch.Tensor:
     if config.basis == "random":
         return random_basis(len(theta0), config.dim, seed, layer_index)
-    rows = torch.cat([load_trajectory(runs, source, layer_index, config.checkpoints) for source in config.sources])
+    rows = torch.cat([trajectories.trajectory(source, layer_index, config.checkpoints) for source in config.sources])
     if rows.shape[1] != len(theta0):
         raise ConfigError(f"trajectory of {config.sources} has {rows.shape[1]} parameters per layer but the model has "
                           f"{len(theta0)}; the sources must fine-tune the same model")
@@ -277,7 +281,7 @@ class SubspaceLayer(nn.Module):
         return functional_call(self.layer, params, args, kwargs)
 
 
-def reparameterize(model: nn.Module, config: SubspaceConfig, runs: Path, seed: int) -> nn.Module:
+def reparameterize(model: nn.Module, config: SubspaceConfig, trajectories: Trajectories, seed: int) -> nn.Module:
     """Put every encoder layer of ``model`` into the subspace ``config`` (in place); 'none' freezes them."""
     layers = encoder_layers(model)
     generator = torch.Generator().manual_seed(seed)
@@ -285,7 +289,7 @@ def reparameterize(model: nn.Module, config: SubspaceConfig, runs: Path, seed: i
         if config.basis == "none":
             layer.requires_grad_(False)
             continue
-        basis = layer_basis(config, runs, index, flatten(layer), seed)
+        basis = layer_basis(config, trajectories, index, flatten(layer), seed)
         layers[index] = SubspaceLayer(layer, basis, config.ensemble, config.init_std, config.learning_rate, generator)
     return model
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .fast_dropout import install_fast_dropout
-from .data import TokenizedSplit, length_grouped_batches, sorted_batches, tokenized_task
+from .data import TokenizedSplit, length_grouped_batches, sorted_batches
 from .head import SequenceClassifier
 from .metrics import compute_metrics, predictions_from_logits
 from .models import load_encoder, load_tokenizer
@@ -96,10 +96,11 @@ def evaluate(model: SequenceClassifier, split: TokenizedSplit, metric: str, devi
 
 def evaluate_and_encode(model: SequenceClassifier, split: TokenizedSplit, metric: str, device: torch.device,
                         precision: str, batch_size: int = 64, cached: torch.Tensor | None = None,
-                        features: bool = False) -> tuple[dict[str, float], np.ndarray | None]:
-    """``evaluate``'s metrics and, if ``features``, the head inputs (n, hidden) from the same pass."""
+                        features: bool = False) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
+    """``evaluate``'s metrics, the logits (n, num_labels) they came from and, if ``features``, the head
+    inputs (n, hidden), all from one pass."""
     logits, encoded = predict(model, split, device, precision, batch_size, return_features=features, cached=cached)
-    return compute_metrics(metric, predictions_from_logits(logits, model.num_labels), split.labels), encoded
+    return compute_metrics(metric, predictions_from_logits(logits, model.num_labels), split.labels), logits, encoded
 
 
 @dataclass
@@ -137,19 +138,18 @@ def parameter_groups(model: torch.nn.Module, learning_rate: float) -> list[dict]
     return [{"params": params, "lr": lr} for lr, params in groups.items()]
 
 
-def train(config: RunConfig, tokens: dict[str, TokenizedSplit] | None = None, device: str | None = None,
-          glue_dir: str | None = None, progress: bool = True, model: SequenceClassifier | None = None,
+def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | None = None,
+          progress: bool = True, model: SequenceClassifier | None = None,
           cached_features: dict[str, torch.Tensor] | None = None, on_step=None) -> TrainResult:
     """Fine-tune per ``config``; keep the epoch with the best validation score.
 
     ``cached_features`` (split -> (n, hidden)): head inputs of a frozen encoder computed once
-    (``freezing.encode``); the head then trains on them with the same batches, dropout masks and
+    (``features.frozen_features``); the head then trains on them with the same batches, dropout masks and
     optimizer steps as when the frozen encoder runs every step, at a fraction of the cost.
     ``on_step(step)`` is called after every optimizer step (1-based), e.g. to record a trajectory."""
     if cached_features is not None and not config.model.freeze_pretrained:
         raise ValueError("cached features need a frozen encoder (ModelConfig.freeze_pretrained=True)")
     spec = get_task(config.data.task)
-    tokens = tokens if tokens is not None else tokenized_task(config.data, config.model.model, glue_dir)
     torch_device = resolve_device(device)
     precision = resolve_precision(config.train.precision, torch_device)
     model = (model if model is not None else build_model(config)).to(torch_device)

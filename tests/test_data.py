@@ -6,6 +6,7 @@ from fewdims_helpers.archives import Archive, ArchiveError, fetch_archive
 from fewdims_helpers.config import ConfigError, DataConfig
 from fewdims_helpers.glue import GlueFormatError, read_glue_tsv
 from fewdims_helpers.metrics import compute_metrics
+from fewdims_helpers.options import DataSources
 from fewdims_helpers.tasks import GLUE_TASKS, TaskError, _stratified_split, get_task, load_task
 
 from conftest import FIXTURES
@@ -16,7 +17,7 @@ GLUE = FIXTURES / "glue"
 @pytest.mark.parametrize("task", GLUE_TASKS)
 def test_every_glue_layout_parses(task):
     spec = get_task(task)
-    dataset = load_task(task, glue_dir=GLUE)
+    dataset = load_task(task, DataSources(glue_dir=str(GLUE)))
     assert set(dataset) == {"train", "validation", "test"}
     assert set(dataset["train"].column_names) == {*spec.text_fields, "label", "idx"}
     assert len(dataset["train"]) + len(dataset["validation"]) == 10  # QQP's broken row is skipped
@@ -68,15 +69,15 @@ def test_stratified_split_is_disjoint_complete_and_seeded():
 
 
 def test_packaged_tasks_are_real_and_share_one_split():
-    polarity = load_task("rt-polarity", max_train_examples=200, max_eval_examples=100)
-    valence = load_task("rt-valence", max_train_examples=200, max_eval_examples=100)
+    polarity = load_task("rt-polarity", DataSources(), max_train_examples=200, max_eval_examples=100)
+    valence = load_task("rt-valence", DataSources(), max_train_examples=200, max_eval_examples=100)
     assert len(polarity["train"]) == 200 and len(polarity["test"]) == 100
     assert polarity["test"]["idx"] == valence["test"]["idx"]
     signs = (np.asarray(valence["test"]["label"]) > 0).astype(int)
     assert signs.tolist() == polarity["test"]["label"]
-    full = load_task("rt-polarity")
+    full = load_task("rt-polarity", DataSources())
     assert sum(len(full[s]) for s in full) == 10568  # 10,605 snippets less 37 of zero valence
-    bbc = load_task("bbc-news")
+    bbc = load_task("bbc-news", DataSources())
     assert sum(len(bbc[s]) for s in bbc) == 2225 and get_task("bbc-news").num_labels == 5
 
 

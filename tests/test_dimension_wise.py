@@ -8,8 +8,9 @@ import torch
 from scipy.stats import pearsonr
 
 from fewdims_helpers.config import ConfigError
-from fewdims_helpers.dimension_wise import (CachedHead, drop_one, pair_table, refit_scores, sample_subsets,
-                                            scan_all_pairs, score_subsets)
+from fewdims_helpers.subsets import (CachedHead, drop_one, pair_table, refit_scores, sample_subsets, scan_all_pairs,
+                                     score_subsets)
+from fewdims_helpers.tasks import TaskSpec
 from fewdims_helpers.training import build_model
 
 from conftest import tiny_config
@@ -26,7 +27,11 @@ def random_head(num_labels: int, hidden: int = 12, n: int = 60, seed: int = 0) -
                   for s, f in features.items()}
         metric, main = "accuracy", "accuracy"
     return CachedHead(rng.normal(size=(num_labels, hidden)).astype(np.float32),
-                      rng.normal(size=num_labels).astype(np.float32), features, labels, metric, main)
+                      rng.normal(size=num_labels).astype(np.float32), features, labels, synthetic_spec(num_labels, metric, main))
+
+
+def synthetic_spec(num_labels: int, metric: str = "accuracy", main: str = "accuracy") -> TaskSpec:
+    return TaskSpec("synthetic", "packaged", ("text",), num_labels, metric, main)
 
 
 def test_subset_scoring_on_cached_features_equals_masking_the_models_head():
@@ -35,7 +40,7 @@ def test_subset_scoring_on_cached_features_equals_masking_the_models_head():
     features = rng.normal(size=(40, 32)).astype(np.float32)
     labels = rng.integers(0, 2, 40)
     head = CachedHead(model.head[0].weight.detach().numpy(), model.head[0].bias.detach().numpy(),
-                      {"test": features}, {"test": labels}, "accuracy", "accuracy")
+                      {"test": features}, {"test": labels}, synthetic_spec(2))
     for subset in [(0, 5), (3, 17, 31), (7,)]:
         masked = build_model(tiny_config(selected_dims=subset)).eval()
         masked.head.load_state_dict(model.head.state_dict())

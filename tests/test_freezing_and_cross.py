@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from fewdims_helpers import store
-from fewdims_helpers.freezing import encode
+from fewdims_helpers.features import frozen_features
 from fewdims_helpers.models import pretrained_encoder
+from fewdims_helpers.options import RunOptions
 from fewdims_helpers.training import relative_weight_change, train
 
 from conftest import tiny_config
@@ -23,7 +24,7 @@ def test_frozen_feature_training_equals_training_the_frozen_model(synthetic_task
     config = tiny_config(epochs=3, freeze_pretrained=True, head_layers=head_layers)
     direct = train(config, synthetic_task, device="cpu", progress=False)
     cached = train(config, synthetic_task, device="cpu", progress=False,
-                   cached_features=encode(config, synthetic_task, "cpu"))
+                   cached_features=frozen_features(config, synthetic_task, RunOptions(device="cpu")))
     assert direct.best_epoch == cached.best_epoch
     for a, b in zip(direct.history, cached.history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
@@ -47,17 +48,18 @@ def test_weight_change_is_zero_for_frozen_blocks_only(synthetic_task):
 
 def test_cross_fine_tuning_starts_from_the_source_encoder(tmp_path, monkeypatch, synthetic_task):
     monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = store.RunStore(tmp_path, RunOptions(progress=False))
     source = dataclasses.replace(tiny_config(seed=1, lr=1e-2), save_model=True)
-    store.execute(source, tmp_path, progress=False)
-    assert (tmp_path / source.run_id / "model.pt").exists()
+    runs.execute(source)
+    assert runs.is_complete(source)
 
     follow = dataclasses.replace(tiny_config(seed=2, lr=1e-2), init_from=source.run_id)
-    model = store._initial_model(follow, tmp_path)
-    saved = torch.load(tmp_path / source.run_id / "model.pt", weights_only=True)
-    assert torch.equal(model.encoder.embeddings.word_embeddings.weight, saved["encoder.embeddings.word_embeddings.weight"])
-    assert not torch.equal(model.head[0].weight, saved["head.0.weight"])  # a fresh head
+    model = runs.initial_model(follow)
+    saved = runs.model(source)
+    assert torch.equal(model.encoder.embeddings.word_embeddings.weight, saved.encoder.embeddings.word_embeddings.weight)
+    assert not torch.equal(model.head[0].weight, saved.head[0].weight)  # a fresh head
 
-    metrics = store.execute(follow, tmp_path, progress=False)
+    metrics = runs.execute(follow)
     assert set(metrics["source_after"]) == {"accuracy"}
     assert follow.run_id != dataclasses.replace(follow, init_from=None).run_id
 

@@ -8,7 +8,10 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from fewdims_helpers import probes, salient
+from fewdims_helpers import probes
+from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.store import RunStore
+from fewdims_helpers.studies import salient
 from fewdims_helpers.tasks import PACKAGED_TASKS, get_task, load_task, read_bbc_news, read_rotten_tomatoes
 
 
@@ -87,16 +90,17 @@ def test_folds_are_stratified_and_bad_sizes_fail_in_one_line():
 
 
 def test_general_pool_never_contains_task_text(monkeypatch):
-    sources = {t.strip() for t in read_rotten_tomatoes()[0] + read_bbc_news()[0]}
-    small = {str(t).strip() for task in PACKAGED_TASKS for split in load_task(task, 0, None, 48, 24).values()
+    data = DataSources()
+    sources = {t.strip() for t in read_rotten_tomatoes(data)[0] + read_bbc_news(data)[0]}
+    small = {str(t).strip() for task in PACKAGED_TASKS for split in load_task(task, data, 0, 48, 24).values()
              for t in split[get_task(task).text_fields[0]]}
-    pool = salient.general_pool(PACKAGED_TASKS, len(salient.read_general_text()) - 100)  # nearly all of it
+    pool = salient.general_pool(PACKAGED_TASKS, len(salient.read_general_text(data)) - 100, data)  # nearly all of it
     assert small <= sources and not sources & set(pool)
     clean = ("a clean sentence", "another one", "a third")
-    monkeypatch.setattr(salient, "read_general_text", lambda: (*sorted(small)[:3], *clean))  # task texts planted
-    assert set(salient.general_pool(PACKAGED_TASKS, 3)) == set(clean)
+    monkeypatch.setattr(salient, "read_general_text", lambda _: (*sorted(small)[:3], *clean))  # task texts planted
+    assert set(salient.general_pool(PACKAGED_TASKS, 3, data)) == set(clean)
     with pytest.raises(ValueError, match="pool_size must be between 2 and 3 "):
-        salient.general_pool(PACKAGED_TASKS, 4)
+        salient.general_pool(PACKAGED_TASKS, 4, data)
 
 
 def test_general_pca_is_fitted_on_pool_features_only(monkeypatch):
@@ -134,5 +138,6 @@ def test_pca_points_are_log_spaced_and_include_five():
 
 def test_jobs_run_in_parallel_workers_write_their_results(tmp_path):
     jobs = [(tmp_path / f"{name}.txt", name) for name in ("a", "b", "c")]
-    salient._map(Path.write_text, jobs, workers=2, progress=False, desc="writing", one_thread=True)
+    store = RunStore(tmp_path, RunOptions(workers=2, progress=False))
+    salient._map(store, Path.write_text, jobs, "writing", one_thread=True)
     assert [path.read_text() for path, _ in jobs] == ["a", "b", "c"]

@@ -1,18 +1,31 @@
-"""Run store invariants: runs are named by config, skipped when done, atomic, and resumable."""
+"""Run store invariants: runs are named by config, skipped when done, atomic, resumable, and complete
+only when every artifact their config declares exists."""
+import dataclasses
+import functools
 import json
+import operator
 
+import numpy as np
 import pytest
 
 from fewdims_helpers import store
-from fewdims_helpers.config import RunConfig
+from fewdims_helpers.config import DataConfig, RunConfig, SubspaceConfig
+from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
+from fewdims_helpers.options import RunOptions
+from fewdims_helpers.paths import HOST
+from fewdims_helpers.subspace import basis_affinity
 from fewdims_helpers.training import train as real_train
 
 from conftest import tiny_config
 
 
+def run_store(root, **options) -> store.RunStore:
+    return store.RunStore(root, RunOptions(progress=False, **options))
+
+
 @pytest.fixture
 def counted_training(monkeypatch, synthetic_task):
-    """store.execute on synthetic data; counts trainings; raises KeyboardInterrupt for seed 13."""
+    """RunStore.execute on synthetic data; counts trainings; raises KeyboardInterrupt for seed 13."""
     calls = []
 
     def fake_train(config, tokens, **options):
@@ -35,120 +48,144 @@ def test_config_round_trips_and_names_its_run():
 
 
 def test_killed_run_resumes_without_redoing_finished_runs(tmp_path, counted_training):
+    runs = run_store(tmp_path, workers=1)
     done, killed = tiny_config(seed=1), tiny_config(seed=13)
     with pytest.raises(KeyboardInterrupt):
-        store.execute_all([done, killed], tmp_path, progress=False, workers=1)
+        runs.execute_all([done, killed])
     assert sorted(p.name for p in tmp_path.iterdir()) == [done.run_id]  # no partial or hidden folder left
-    assert store.is_complete(done, tmp_path) and not store.is_complete(killed, tmp_path)
+    assert runs.is_complete(done) and not runs.is_complete(killed)
 
     counted_training.clear()
-    resumed = tiny_config(seed=13)
-    store.execute_all([done, tiny_config(seed=2)], tmp_path, progress=False, workers=1)
+    runs.execute_all([done, tiny_config(seed=2)])
     assert counted_training == [tiny_config(seed=2).run_id]  # the finished run was not redone
-    assert resumed.run_id not in counted_training
 
 
-def test_stale_temporary_folder_of_a_killed_process_is_replaced(tmp_path, counted_training):
+def test_stale_temporary_folder_of_this_hosts_dead_process_is_removed_and_others_kept(tmp_path, counted_training):
     config = tiny_config(seed=1)
-    stale = tmp_path / f".tmp-{config.run_id}-99999"
-    stale.mkdir(parents=True)
-    (stale / "config.json").write_text("{half written")
-    store.execute(config, tmp_path, progress=False)
-    assert not stale.exists() and store.is_complete(config, tmp_path)
+    dead = tmp_path / f".tmp-{config.run_id}-{HOST}-999999999-0badc0de"  # no such process
+    other_host = tmp_path / f".tmp-{config.run_id}-another_host-999999999-0badc0de"
+    for stale in (dead, other_host):
+        stale.mkdir(parents=True)
+        (stale / "config.json").write_text("{half written")
+    run_store(tmp_path).execute(config)
+    assert not dead.exists() and other_host.exists()  # another machine's run may still be writing
+    assert run_store(tmp_path).is_complete(config)
 
 
 def test_force_recomputes_and_collect_gives_one_row_per_run(tmp_path, counted_training):
     configs = [tiny_config(seed=1), tiny_config(seed=2, token_selection="mean")]
-    store.execute_all(configs, tmp_path, progress=False, workers=1)
-    store.execute_all(configs, tmp_path, progress=False, workers=1, force=True)
+    run_store(tmp_path, workers=1).execute_all(configs)
+    run_store(tmp_path, workers=1, force=True).execute_all(configs)
     assert len(counted_training) == 4
-    frame = store.collect(tmp_path)
+    runs = run_store(tmp_path)
+    frame = runs.collect()
     assert len(frame) == 2
     assert set(frame["model.token_selection"]) == {"cls", "mean"}
     assert {"test_score", "test.accuracy", "validation.accuracy", "train.seed", "best_epoch"} <= set(frame.columns)
-    stored = json.loads((tmp_path / configs[0].run_id / "config.json").read_text())
-    assert RunConfig.from_dict(stored["config"]) == configs[0]
-    assert stored["versions"]["torch"] and "git_commit" in stored and stored["split"]["test"]["size"] == 48
+    record = runs.record(configs[0])
+    assert runs.stored_config(configs[0].run_id) == configs[0]
+    assert record["versions"]["torch"] and "git_commit" in record and record["split"]["test"]["size"] == 48
+    assert record["cpu"] and record["threads"] >= 1  # provenance: where and how it ran
 
 
 def test_requested_features_are_saved_with_labels(tmp_path, counted_training):
-    import dataclasses
-    import numpy as np
-
+    runs = run_store(tmp_path)
     config = dataclasses.replace(tiny_config(seed=1), save_features=("test",))
-    store.execute(config, tmp_path, progress=False)
-    features = np.load(tmp_path / config.run_id / "features-test.npy")
-    assert features.shape == (48, 32)
-    assert np.load(tmp_path / config.run_id / "labels-test.npy").shape == (48,)
+    runs.execute(config)
+    features, labels = runs.features(config, "test")
+    assert features.shape == (48, 32) and labels.shape == (48,)
 
 
 def test_saved_test_features_are_those_that_scored_test(tmp_path, counted_training):
-    import dataclasses
-    import numpy as np
-
+    runs = run_store(tmp_path)
     config = dataclasses.replace(tiny_config(seed=1, epochs=2), save_features=("train", "test"))
-    metrics = store.execute(config, tmp_path, progress=False)
-    folder = tmp_path / config.run_id
-    head = np.load(folder / "head.npz")
-    logits = np.load(folder / "features-test.npy") @ head["weight"].T + head["bias"]
-    accuracy = float(np.mean(logits.argmax(1) == np.load(folder / "labels-test.npy")))
+    metrics = runs.execute(config)
+    weight, bias = runs.head(config)
+    features, labels = runs.features(config, "test")
+    accuracy = float(np.mean((features @ weight.T + bias).argmax(1) == labels))
     assert accuracy == pytest.approx(metrics["test"]["accuracy"])
 
 
-def test_schedule_hands_out_longest_runs_first_and_keeps_subspaces_together(monkeypatch, synthetic_task):
-    import dataclasses
+def test_saved_predictions_reproduce_the_stored_metrics(tmp_path, counted_training):
+    runs = run_store(tmp_path)
+    config = dataclasses.replace(tiny_config(seed=1, epochs=2), save_predictions=("validation", "test"))
+    metrics = runs.execute(config)
+    for split, stored in (("test", metrics["test"]), ("validation", metrics["validation"])):
+        saved = runs.predictions(config, split)
+        assert saved["logits"].shape == (48, 2) and len(saved["idx"]) == 48
+        again = compute_metrics("accuracy", predictions_from_logits(saved["logits"], 2), saved["labels"])
+        assert again["accuracy"] == pytest.approx(stored["accuracy"])
 
-    from fewdims_helpers.config import SubspaceConfig
 
+def test_a_run_missing_a_declared_artifact_is_not_complete(tmp_path, counted_training):
+    runs = run_store(tmp_path)
+    config = dataclasses.replace(tiny_config(seed=1), save_features=("train", "test"), save_model=True)
+    assert set(config.artifacts) == {"features:train", "features:test", "head", "model"}
+    runs.execute(config)
+    assert runs.is_complete(config)
+    (runs.folder(config) / store.HEAD_FILE).unlink()  # e.g. a folder copied without its large files
+    assert not runs.is_complete(config)
+    counted_training.clear()
+    runs.execute(config)
+    assert counted_training == [config.run_id] and runs.is_complete(config)  # recomputed, not read
+
+
+def test_a_missing_artifact_is_a_one_line_error_naming_the_fix(tmp_path, counted_training):
+    runs = run_store(tmp_path)
+    config = tiny_config(seed=1)
+    runs.execute(config)
+    with pytest.raises(FileNotFoundError, match="has no model.pt; run it with save_model=True"):
+        runs.model(config)
+
+
+def test_schedule_hands_out_longest_runs_first_and_keeps_subspaces_together(tmp_path, monkeypatch, synthetic_task):
     long_task = {name: dataclasses.replace(split, lengths=split.lengths * 4) for name, split in synthetic_task.items()}
     monkeypatch.setattr(store, "tokenized_task", lambda data, *args: long_task if data.task == "bbc-news" else synthetic_task)
+    runs = run_store(tmp_path)
     short, long, frozen = tiny_config(), tiny_config("bbc-news"), tiny_config("bbc-news", freeze_pretrained=True)
     lower = tiny_config("bbc-news", layer=1)  # 1 of the tiny model's 2 layers
-    assert store.schedule([frozen, short, lower, long]) == [long, lower, short, frozen]
+    assert runs.schedule([frozen, short, lower, long]) == [long, lower, short, frozen]
 
     random = [dataclasses.replace(tiny_config(seed=s), subspace=SubspaceConfig(basis="random", dim=2)) for s in (0, 1)]
-    order = [store._basis_affinity(c) for c in store.schedule([random[0], long, random[1],
-                                                                dataclasses.replace(random[0], save_model=True)])]
+    order = [basis_affinity(c) for c in runs.schedule([random[0], long, random[1],
+                                                       dataclasses.replace(random[0], save_model=True)])]
     assert order == sorted(order, key=order.index)  # each subspace's runs adjacent
 
 
-def test_parallel_runs_reuse_one_worker_pool(tmp_path):
-    import dataclasses
-
-    from fewdims_helpers.config import DataConfig
-
+def small_configs(*seeds):
     data = DataConfig("rt-polarity", max_seq_length=16, max_train_examples=32, max_eval_examples=16)
-    configs = [dataclasses.replace(tiny_config(seed=s), data=data) for s in (1, 2, 3, 4)]
-    first = store.execute_all(configs[:2], tmp_path, progress=False, workers=2)
-    (pool,) = store._POOL.values()
-    second = store.execute_all(configs, tmp_path, progress=False, workers=2)
-    assert list(store._POOL.values()) == [pool]  # the second call found the workers of the first
+    return [dataclasses.replace(tiny_config(seed=s), data=data) for s in seeds]
+
+
+def test_parallel_runs_reuse_the_stores_worker_pool(tmp_path):
+    runs = run_store(tmp_path, workers=2)
+    configs = small_configs(1, 2, 3, 4)
+    first = runs.execute_all(configs[:2])
+    pool = runs._pool
+    second = runs.execute_all(configs)
+    assert runs._pool is pool  # the second call found the workers of the first
     assert list(first.run_id) == [c.run_id for c in configs[:2]] and list(second.run_id) == [c.run_id for c in configs]
-    assert all(store.is_complete(c, tmp_path) for c in configs)
+    assert all(runs.is_complete(c) for c in configs)
     pool.shutdown()
 
 
 def test_background_runs_are_queued_and_waited_for_not_started_twice(tmp_path):
-    import dataclasses
-
-    from fewdims_helpers.config import DataConfig
-
-    data = DataConfig("rt-polarity", max_seq_length=16, max_train_examples=32, max_eval_examples=16)
-    first, *later = [dataclasses.replace(tiny_config(seed=s), data=data) for s in (5, 6, 7)]
-    store.execute_all([first, later[0]], tmp_path, progress=False, workers=2, background=later)
-    keys = {(str(tmp_path), c.run_id) for c in later[1:]}
-    assert keys <= set(store._PENDING)  # queued behind the call's own runs, not waited for
-    frame = store.execute_all(later, tmp_path, progress=False, workers=2)
-    assert not keys & set(store._PENDING) and list(frame.run_id) == [c.run_id for c in later]
-    assert all(store.is_complete(c, tmp_path) for c in [first, *later])
+    runs = run_store(tmp_path, workers=2)
+    first, *later = small_configs(5, 6, 7)
+    runs.execute_all([first, later[0]], background=later)
+    queued = {c.run_id for c in later[1:]}
+    assert queued <= set(runs._pool.pending)  # queued behind the call's own runs, not waited for
+    frame = runs.execute_all(later)
+    assert not queued & set(runs._pool.pending) and list(frame.run_id) == [c.run_id for c in later]
+    assert all(runs.is_complete(c) for c in [first, *later])
+    runs._pool.shutdown()
 
 
-def test_analyses_run_in_the_worker_pool_in_the_order_given():
-    import functools
-    import operator
-
-    assert store.map_in_workers(functools.partial(operator.mul, 3), [4, 1, 2], workers=2, progress=False) == [12, 3, 6]
-    assert store._POOL  # the kept pool ran them
+def test_analyses_run_in_the_worker_pool_in_the_order_given(tmp_path):
+    runs = run_store(tmp_path, workers=2)
+    assert runs.map(functools.partial(operator.mul, 3), [4, 1, 2]) == [12, 3, 6]
+    assert runs._pool is not None  # the kept pool ran them
     with pytest.raises(ZeroDivisionError):  # a worker's error reaches the caller
-        store.map_in_workers(functools.partial(operator.truediv, 1), [1, 0], workers=2, progress=False)
-    assert store.map_in_workers(functools.partial(operator.mul, 3), [5], workers=1, progress=False) == [15]
+        runs.map(functools.partial(operator.truediv, 1), [1, 0])
+    runs._pool.shutdown()
+    assert run_store(tmp_path, workers=1).map(functools.partial(operator.mul, 3), [5]) == [15]

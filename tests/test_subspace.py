@@ -9,6 +9,7 @@ import torch
 
 from fewdims_helpers import store, subspace
 from fewdims_helpers.config import ConfigError, SubspaceConfig
+from fewdims_helpers.options import RunOptions
 from fewdims_helpers.training import build_model
 
 from conftest import tiny_config
@@ -23,14 +24,14 @@ def _logits(model, ids):
 def _random_subspace_model(config, dim: int = 4, init_std: float = 0.5, seed: int = 1):
     """A tiny model with every encoder layer in a random subspace, theta_t drawn with ``init_std``."""
     return subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=dim, init_std=init_std),
-                                   runs=None, seed=seed)
+                                   trajectories=None, seed=seed)
 
 
 def test_zero_theta_reproduces_the_initial_model_exactly():
     config = tiny_config()
     plain = build_model(config)
     inside = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=4, init_std=0.0),
-                                     runs=None, seed=0)
+                                     trajectories=None, seed=0)
     ids = torch.randint(1000, 2000, (3, 7))
     assert torch.equal(_logits(plain, ids), _logits(inside, ids))
     assert [p for p in inside.encoder.encoder.parameters() if p.requires_grad] == [
@@ -48,7 +49,7 @@ def test_materialized_model_computes_what_the_subspace_model_computes():
 
 def test_ensemble_moves_only_theta_along_the_basis():
     config = tiny_config()
-    model = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=3), runs=None, seed=0)
+    model = subspace.reparameterize(build_model(config), SubspaceConfig(basis="random", dim=3), trajectories=None, seed=0)
     layer = model.encoder.encoder.layer[0]
     ids = torch.randint(1000, 2000, (2, 5))
     loss = model(input_ids=ids, attention_mask=torch.ones_like(ids)).pow(2).sum()
@@ -74,33 +75,34 @@ def test_evaluation_reuses_the_update_only_while_theta_is_unchanged():
 
 def test_bases_are_built_once_per_process_and_rebuilt_when_the_trajectory_changes(tmp_path):
     theta0 = torch.zeros(300)
-    folder = tmp_path / "source" / subspace.TRAJECTORY_DIR
+    folder = tmp_path / "source" / store.TRAJECTORY_DIR
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     np.save(folder / "layer_0.npy", rng.normal(size=(4, 300)).astype(np.float16))
     config = SubspaceConfig(basis="intrinsic", dim=3, sources=("source",))
-    first = subspace.layer_basis(config, tmp_path, 0, theta0, seed=0)
-    assert subspace.layer_basis(config, tmp_path, 0, theta0, seed=0).data_ptr() == first.data_ptr()  # not rebuilt
-    assert subspace.layer_basis(SubspaceConfig(basis="random", dim=3), tmp_path, 0, theta0, seed=0).data_ptr() \
+    first = subspace.layer_basis(config, store.RunStore(tmp_path), 0, theta0, seed=0)
+    assert subspace.layer_basis(config, store.RunStore(tmp_path), 0, theta0, seed=0).data_ptr() == first.data_ptr()  # not rebuilt
+    assert subspace.layer_basis(SubspaceConfig(basis="random", dim=3), store.RunStore(tmp_path), 0, theta0, seed=0).data_ptr() \
         != first.data_ptr()
     np.save(folder / "layer_0.npy", rng.normal(size=(4, 300)).astype(np.float16))  # the source was re-run
     os.utime(folder / "layer_0.npy", ns=(1, 1))  # a new mtime even on a coarse-grained file system
-    rebuilt = subspace.layer_basis(config, tmp_path, 0, theta0, seed=0)
+    rebuilt = subspace.layer_basis(config, store.RunStore(tmp_path), 0, theta0, seed=0)
     assert rebuilt.data_ptr() != first.data_ptr() and not torch.allclose(rebuilt.abs(), first.abs())
 
 
 def test_intrinsic_bases_of_every_dimension_are_nested_and_built_once(tmp_path):
     theta0 = torch.zeros(300)
-    folder = tmp_path / "source" / subspace.TRAJECTORY_DIR
+    folder = tmp_path / "source" / store.TRAJECTORY_DIR
     folder.mkdir(parents=True)
     np.save(folder / "layer_0.npy", np.random.default_rng(0).normal(size=(5, 300)).astype(np.float16))
-    small, large = (subspace.layer_basis(SubspaceConfig(basis="intrinsic", dim=d, sources=("source",)), tmp_path, 0,
+    small, large = (subspace.layer_basis(SubspaceConfig(basis="intrinsic", dim=d, sources=("source",)), store.RunStore(tmp_path), 0,
                                          theta0, seed=0) for d in (2, 4))
     assert small.shape == (300, 2) and large.shape == (300, 4) and small.T.is_contiguous()
     assert small.data_ptr() == large.data_ptr()  # the leading directions of one build
     torch.testing.assert_close(large.T @ large, torch.eye(4), atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="subspace dim 6 exceeds the 5 directions"):
-        subspace.layer_basis(SubspaceConfig(basis="intrinsic", dim=6, sources=("source",)), tmp_path, 0, theta0, seed=0)
+        subspace.layer_basis(SubspaceConfig(basis="intrinsic", dim=6, sources=("source",)), store.RunStore(tmp_path), 0, theta0,
+                            seed=0)
 
 
 def test_basis_cache_keeps_the_most_recent_bases_within_its_byte_budget(tmp_path):
@@ -109,10 +111,10 @@ def test_basis_cache_keeps_the_most_recent_bases_within_its_byte_budget(tmp_path
     one = 1000 * 4 * 4  # bytes of one (1000, 4) float32 basis
     subspace.set_basis_cache(2 * one)
     try:
-        first, second, third = (subspace.layer_basis(c, tmp_path, 0, theta0, seed=s) for c, s in zip(configs, (1, 2, 3)))
-        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=3).data_ptr() == third.data_ptr()
-        assert subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=2).data_ptr() == second.data_ptr()
-        rebuilt = subspace.layer_basis(configs[0], tmp_path, 0, theta0, seed=1)  # the oldest was dropped
+        first, second, third = (subspace.layer_basis(c, store.RunStore(tmp_path), 0, theta0, seed=s) for c, s in zip(configs, (1, 2, 3)))
+        assert subspace.layer_basis(configs[0], store.RunStore(tmp_path), 0, theta0, seed=3).data_ptr() == third.data_ptr()
+        assert subspace.layer_basis(configs[0], store.RunStore(tmp_path), 0, theta0, seed=2).data_ptr() == second.data_ptr()
+        rebuilt = subspace.layer_basis(configs[0], store.RunStore(tmp_path), 0, theta0, seed=1)  # the oldest was dropped
         assert rebuilt.data_ptr() != first.data_ptr() and torch.equal(rebuilt, first)
         assert rebuilt.T.is_contiguous()  # kept as (d, D) rows, the layout the layer streams
         torch.testing.assert_close(rebuilt.T @ rebuilt, torch.eye(4), atol=1e-5, rtol=0)
@@ -151,19 +153,21 @@ def test_basis_larger_than_the_trajectory_is_refused():
 
 def test_recorded_trajectory_feeds_an_intrinsic_subspace_run(tmp_path, synthetic_task, monkeypatch):
     monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = store.RunStore(tmp_path, RunOptions(progress=False))
     source = dataclasses.replace(tiny_config(epochs=1), record_trajectory=6)
-    store.execute(source, tmp_path, progress=False)
-    rows = np.load(tmp_path / source.run_id / "trajectory" / "layer_0.npy")
+    runs.execute(source)
+    assert runs.is_complete(source)  # every layer's trajectory
+    rows = runs.trajectory(source.run_id, 0).numpy()
     assert rows.shape[0] == 6 and rows.dtype == np.float16 and np.abs(rows[-1]).max() > 0
     # the last checkpoint is the trained layer: theta_0 + its displacement (float16 rounding only)
     target = dataclasses.replace(tiny_config(seed=1), subspace=SubspaceConfig(basis="intrinsic", dim=4,
                                                                              sources=(source.run_id,)),
                                  save_model=True)
-    metrics = store.execute(target, tmp_path, progress=False)
+    metrics = runs.execute(target)
     assert metrics["weight_change"]["layer_1"] > 0 and metrics["weight_change"]["embeddings"] > 0
-    theta = np.load(tmp_path / target.run_id / "subspace.npz")
+    theta = runs.subspace(target)
     assert theta["layer_0"].shape == (16, 4)
-    model = store.load_model(target, tmp_path)
+    model = runs.model(target)
     delta = subspace.deltas(model)[0]
     basis = model.encoder.encoder.layer[0].basis.numpy()
     # the learned update lies in the span of the trajectory
@@ -174,12 +178,12 @@ def test_too_many_checkpoints_for_the_run_is_a_one_line_error(tmp_path, syntheti
     monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
     config = dataclasses.replace(tiny_config(epochs=1), record_trajectory=50)  # 96 examples / 8 = 12 steps
     with pytest.raises(ConfigError, match="record_trajectory=50 needs at least that many training steps"):
-        store.execute(config, tmp_path, progress=False)
+        store.RunStore(tmp_path, RunOptions(progress=False)).execute(config)
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
 def test_outlier_mask_marks_coordinates_beyond_three_sigma():
-    from fewdims_helpers.intrinsic import outlier_mask
+    from fewdims_helpers.studies.intrinsic import outlier_mask
 
     delta = np.zeros(10_000)
     delta[[7, 4242]] = [5.0, -5.0]
@@ -187,11 +191,11 @@ def test_outlier_mask_marks_coordinates_beyond_three_sigma():
 
 
 def test_disabling_sets_weights_to_zero_or_back_to_theta0():
-    from fewdims_helpers.intrinsic import _disable
+    from fewdims_helpers.studies.intrinsic import _disable
 
     model = subspace.materialize(subspace.reparameterize(build_model(tiny_config()),
                                                          SubspaceConfig(basis="random", dim=2, init_std=1.0),
-                                                         runs=None, seed=0))
+                                                         trajectories=None, seed=0))
     original = [subspace.flatten(layer) for layer in build_model(tiny_config()).encoder.encoder.layer]
     masks = [np.zeros(len(o), dtype=bool) for o in original]
     masks[1][[0, 5, 100]] = True

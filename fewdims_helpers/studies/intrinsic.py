@@ -22,20 +22,19 @@ import copy
 import dataclasses
 import functools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .config import RunConfig, SubspaceConfig
-from .data import tokenized_task
-from .models import pretrained_encoder
-from .store import _basis_affinity, _initial_model, execute_all, load_model, map_in_workers, run_dir
-from .subspace import deltas, encoder_layers, flatten, materialize, parameter_slices
-from .tasks import get_task
-from .training import evaluate, resolve_device, resolve_precision
+from ..config import RunConfig, SubspaceConfig
+from ..models import pretrained_encoder
+from ..paths import write_atomically
+from ..store import RunStore
+from ..subspace import basis_affinity, deltas, encoder_layers, flatten, materialize, parameter_slices
+from ..tasks import get_task
+from ..training import evaluate, resolve_device, resolve_precision, total_steps
 
 SETTINGS = ("Full", "Freeze", "Random", "Intrinsic")
 
@@ -72,12 +71,12 @@ class Design:
                                sources=(self.source(profile, source_task or task),), learning_rate=self.rates[task])
 
 
-def trajectories(profile, design: Design, runs: Path, **options) -> pd.DataFrame:
+def trajectories(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
     configs = [trajectory_config(profile, t, design.trajectory_seed, design.checkpoints) for t in profile.tasks]
-    return execute_all(configs, runs, **options)
+    return store.execute_all(configs, background=background)
 
 
-def select_rates(profile, design: Design, runs: Path, rates: tuple[float, ...], **options
+def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, ...]
                  ) -> tuple[dict[str, float], pd.DataFrame]:
     """Per task, the learning rate of theta_t with the best validation score of an intrinsic run
     (first evaluation seed); returns the choice and the sweep."""
@@ -88,7 +87,7 @@ def select_rates(profile, design: Design, runs: Path, rates: tuple[float, ...], 
             # save_model as in Table 1, so the chosen rate's run is reused there, not recomputed
             configs.append(dataclasses.replace(design, rates={task: rate}).intrinsic(profile, task, seed, save_model=True))
             rows.append({"task": task, "learning_rate": rate})
-    sweep = execute_all(configs, runs, **options)
+    sweep = store.execute_all(configs)
     sweep = pd.DataFrame(rows).assign(validation_score=sweep["validation_score"].to_numpy(),
                                       test_score=sweep["test_score"].to_numpy())
     best = sweep.loc[sweep.groupby("task", sort=False)["validation_score"].idxmax()]
@@ -144,15 +143,16 @@ def analysis_configs(profile, design: Design) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["setting", "source", "task", "seed", "config"])
 
 
-def run_table(profile, design: Design, runs: Path, **options) -> pd.DataFrame:
+def run_table(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
     configs, labels = table_configs(profile, design)
-    return execute_all(configs, runs, **options).assign(setting=labels)
+    return store.execute_all(configs, background=background).assign(setting=labels)
 
 
-def run_analysis(profile, design: Design, runs: Path, **options) -> pd.DataFrame:
+def run_analysis(profile, design: Design, store: RunStore) -> pd.DataFrame:
     plan = analysis_configs(profile, design)
-    frame = execute_all(list(plan["config"]), runs, **options)
-    return frame.assign(setting=plan["setting"].to_numpy(), source=plan["source"].to_numpy())
+    frame = store.execute_all(list(plan["config"]))
+    return frame.assign(setting=plan["setting"].to_numpy(), source=plan["source"].to_numpy(),
+                        config=plan["config"].to_numpy())
 
 
 # ----------------------------------------------------------------------------- outlier dimensions
@@ -164,10 +164,10 @@ def outlier_mask(delta: np.ndarray, sigmas: float = SIGMAS) -> np.ndarray:
     return np.abs(delta - delta.mean()) > sigmas * delta.std()
 
 
-def stored_deltas(config: RunConfig, runs: Path) -> list[np.ndarray]:
+def stored_deltas(config: RunConfig, store: RunStore) -> list[np.ndarray]:
     """V theta_t of every layer of a finished subspace run, from its saved theta_t (the basis is rebuilt)."""
-    model = _initial_model(config, runs)
-    thetas = np.load(run_dir(config, runs) / "subspace.npz")
+    model = store.initial_model(config)
+    thetas = store.subspace(config)
     for index, layer in enumerate(encoder_layers(model)):
         layer.theta.data = torch.from_numpy(thetas[f"layer_{index}"])
     return deltas(model)
@@ -184,13 +184,13 @@ def _disable(model, masks: list[np.ndarray], originals: list[torch.Tensor] | Non
                 flat[part] = 0.0 if originals is None else originals[index][start:stop][part].to(p.dtype)
 
 
-def _zeroing_scores(config: RunConfig, runs: Path, layer_deltas: list[np.ndarray], sigmas: float,
-                    device: str | None) -> dict[str, float]:
+def _zeroing_scores(config: RunConfig, store: RunStore, layer_deltas: list[np.ndarray], sigmas: float
+                    ) -> dict[str, float]:
     """Table 3 for one run: test score as trained, with its outlier coordinates disabled, and with as
     many random coordinates disabled (per layer, seeded by the run's seed), under both readings."""
-    model = materialize(load_model(config, runs))
-    spec, tokens = get_task(config.data.task), tokenized_task(config.data, config.model.model)
-    torch_device = resolve_device(device)
+    model = materialize(store.model(config))
+    spec, tokens = get_task(config.data.task), store.tokens(config)
+    torch_device = resolve_device(store.options.device)
     precision = resolve_precision(config.train.precision, torch_device)
     rng = np.random.default_rng(config.train.seed)
     outliers = [outlier_mask(d, sigmas) for d in layer_deltas]
@@ -214,8 +214,8 @@ def _zeroing_scores(config: RunConfig, runs: Path, layer_deltas: list[np.ndarray
     return scores
 
 
-def _analysis_path(config: RunConfig, runs: Path, key: dict) -> Path:
-    return (Path(runs).parent / "analysis" /
+def _analysis_path(config: RunConfig, store: RunStore, key: dict) -> Path:
+    return (store.root.parent / "analysis" /
             f"{config.run_id}-outliers-s{key['sigmas']:g}-t{key['top']}-b{key['bins']}-z{int(key['zeroing'])}.json")
 
 
@@ -223,18 +223,18 @@ def _analysis_key(zeroing: bool, sigmas: float, top: int, bins: int) -> dict:
     return {"format": 1, "sigmas": sigmas, "top": top, "bins": bins, "zeroing": zeroing}
 
 
-def outlier_analysis(config: RunConfig, runs: Path, zeroing: bool = True, sigmas: float = SIGMAS, top: int = TOP,
-                     bins: int = BINS, device: str | None = None) -> dict:
+def outlier_analysis(config: RunConfig, store: RunStore, zeroing: bool = True, sigmas: float = SIGMAS, top: int = TOP,
+                     bins: int = BINS) -> dict:
     """Everything Sec. 4.5 needs from one subspace run, computed once and cached next to the store
     (``results/analysis/``), so a rerun only re-renders: the share of 3-sigma outlier coordinates of
     V theta_t, their count per weight matrix, the weight matrix of each layer's ``top`` outliers, the
     largest |V theta_t| per block of each layer (``bins`` blocks, for Fig. 4) and, if ``zeroing``
     (intrinsic runs saved with ``save_model``), the Table 3 scores."""
     key = _analysis_key(zeroing, sigmas, top, bins)
-    path = _analysis_path(config, runs, key)
+    path = _analysis_path(config, store, key)
     if path.exists():
         return json.loads(path.read_text())
-    layer_deltas = stored_deltas(config, runs)
+    layer_deltas = stored_deltas(config, store)
     slices = parameter_slices(encoder_layers(pretrained_encoder(config.model.model))[0])
     names, starts = [name for name, _, _ in slices], np.array([start for _, start, _ in slices])
     result = {"run_id": config.run_id, "task": config.data.task, "seed": config.train.seed, **key,
@@ -247,25 +247,20 @@ def outlier_analysis(config: RunConfig, runs: Path, zeroing: bool = True, sigmas
                                   for i in np.argsort(-np.abs(d - d.mean()))[:top]] for d in layer_deltas],
               "profile": [[float(block.max()) for block in np.array_split(np.abs(d), bins)] for d in layer_deltas]}
     if zeroing:
-        result["zeroing"] = _zeroing_scores(config, runs, layer_deltas, sigmas, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result) + "\n")
-    tmp.replace(path)
+        result["zeroing"] = _zeroing_scores(config, store, layer_deltas, sigmas)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(result) + "\n"))
     return result
 
 
-def outlier_analyses(configs: list[RunConfig], runs: Path, zeroing: bool = True, progress: bool = True,
-                     device: str | None = None, workers: int | str = 1) -> list[dict]:
+def outlier_analyses(configs: list[RunConfig], store: RunStore, zeroing: bool = True) -> list[dict]:
     """``outlier_analysis`` of every config, in the order given. Those not cached yet are computed in
-    ``workers`` processes (``store.map_in_workers``: behind any runs still training there), grouped by
+    the store's worker processes (``RunStore.map``: behind any runs still training there), grouped by
     subspace, so a process builds each basis once."""
     key = _analysis_key(zeroing, SIGMAS, TOP, BINS)
-    missing = sorted((c for c in dict.fromkeys(configs) if not _analysis_path(c, runs, key).exists()),
-                     key=_basis_affinity)
-    map_in_workers(functools.partial(outlier_analysis, runs=runs, zeroing=zeroing, device=device), missing,
-                   workers=workers, device=device, progress=progress, desc="outlier analysis")
-    return [outlier_analysis(c, runs, zeroing=zeroing, device=device) for c in configs]
+    missing = sorted((c for c in dict.fromkeys(configs) if not _analysis_path(c, store, key).exists()),
+                     key=basis_affinity)
+    store.map(functools.partial(outlier_analysis, store=store, zeroing=zeroing), missing, desc="outlier analysis")
+    return [outlier_analysis(c, store, zeroing=zeroing) for c in configs]
 
 
 def outlier_share(analyses: list[dict]) -> float:
@@ -317,14 +312,14 @@ def transfer_matrix(analysis: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame
     return matrix.reindex(index=tasks, columns=tasks)
 
 
-def theta_similarity(analysis: pd.DataFrame, runs: Path) -> pd.DataFrame:
+def theta_similarity(analysis: pd.DataFrame, store: RunStore) -> pd.DataFrame:
     """Cosine similarity of the learned theta_t (ensemble mean) between tasks in the unified
     subspace, averaged over layers and seeds (the paper's Fig. 3)."""
     unified = analysis[analysis.setting == "Unified"]
     vectors: dict[str, list] = {}
-    for run_id, task in zip(unified["run_id"], unified["data.task"]):
-        stored = np.load(Path(runs) / run_id / "subspace.npz")
-        vectors.setdefault(task, []).append([stored[f"layer_{i}"].mean(0) for i in range(len(stored.files))])
+    for config, task in zip(unified["config"], unified["data.task"]):
+        stored = store.subspace(config)
+        vectors.setdefault(task, []).append([stored[f"layer_{i}"].mean(0) for i in range(len(stored))])
     tasks = list(vectors)
     matrix = pd.DataFrame(index=tasks, columns=tasks, dtype=float)
     for a in tasks:
@@ -353,12 +348,10 @@ def verdict(table: pd.DataFrame, zeroed: pd.DataFrame, analysis: pd.DataFrame) -
     return "\n".join(lines)
 
 
-def design_for(profile, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims, analysis_seeds) -> Design:
+def design_for(profile, store: RunStore, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims, analysis_seeds) -> Design:
     """The notebook's parameters as a ``Design``, capped to what the profile's runs allow: at most one
     checkpoint per optimizer step, and subspace dimensions no larger than the checkpoints recorded."""
-    from .training import total_steps
-
-    steps = min(total_steps(profile.run_config(t, 0), len(tokenized_task(profile.data(t), profile.model)["train"]))
+    steps = min(total_steps(profile.run_config(t, 0), len(store.tokens(profile.run_config(t, 0))["train"]))
                 for t in profile.tasks)
     checkpoints = min(checkpoints, steps)
     if checkpoints < 2:

@@ -6,15 +6,13 @@ that MaxPooling matches [CLS] on 7 of 8 GLUE tasks (RTE being the exception).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from .config import TOKEN_SELECTIONS, RunConfig
-from .profiles import Profile
-from .reporting import summarize
-from .store import execute_all
+from ..config import TOKEN_SELECTIONS, RunConfig
+from ..profiles import Profile
+from ..reporting import summarize
+from ..store import RunStore
 
 SELECTION_COLUMN = "model.token_selection"
 
@@ -25,9 +23,9 @@ def configs(profile: Profile, selections: tuple[str, ...] = TOKEN_SELECTIONS) ->
             for task in profile.tasks for seed in profile.seeds for selection in selections]
 
 
-def run(profile: Profile, runs: Path, **execute_options) -> pd.DataFrame:
+def run(profile: Profile, store: RunStore) -> pd.DataFrame:
     """All runs of the study (computed, or read from the store), one row per run."""
-    return execute_all(configs(profile), runs, **execute_options)
+    return store.execute_all(configs(profile))
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:

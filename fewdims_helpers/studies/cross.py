@@ -8,30 +8,23 @@ A survives) with A's direct metric.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig
-from .store import execute_all
-
-
-def direct_config(profile, task: str, seed: int) -> RunConfig:
-    """Task fine-tuned directly from the pretrained model: the profile's baseline run, its weights kept
-    for the cross runs."""
-    return profile.baseline(task, seed)
+from ..config import RunConfig
+from ..store import RunStore
 
 
 def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:
-    return dataclasses.replace(profile.run_config(second, seed), init_from=direct_config(profile, first, seed).run_id)
+    """B fine-tuned from the encoder of A's direct run (the profile's baseline, whose weights are kept)."""
+    return dataclasses.replace(profile.run_config(second, seed), init_from=profile.baseline(first, seed).run_id)
 
 
-def run(profile, runs: Path, **execute_options) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run(profile, store: RunStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(direct runs, cross runs) with ``first``/``second`` task columns on the cross runs."""
-    direct = execute_all([direct_config(profile, t, s) for t in profile.tasks for s in profile.seeds], runs,
-                         **execute_options)
+    direct = store.execute_all(profile.baselines())
     pairs = [(a, b, s) for a in profile.tasks for b in profile.tasks if a != b for s in profile.seeds]
-    cross = execute_all([cross_config(profile, a, b, s) for a, b, s in pairs], runs, **execute_options)
+    cross = store.execute_all([cross_config(profile, a, b, s) for a, b, s in pairs])
     return direct, cross.assign(first=[a for a, _, _ in pairs], second=[b for _, b, _ in pairs])
 
 

@@ -21,12 +21,9 @@ fine-tuned "All" column is a probe refit on all dimensions (the run's own head i
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import os
 import pickle
-import tarfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -38,17 +35,17 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .archives import VADER, fetch_archive
-from .cross import direct_config
-from .data import TokenizedSplit, _tokenize_split, tokenized_task
-from .freezing import encode
-from .models import load_tokenizer
-from .profiles import BASELINE_FEATURES
-from .probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
-from .reporting import format_mean_std
-from .store import default_workers, execute_all, map_in_workers, run_dir
-from .tasks import TaskSpec, get_task, load_task
-from .training import build_model, predict, resolve_device, resolve_precision
+from ..data import TokenizedSplit, tokenize_split
+from ..features import frozen_features
+from ..models import load_tokenizer
+from ..options import DataSources
+from ..paths import write_atomically
+from ..profiles import BASELINE_FEATURES
+from ..probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
+from ..reporting import format_mean_std, summarize
+from ..store import RunStore
+from ..tasks import TaskSpec, get_task, load_task, read_vader_file
+from ..training import build_model, predict, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -61,38 +58,34 @@ VARIANTS = ("PCA, in-domain", "PCA, general text", "random dimensions")
 
 # ----------------------------------------------------------------------------- general text
 @lru_cache(maxsize=None)
-def read_general_text() -> tuple[str, ...]:
+def read_general_text(sources: DataSources) -> tuple[str, ...]:
     """Distinct sentences of vaderSentiment's tweets, Amazon and NYT snippets, in file order."""
-    with tarfile.open(fetch_archive(VADER)) as outer:
-        inner_bytes = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz").read()
     texts: dict[str, None] = {}
-    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
-        for source in GENERAL_SOURCES:
-            raw = inner.extractfile(f"hutto_ICWSM_2014/{source}_GroundTruth.txt").read().decode("latin-1")
-            for line in filter(str.strip, raw.splitlines()):
-                texts[line.split("\t", 2)[2].strip()] = None
+    for source in GENERAL_SOURCES:
+        for line in filter(str.strip, read_vader_file(sources, source).splitlines()):
+            texts[line.split("\t", 2)[2].strip()] = None
     return tuple(t for t in texts if t)
 
 
 @lru_cache(maxsize=None)
-def task_texts(task: str, glue_dir: str | None = None) -> frozenset[str]:
+def task_texts(task: str, sources: DataSources) -> frozenset[str]:
     """Every text (each field, stripped) in any split of ``task``'s full source."""
-    dataset = load_task(task, glue_dir=glue_dir)
+    dataset = load_task(task, sources)
     return frozenset(str(text).strip() for split in dataset.values() for field in get_task(task).text_fields
                      for text in split[field])
 
 
-def general_pool(tasks: tuple[str, ...], pool_size: int, seed: int = 0, glue_dir: str | None = None
-                 ) -> tuple[str, ...]:
+def general_pool(tasks: tuple[str, ...], pool_size: int, sources: DataSources, seed: int = 0) -> tuple[str, ...]:
     """A seeded sample of ``pool_size`` general-text sentences, none of which occurs in any of ``tasks``."""
-    excluded = set().union(*(task_texts(task, glue_dir) for task in tasks))
-    candidates = [text for text in read_general_text() if text not in excluded]
+    excluded = set().union(*(task_texts(task, sources) for task in tasks))
+    general = read_general_text(sources)
+    candidates = [text for text in general if text not in excluded]
     if not 2 <= pool_size <= len(candidates):
         raise ValueError(f"pool_size must be between 2 and {len(candidates)} (the general sentences not in "
                          f"the tasks' data), got {pool_size}")
     rows = np.sort(np.random.default_rng(seed).choice(len(candidates), pool_size, replace=False))
     log.info("general pool: %d of %d sentences (%d removed: also in the tasks' data)", pool_size,
-             len(candidates), len(read_general_text()) - len(candidates))
+             len(candidates), len(general) - len(candidates))
     return tuple(candidates[i] for i in rows)
 
 
@@ -100,7 +93,7 @@ def tokenize_pool(texts: tuple[str, ...], model: str, max_seq_length: int) -> To
     import datasets
 
     rows = datasets.Dataset.from_dict({"text": list(texts), "label": [0] * len(texts), "idx": list(range(len(texts)))})
-    return _tokenize_split(rows, ("text",), load_tokenizer(model), max_seq_length)
+    return tokenize_split(rows, ("text",), load_tokenizer(model), max_seq_length)
 
 
 # ----------------------------------------------------------------------------- features
@@ -122,11 +115,11 @@ def _digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_atomically(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    write_atomically(path, write)
 
 
 def _on_one_thread(function, job: tuple) -> None:
@@ -139,17 +132,17 @@ def _on_one_thread(function, job: tuple) -> None:
         torch.set_num_threads(threads)
 
 
-def _map(function, jobs: list[tuple], workers: int, progress: bool, desc: str, one_thread: bool = False) -> None:
+def _map(store: RunStore, function, jobs: list[tuple], desc: str, one_thread: bool = False) -> None:
     """``function(*job)`` for every job (results go to disk), here (on one thread if ``one_thread``) or
-    in the run store's kept pool of ``workers`` one-thread processes (``store.map_in_workers``). The
+    in the run store's kept pool of one-thread worker processes (``RunStore.map``). The
     probes' small matrices run faster on one thread: on the 2-core reference machine, while another
     process shared the cores, two threads made the batched Newton fits 2-80x and numpy's eigh and
     scikit-learn's fits 4-10x slower; and the run store found two one-thread processes faster than one
     two-thread process."""
-    if workers > 1 and len(jobs) > 1:
-        map_in_workers(partial(_on_one_thread, function), jobs, workers=workers, progress=progress, desc=desc)
+    if store.workers() > 1 and len(jobs) > 1:
+        store.map(partial(_on_one_thread, function), jobs, desc=desc)
         return
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
+    bar = tqdm(total=len(jobs), desc=desc, disable=not store.options.progress)
     for job in jobs:
         if one_thread:
             _on_one_thread(function, job)
@@ -159,30 +152,19 @@ def _map(function, jobs: list[tuple], workers: int, progress: bool, desc: str, o
     bar.close()
 
 
-def _encode_state(config, fine_tuned: bool, runs: Path, splits: dict[str, TokenizedSplit], path: Path,
-                  device: str | None, precision: str) -> None:
+def _encode_state(config, fine_tuned: bool, store: RunStore, splits: dict[str, TokenizedSplit], path: Path,
+                  precision: str) -> None:
     """Writes the features (n, hidden) of every split in ``splits`` under the pretrained encoder of
-    ``config`` or, if ``fine_tuned``, under its fine-tuned run's weights, to ``path`` (.npz)."""
-    torch_device = resolve_device(device)
-    model = build_model(config)
-    if fine_tuned:
-        weights = run_dir(config, runs) / "model.pt"
-        if not weights.exists():
-            raise FileNotFoundError(f"run {config.run_id} has no model.pt in {runs}; run notebook 04 (or "
-                                    f"salient.fine_tuned_runs) first")
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.to(torch_device)
-    arrays = {name: predict(model, split, torch_device, precision, config.train.eval_batch_size,
-                            return_features=True)[1] for name, split in splits.items()}
-    _write_atomically(path, lambda tmp: np.savez(tmp, **arrays))
+    ``config`` or, if ``fine_tuned``, under its fine-tuned run's kept weights, to ``path`` (.npz)."""
+    torch_device = resolve_device(store.options.device)
+    model = (store.model(config) if fine_tuned else build_model(config)).to(torch_device)
+    _save_npz(path, {name: predict(model, split, torch_device, precision, config.train.eval_batch_size,
+                                   return_features=True)[1] for name, split in splits.items()})
 
 
-def _trained_stamp(config, runs: Path) -> str:
+def _trained_stamp(config, store: RunStore) -> str:
     """Digest of when the run was trained: features of a run retrained under the same id are not reused."""
-    path = run_dir(config, runs) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"run {config.run_id} is not in the store {runs}; run salient.fine_tuned_runs first")
-    return _digest(json.loads(path.read_text())["created"])[:8]
+    return _digest(store.record(config)["created"])[:8]
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -190,64 +172,48 @@ def _load(path: Path) -> dict[str, np.ndarray]:
         return {name: stored[name] for name in stored.files}
 
 
-def saved_features(config, runs: Path) -> dict[str, np.ndarray]:
-    """The head inputs ([CLS] vectors) of train/validation/test that a finished run saved from its kept model."""
-    folder = run_dir(config, runs)
-    missing = [split for split in BASELINE_FEATURES if not (folder / f"features-{split}.npy").exists()]
-    if missing:
-        raise FileNotFoundError(f"run {config.run_id} has no saved features of {missing} in {runs}; run it with "
-                                f"save_features={BASELINE_FEATURES} (the profile's baseline does)")
-    return {split: np.load(folder / f"features-{split}.npy") for split in BASELINE_FEATURES}
-
-
-def encode_states(profile, runs: Path, pool_texts: tuple[str, ...], folder: Path, device: str | None = None,
-                  progress: bool = True, workers: int | str = 1) -> Features:
+def encode_states(profile, store: RunStore, pool_texts: tuple[str, ...], folder: Path) -> Features:
     """[CLS] features of train/validation/test and of the general pool for the pretrained model and
     each fine-tuned run of every task. The splits come from where they were computed already (the
     frozen-encoder cache of study 04; the fine-tuned runs' own saved features); the pool is encoded
-    here, cached in ``folder`` by run (id and training time), precision and pool."""
-    precision = resolve_precision(profile.train.precision, resolve_device(device))
-    pool = tokenize_pool(pool_texts, profile.model, profile.max_seq_length)
+    here (at the longest of the tasks' sequence lengths), cached in ``folder`` by run (id and training
+    time), precision and pool."""
+    precision = resolve_precision(profile.train.precision, resolve_device(store.options.device))
+    pool = tokenize_pool(pool_texts, profile.model, max(length for _, length in profile.seq_lengths))
     pool_key = hashlib.sha256(pool.input_ids.tobytes() + pool.lengths.tobytes()).hexdigest()[:16]
     pretrained = folder / f"pretrained-{_digest([profile.model, precision])}-{pool_key}.npz"
-    jobs = [(profile.run_config(profile.tasks[0], profile.seeds[0]), False, runs, {"pool": pool}, pretrained, device,
+    jobs = [(profile.run_config(profile.tasks[0], profile.seeds[0]), False, store, {"pool": pool}, pretrained,
              precision)]
-    paths, tokens = {}, {task: tokenized_task(profile.data(task), profile.model) for task in profile.tasks}
-    runs_of = {(task, seed): direct_config(profile, task, seed) for task in profile.tasks for seed in profile.seeds}
-    for task in profile.tasks:
-        for seed in profile.seeds:
-            config = runs_of[task, seed]
-            name = f"{config.run_id}-{_trained_stamp(config, runs)}-{precision}-pool-{pool_key}.npz"
-            paths[ModelState(task, "fine-tuned", seed)] = path = folder / name
-            jobs.append((config, True, runs, {"pool": pool}, path, device, precision))
+    paths = {}
+    for config in profile.baselines():
+        name = f"{config.run_id}-{_trained_stamp(config, store)}-{precision}-pool-{pool_key}.npz"
+        paths[ModelState(config.data.task, "fine-tuned", config.train.seed)] = path = folder / name
+        jobs.append((config, True, store, {"pool": pool}, path, precision))
     jobs = [job for job in jobs if not job[4].exists()]
     start = time.perf_counter()
-    _map(_encode_state, jobs, store_workers(workers, device), progress, "encoding")
+    _map(store, _encode_state, jobs, "encoding")
     log.info("features: %d model states encoded in %.0f s, %d read from %s", len(jobs), time.perf_counter() - start,
              len(paths) + 1 - len(jobs), folder)
-    states, keys = {}, {}
+    states, keys, labels = {}, {}, {}
     for task in profile.tasks:
         frozen = profile.run_config(task, profile.seeds[0], freeze_pretrained=True)
+        tokens = store.tokens(frozen)
+        labels[task] = {split: part.labels for split, part in tokens.items()}
         state = ModelState(task, "pretrained", profile.seeds[0])
-        states[state] = {**{s: a.numpy() for s, a in encode(frozen, tokens[task], device).items()}, **_load(pretrained)}
+        encoded = frozen_features(frozen, tokens, store.options)
+        states[state] = {**{s: a.numpy() for s, a in encoded.items()}, **_load(pretrained)}
         keys[state] = _digest([frozen.run_id, precision, pretrained.name])
         for seed in profile.seeds:
             state = ModelState(task, "fine-tuned", seed)
-            states[state] = {**saved_features(runs_of[task, seed], runs), **_load(paths[state])}
+            saved = {split: store.features(profile.baseline(task, seed), split)[0] for split in BASELINE_FEATURES}
+            states[state] = {**saved, **_load(paths[state])}
             keys[state] = paths[state].name
-    labels = {task: {split: part.labels for split, part in tokens[task].items()} for task in profile.tasks}
     return Features(states, labels, keys)
 
 
-def store_workers(workers: int | str, device: str | None = None) -> int:
-    """``workers`` as a number: "auto" is the run store's choice (one per CPU core up to 4; 1 on a GPU)."""
-    return default_workers(device) if workers == "auto" else int(workers)
-
-
-def fine_tuned_runs(profile, runs: Path, **execute_options) -> pd.DataFrame:
-    """Study 04's standard fine-tunings (kept weights): read from the store, or trained if missing."""
-    return execute_all([direct_config(profile, t, s) for t in profile.tasks for s in profile.seeds], runs,
-                       **execute_options)
+def fine_tuned_runs(profile, store: RunStore) -> pd.DataFrame:
+    """The profile's baseline fine-tunings (kept weights and features): read from the store, or trained."""
+    return store.execute_all(profile.baselines())
 
 
 # ----------------------------------------------------------------------------- analyses
@@ -350,7 +316,7 @@ def _analyse_state(key: ModelState, features, labels, points: list[int], folds: 
     rows = {"curves": [{**tag, **row} for row in pca_curve(features, labels, spec, points, key.seed)],
             "singles": [{**tag, "dim": d, "test_score": s} for d, s in enumerate(singles)],
             "salient": [{**tag, **row} for row in salient_scores(features, labels, spec, key.seed, folds)]}
-    _write_atomically(path, lambda tmp: tmp.write_bytes(pickle.dumps(rows)))
+    write_atomically(path, lambda tmp: tmp.write_bytes(pickle.dumps(rows)))
 
 
 def _ratio_rows(features: Features) -> list[dict]:
@@ -362,16 +328,16 @@ def _ratio_rows(features: Features) -> list[dict]:
     return rows
 
 
-def analyse(features: Features, folder: Path, pca_points_count: int = 9, folds: int = 5, workers: int | str = 1,
-            progress: bool = True) -> Analysis:
+def analyse(features: Features, folder: Path, store: RunStore, pca_points_count: int = 9, folds: int = 5
+            ) -> Analysis:
     """Every analysis of every model state; each state's is cached in ``folder`` by its features and
-    the parameters, so a rerun only reads them."""
+    the parameters, so a rerun only reads them; computed in ``store``'s worker processes."""
     parameters = [pca_points_count, folds, STRENGTHS, SEARCH_STRENGTH, ANALYSIS_FORMAT]
     paths = {state: folder / f"analysis-{_digest([key, *parameters])}.pkl" for state, key in features.keys.items()}
     jobs = [(state, arrays, features.labels[state.task], pca_points(arrays["train"].shape[1], pca_points_count), folds,
              paths[state]) for state, arrays in features.states.items() if not paths[state].exists()]
     start = time.perf_counter()
-    _map(_analyse_state, jobs, store_workers(workers), progress, "analysing", one_thread=True)
+    _map(store, _analyse_state, jobs, "analysing", one_thread=True)
     log.info("analysis: %d model states computed in %.0f s, %d read from %s", len(jobs), time.perf_counter() - start,
              len(paths) - len(jobs), folder)
     rows = {"curves": [], "singles": [], "salient": []}
@@ -385,8 +351,7 @@ def analyse(features: Features, folder: Path, pca_points_count: int = 9, folds: 
 # ----------------------------------------------------------------------------- tables and verdict
 def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and count over seeds of each (task, state, variant, components)."""
-    grouped = curves.groupby(["task", "state", "variant", "components"], sort=False)["test_score"]
-    return grouped.agg(mean="mean", std="std", n="count").reset_index().fillna({"std": 0.0})
+    return summarize(curves, ["task", "state", "variant", "components"])
 
 
 def curve_table(summary: pd.DataFrame) -> pd.DataFrame:

@@ -9,38 +9,33 @@ reported on test both as scored at inference and with the head refit on the pair
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig
-from .dimension_wise import load_cached_head, pair_table, refit_scores, scan_all_pairs, score_subsets
-from .models import pretrained_encoder
-from .profiles import BASELINE_FEATURES
-from .store import execute_all
-
-
-def num_layers(profile) -> int:
-    return pretrained_encoder(profile.model).config.num_hidden_layers
+from ..config import RunConfig
+from ..profiles import BASELINE_FEATURES
+from ..reporting import summarize
+from ..store import RunStore
+from ..subsets import cached_head, pair_table, refit_scores, scan_all_pairs, score_subsets
 
 
 def layer_configs(profile) -> list[tuple[int, RunConfig]]:
     """(layer k, its run) for every task, seed and layer. The top layer's run is the profile's baseline
     (the head on the last layer is the full model), which study 01 has already trained."""
-    top = num_layers(profile)
+    top = profile.num_layers
     return [(layer, profile.baseline(task, seed) if layer == top else
              dataclasses.replace(profile.run_config(task, seed, layer=layer), save_features=BASELINE_FEATURES))
             for task in profile.tasks for seed in profile.seeds for layer in range(1, top + 1)]
 
 
-def run(profile, runs: Path, **execute_options) -> pd.DataFrame:
+def run(profile, store: RunStore) -> pd.DataFrame:
     """Every layer-k run, plus the 2-dimension variant computed from its cached head and features."""
     layers, chosen = zip(*layer_configs(profile))
-    frame = execute_all(chosen, runs, **execute_options).assign(**{"model.layer": list(layers)})
+    frame = store.execute_all(chosen).assign(**{"model.layer": list(layers)})
     pairs = []
     for config in chosen:
-        head = load_cached_head(config, runs)
+        head = cached_head(store, config)
         subsets, scores = pair_table(scan_all_pairs(head, "validation"))
         best = subsets[int(np.nanargmax(scores))]
         pairs.append({"pair": tuple(int(d) for d in best),
@@ -59,9 +54,7 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     long = runs.melt(id_vars=["data.task", "model.layer", "train.seed"], value_vars=list(VARIANTS),
                      var_name="variant", value_name="score")
     long["variant"] = long["variant"].map(VARIANTS)
-    table = long.groupby(["data.task", "variant", "model.layer"], sort=False)["score"].agg(
-        mean="mean", std="std", n="count").reset_index()
-    return table.fillna({"std": 0.0})
+    return summarize(long, ["data.task", "variant", "model.layer"], value="score")
 
 
 def verdict(summary: pd.DataFrame, baseline: pd.DataFrame, points: float = 2.0) -> str:
