@@ -28,9 +28,9 @@ import pandas as pd
 
 from fewdims_helpers import profiles
 from fewdims_helpers.config import DataConfig
-from fewdims_helpers.data import tokenized_task
 from fewdims_helpers.models import pretrained_encoder
-from fewdims_helpers.store import execute
+from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,9 +40,10 @@ def one_epoch(setup, task: str, n: int, length: int) -> dict:
     config = dataclasses.replace(config, data=DataConfig(task, max_seq_length=length, max_train_examples=n,
                                                          max_eval_examples=100),
                                  train=dataclasses.replace(config.train, epochs=1))
-    tokens = tokenized_task(config.data, config.model.model)
     with tempfile.TemporaryDirectory() as runs:
-        metrics = execute(config, Path(runs), progress=False)
+        store = RunStore(runs, RunOptions(progress=False))
+        tokens = store.tokens(config)
+        metrics = store.execute(config, progress=False)
     seconds = metrics["history"][0]["train_seconds"]
     return {"task": task, "train_examples": len(tokens["train"]), "max_seq_length": length,
             "train_tokens": int(tokens["train"].lengths.sum()), "train_seconds": seconds}
@@ -52,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ghz", type=float, default=2.0, help="nominal core clock for the peak (this machine: 2.0)")
     args = parser.parse_args()
-    setup = profiles.get_profile("default")
+    setup = profiles.get_profile("default").resolve(DataSources())
     rows = [dict(one_epoch(setup, "rt-polarity", n, 48), sweep="size") for n in (100, 200, 400, 800)]
     rows += [dict(one_epoch(setup, "bbc-news", 200, length), sweep="length") for length in (16, 32, 64, 128)]
     frame = pd.DataFrame(rows)

@@ -3,7 +3,7 @@
 
 - paper's way: one full fine-tuning per sampled subset (``ModelConfig.selected_dims``); timed on one
   subset of the default profile, the time for all pairs extrapolated from it;
-- this package's way: the exhaustive pair scan of one cached head (``dimension_wise.scan_all_pairs``),
+- this package's way: the exhaustive pair scan of one cached head (``subsets.scan_all_pairs``),
   timed for hidden size 384 (MiniLM) and 768 (bert-base) on synthetic features of the right shape
   (300 validation examples, 2 and 5 labels).
 
@@ -26,25 +26,28 @@ import pandas as pd
 
 import plots
 from fewdims_helpers import profiles
-from fewdims_helpers.dimension_wise import CachedHead, scan_all_pairs
-from fewdims_helpers.store import execute
+from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.store import RunStore
+from fewdims_helpers.subsets import CachedHead, scan_all_pairs
+from fewdims_helpers.tasks import get_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SPECS = {2: get_task("rt-polarity"), 5: get_task("bbc-news")}  # by number of labels; both scored on accuracy
 
 
 def synthetic_head(hidden: int, num_labels: int, n: int = 300, seed: int = 0) -> CachedHead:
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(n, hidden)).astype(np.float32)
     return CachedHead(rng.normal(size=(num_labels, hidden)).astype(np.float32), np.zeros(num_labels, np.float32),
-                      {"validation": features}, {"validation": rng.integers(0, num_labels, n)}, "accuracy", "accuracy")
+                      {"validation": features}, {"validation": rng.integers(0, num_labels, n)}, SPECS[num_labels])
 
 
 def main() -> None:
-    setup = profiles.get_profile("default")
+    setup = profiles.get_profile("default").resolve(DataSources())
     config = setup.run_config("rt-polarity", 0, selected_dims=(11, 222))
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        metrics = execute(config, Path(runs), progress=False)
+        metrics = RunStore(runs, RunOptions(progress=False)).execute(config, progress=False)
         per_subset_finetune = time.perf_counter() - start
     rows = [{"method": "fine-tune per subset (paper)", "hidden": 384, "labels": 2,
              "seconds_per_subset": per_subset_finetune,

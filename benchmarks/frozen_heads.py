@@ -3,7 +3,7 @@
 
 Same config (default profile, every pretrained parameter frozen, the paper's 2-layer head), 5 epochs,
 same seed: ``training.train`` with the frozen encoder running every step, and with its features
-computed once (``freezing.encode``) and reused: for one run (the cached side pays for its encoding
+computed once (``features.frozen_features``) and reused: for one run (the cached side pays for its encoding
 pass), and for notebook 04's six frozen runs of one task (linear and 2-layer heads, 3 seeds), which
 share one encoding. Prints both times, the ratios, and the test metrics; writes
 ``benchmarks/results/frozen_heads.{csv,png}``.
@@ -14,7 +14,6 @@ share one encoding. Prints both times, the ratios, and the test metrics; writes
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 import time
 import sys
@@ -26,18 +25,21 @@ import torch
 import plots
 from fewdims_helpers import profiles
 from fewdims_helpers.data import tokenized_task
-from fewdims_helpers.freezing import encode
+from fewdims_helpers.features import frozen_features
 from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
+from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.tasks import get_task
 from fewdims_helpers.training import predict, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def time_side(config, tokens, spec, cached_side: bool, encoded: dict | None) -> tuple[float, float, dict | None]:
-    """(seconds, test score, features) of one frozen-encoder run; the cached side encodes unless given features."""
+def time_side(config, tokens, spec, cached_side: bool, encoded: dict | None, options: RunOptions
+              ) -> tuple[float, float, dict | None]:
+    """(seconds, test score, features) of one frozen-encoder run; the cached side encodes (into the feature
+    cache of ``options``) unless given features."""
     start = time.perf_counter()
-    cached = (encoded if encoded is not None else encode(config, tokens, "cpu")) if cached_side else None
+    cached = (encoded if encoded is not None else frozen_features(config, tokens, options)) if cached_side else None
     result = train(config, tokens, device="cpu", progress=False, cached_features=cached)
     seconds = time.perf_counter() - start
     logits, _ = predict(result.model, tokens["test"], torch.device("cpu"), result.precision,
@@ -47,17 +49,18 @@ def time_side(config, tokens, spec, cached_side: bool, encoded: dict | None) -> 
 
 
 def main() -> None:
-    setup = profiles.get_profile("default")
+    sources = DataSources()
+    setup = profiles.get_profile("default").resolve(sources)
     base = setup.run_config("rt-polarity", 0, freeze_pretrained=True, head_layers=2)
     config = dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=5))
-    tokens = tokenized_task(config.data, config.model.model)
+    tokens = tokenized_task(config.data, config.model.model, sources)
     spec = get_task(config.data.task)
     rows = []
     # 1. one run, the cached side paying for its own encoding pass
     for name in ("frozen model, encoder runs every step", "cached features, encoder runs once"):
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["FEWDIMS_CACHE"] = cache
-            seconds, score, _ = time_side(config, tokens, spec, name.startswith("cached"), None)
+        with tempfile.TemporaryDirectory() as cache:  # an empty feature cache: the cached side encodes
+            options = RunOptions(sources=DataSources(cache_dir=cache), device="cpu", progress=False)
+            seconds, score, _ = time_side(config, tokens, spec, name.startswith("cached"), None, options)
         rows.append({"comparison": "one run", "method": name, "seconds": seconds, "test_score": score, "epochs": 5,
                      "runs": 1})
         print(f"one run, {name}: {seconds:.1f} s, test {spec.main_metric} {score:.4f}", flush=True)
@@ -66,10 +69,10 @@ def main() -> None:
                                     train=dataclasses.replace(config.train, seed=s)) for h in (1, 2) for s in (0, 1, 2)]
     for name in ("frozen model, encoder runs every step", "cached features, encoder runs once"):
         with tempfile.TemporaryDirectory() as cache:
-            os.environ["FEWDIMS_CACHE"] = cache
+            options = RunOptions(sources=DataSources(cache_dir=cache), device="cpu", progress=False)
             total, scores, encoded = 0.0, [], None
             for variant in variants:
-                seconds, score, encoded = time_side(variant, tokens, spec, name.startswith("cached"), encoded)
+                seconds, score, encoded = time_side(variant, tokens, spec, name.startswith("cached"), encoded, options)
                 total += seconds
                 scores.append(score)
         rows.append({"comparison": "6 runs of one task (2 heads x 3 seeds)", "method": name, "seconds": total,

@@ -23,21 +23,21 @@ import pandas as pd
 
 import plots
 from fewdims_helpers import profiles
-from fewdims_helpers.layer_wise import num_layers
-from fewdims_helpers.store import execute
+from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(repeats: int) -> None:
-    setup = profiles.get_profile("default")
+    setup = profiles.get_profile("default").resolve(DataSources())
     rows = []
     for round_ in range(repeats):
-        for layer in range(1, num_layers(setup) + 1):
+        for layer in range(1, setup.num_layers + 1):
             config = setup.run_config("rt-polarity", 0, layer=layer)
             config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_train_examples=800))
             with tempfile.TemporaryDirectory() as runs:
-                metrics = execute(config, Path(runs), progress=False)
+                metrics = RunStore(runs, RunOptions(progress=False)).execute(config, progress=False)
             rows.append({"layer": layer, "round": round_,
                          "train_seconds": sum(epoch["train_seconds"] for epoch in metrics["history"]),
                          "test_accuracy": metrics["test"]["accuracy"]})

@@ -21,8 +21,9 @@ import pandas as pd
 from torch.profiler import ProfilerActivity, profile
 
 from fewdims_helpers import profiles
+from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.paths import REPO_ROOT
-from fewdims_helpers.store import collect, execute
+from fewdims_helpers.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = {"matrix products": ("addmm", "mm", "bmm", "linear", "matmul"),
@@ -43,7 +44,7 @@ def group_of(name: str) -> str:
 
 def store_accounting() -> None:
     runs = REPO_ROOT / "results" / "runs"
-    frame = collect(runs)
+    frame = RunStore(runs, RunOptions(progress=False)).collect()
     timings = json.loads((REPO_ROOT / "results" / "timings-default.json").read_text())
     print(f"run store: {len(frame)} runs, {frame.train_seconds.sum() / 60:.1f} min inside training runs "
           f"(fit and validation); notebook wall time recorded: "
@@ -53,10 +54,10 @@ def store_accounting() -> None:
 
 def main() -> None:
     store_accounting()
-    setup = profiles.get_profile("default")
+    setup = profiles.get_profile("default").resolve(DataSources())
     config = setup.run_config("rt-polarity", 0)
     with tempfile.TemporaryDirectory() as runs, profile(activities=[ProfilerActivity.CPU]) as prof:
-        execute(config, Path(runs), progress=False)
+        RunStore(runs, RunOptions(progress=False)).execute(config, progress=False)
     rows = [{"operator": e.key, "self_cpu_seconds": e.self_cpu_time_total / 1e6, "calls": e.count}
             for e in prof.key_averages()]
     frame = pd.DataFrame(rows).sort_values("self_cpu_seconds", ascending=False)

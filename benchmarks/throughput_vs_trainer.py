@@ -34,11 +34,13 @@ from fewdims_helpers.config import DataConfig, ModelConfig, RunConfig, TrainConf
 from fewdims_helpers.data import tokenized_task
 from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.models import minilm_path
-from fewdims_helpers.store import execute
+from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.store import RunStore
 from fewdims_helpers.tasks import get_task, load_task
 from fewdims_helpers.training import resolve_precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
+OPTIONS = RunOptions(sources=DataSources(), progress=False)  # packaged data, default cache, device auto
 
 
 def run_trainer(config: RunConfig, tuned: bool) -> dict:
@@ -49,7 +51,7 @@ def run_trainer(config: RunConfig, tuned: bool) -> dict:
     tokenizer_path = minilm_path()
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    dataset = load_task(config.data.task, config.data.split_seed, None, config.data.max_train_examples,
+    dataset = load_task(config.data.task, OPTIONS.sources, config.data.split_seed, config.data.max_train_examples,
                         config.data.max_eval_examples)
 
     def tokenize(batch):
@@ -84,7 +86,7 @@ def run_trainer(config: RunConfig, tuned: bool) -> dict:
 
 def run_fewdims(config: RunConfig) -> dict:
     with tempfile.TemporaryDirectory() as runs:
-        metrics = execute(config, Path(runs), progress=False)
+        metrics = RunStore(runs, OPTIONS).execute(config, progress=False)
     # training time only: the Trainer sides run no validation pass while training
     return {"train_seconds": sum(epoch["train_seconds"] for epoch in metrics["history"]),
             "test_score": metrics["test"][metrics["main_metric"]]}
@@ -109,7 +111,7 @@ def main() -> None:
                                 max_eval_examples=400),
                      ModelConfig("minilm", token_selection="pooler"),
                      TrainConfig(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate))
-    tokenized_task(base.data, "minilm")  # tokenise outside the timed region, as the Trainer sides do
+    tokenized_task(base.data, "minilm", OPTIONS.sources)  # tokenise outside the timed region, as the Trainer sides do
     n_train = args.train_examples * args.epochs
     runners = {"fewdims": run_fewdims, "trainer_run_glue_defaults": lambda c: run_trainer(c, tuned=False),
                "trainer_tuned": lambda c: run_trainer(c, tuned=True)}

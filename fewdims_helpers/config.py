@@ -211,7 +211,8 @@ class RunConfig:
         subspace = data.get("subspace")
         return cls(data=DataConfig(**data["data"]), model=ModelConfig(**model),
                    train=TrainConfig(**data["train"]), save_features=tuple(data.get("save_features", ())),
-                   save_predictions=tuple(data.get("save_predictions", ())), save_model=data.get("save_model", False), init_from=data.get("init_from"),
+                   save_predictions=tuple(data.get("save_predictions", ())),
+                   save_model=data.get("save_model", False), init_from=data.get("init_from"),
                    record_trajectory=data.get("record_trajectory", 0),
                    subspace=SubspaceConfig(**subspace) if subspace is not None else None)
 

@@ -121,18 +121,14 @@ def choose_seq_length(task: str, model: str, sources: DataSources, bound: int) -
         train = load_task(task, sources)["train"]
         if len(train) > LENGTH_SAMPLE:
             train = train.select(np.sort(np.random.default_rng(0).choice(len(train), LENGTH_SAMPLE, replace=False)))
-        encoded = load_tokenizer(model)(*[list(train[field]) for field in spec.text_fields], truncation=False, verbose=False)
+        encoded = load_tokenizer(model)(*[list(train[field]) for field in spec.text_fields], truncation=False,
+                                        verbose=False)
         lengths = np.array([len(ids) for ids in encoded["input_ids"]])
         measured = int(math.ceil(np.quantile(lengths, LENGTH_QUANTILE)))
         write_atomically(path, lambda tmp: tmp.write_text(json.dumps(
             {"quantile_length": measured, "examples": len(lengths), "max": int(lengths.max())}) + "\n"))
     rounded = -(-measured // LENGTH_MULTIPLE) * LENGTH_MULTIPLE
     return min(rounded, bound, spec.length_cap or bound)
-
-
-def truncated_share(tokens: dict[str, TokenizedSplit], max_seq_length: int) -> float:
-    """Share of examples that filled every one of ``max_seq_length`` tokens (most were cut)."""
-    return float(np.mean(np.concatenate([split.lengths >= max_seq_length for split in tokens.values()])))
 
 
 def split_fingerprint(tokens: dict[str, TokenizedSplit]) -> dict[str, dict]:
