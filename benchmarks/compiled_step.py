@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Does ``torch.compile`` (inductor) speed up the default training loop on this CPU?
+
+The default profile's baseline run (MiniLM, rt-polarity, 400 examples, 2 epochs, batch 16, bf16 where
+the CPU computes it), eager against the encoder compiled with ``dynamic=True`` (dynamic padding gives
+every batch its own length; dynamic shapes avoid one compilation per length). Per seed, one thread
+(as one worker of the study): the second epoch's training seconds (the first pays for compilation),
+the validation pass's seconds, the compile overhead, and the kept epoch's validation accuracy, so a
+speed-up is never bought with a different result. The package adopts compilation only at 1.25x or more with metrics
+equal within the seed noise.
+
+Writes ``benchmarks/results/compiled_step.csv``.
+
+    python benchmarks/compiled_step.py [--seeds 0 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fewdims_helpers import profiles
+from fewdims_helpers.data import tokenized_task
+from fewdims_helpers.options import DataSources
+from fewdims_helpers.training import build_model, train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def one_run(config, tokens, compiled: bool) -> dict:
+    model = build_model(config)
+    if compiled:
+        model.encoder = torch.compile(model.encoder, dynamic=True)
+    result = train(config, tokens, device="cpu", progress=False, model=model)
+    first, second = result.history[0], result.history[-1]
+    return {"compiled": compiled, "seed": config.train.seed, "precision": result.precision,
+            "first_epoch_seconds": first["train_seconds"], "steady_epoch_seconds": second["train_seconds"],
+            "validation_seconds": second["validation_seconds"],
+            "validation_accuracy": result.history[result.best_epoch - 1]["validation"]["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    setup = profiles.get_profile("default").resolve(DataSources())
+    rows = []
+    for seed in args.seeds:
+        config = setup.run_config("rt-polarity", seed)
+        tokens = tokenized_task(config.data, config.model.model, DataSources())
+        for compiled in (False, True):
+            torch._dynamo.reset()
+            rows.append(one_run(config, tokens, compiled))
+            row = rows[-1]
+            print(f"seed {seed} {'compiled' if compiled else 'eager   '}: epoch 1 {row['first_epoch_seconds']:.1f} s, "
+                  f"epoch 2 {row['steady_epoch_seconds']:.1f} s, validation {row['validation_seconds']:.2f} s, "
+                  f"validation accuracy {row['validation_accuracy']:.4f} ({row['precision']})", flush=True)
+    frame = pd.DataFrame(rows)
+    eager, compiled = frame[~frame.compiled], frame[frame.compiled]
+    train_ratio = eager.steady_epoch_seconds.sum() / compiled.steady_epoch_seconds.sum()
+    eval_ratio = eager.validation_seconds.sum() / compiled.validation_seconds.sum()
+    overhead = (compiled.first_epoch_seconds - compiled.steady_epoch_seconds).mean()
+    print(f"compiled / eager speed: training {train_ratio:.2f}x, validation {eval_ratio:.2f}x (steady state, "
+          f"{len(args.seeds)} seeds); compilation costs about {overhead:.0f} s per process")
+    print(f"validation accuracy: eager {statistics.mean(eager.validation_accuracy):.4f}, compiled "
+          f"{statistics.mean(compiled.validation_accuracy):.4f} (mean over seeds)")
+    RESULTS.mkdir(exist_ok=True)
+    frame.assign(train_speedup=train_ratio, validation_speedup=eval_ratio).to_csv(RESULTS / "compiled_step.csv",
+                                                                                 index=False)
+    print(f"wrote {RESULTS / 'compiled_step.csv'}")
+
+
+if __name__ == "__main__":
+    main()
