@@ -6,7 +6,6 @@ Frozen configurations that still train some layers (``frozen_layers``) run norma
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
