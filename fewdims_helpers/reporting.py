@@ -19,12 +19,21 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.setLevel(level)
 
 
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, std (ddof 1; 0 for a single value) and count of the values that are not NaN: the package's
+    one aggregation over seeds (NaN for the mean when there are none)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), 0.0, 0
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
 def summarize(runs: pd.DataFrame, by: list[str], value: str = "test_score") -> pd.DataFrame:
-    """Mean, std (ddof=1) and count of ``value`` over seeds for each group of ``by``."""
-    grouped = runs.groupby(by, sort=False)[value]
-    summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
-    summary["std"] = summary["std"].fillna(0.0)
-    return summary
+    """``mean_std`` of ``value`` over seeds for each group of ``by``: columns mean, std and n."""
+    rows = [(*(key if isinstance(key, tuple) else (key,)), *mean_std(group))
+            for key, group in runs.groupby(by, sort=False)[value]]
+    return pd.DataFrame(rows, columns=[*by, "mean", "std", "n"])
 
 
 def format_mean_std(mean: float, std: float, scale: float = 100.0) -> str:

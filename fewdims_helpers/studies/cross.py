@@ -12,6 +12,7 @@ import dataclasses
 import pandas as pd
 
 from ..config import RunConfig
+from ..reporting import mean_std
 from ..store import RunStore
 
 
@@ -37,9 +38,9 @@ def effects(direct: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
         metric = direct.loc[direct["data.task"] == first, "main_metric"].iloc[0]
         gain = block["test_score"].to_numpy() - base.loc[[(second, s) for s in block["train.seed"]]].to_numpy()
         kept = block[f"source_after.{metric}"].to_numpy() - base.loc[[(first, s) for s in block["train.seed"]]].to_numpy()
-        rows.append({"first (A)": first, "second (B)": second, "B after A - B direct": gain.mean(),
-                     "B std": gain.std(ddof=1) if len(gain) > 1 else 0.0, "A after B - A direct": kept.mean(),
-                     "A std": kept.std(ddof=1) if len(kept) > 1 else 0.0, "seeds": len(block)})
+        (gain_mean, gain_std, _), (kept_mean, kept_std, _) = mean_std(gain), mean_std(kept)
+        rows.append({"first (A)": first, "second (B)": second, "B after A - B direct": gain_mean, "B std": gain_std,
+                     "A after B - A direct": kept_mean, "A std": kept_std, "seeds": len(block)})
     return pd.DataFrame(rows)
 
 

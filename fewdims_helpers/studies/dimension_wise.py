@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..reporting import mean_std
 from ..store import RunStore
 from ..subsets import (CachedHead, cached_head, drop_one, pair_table, refit_scores, sample_subsets, scan_all_pairs,
                        score_subsets)
@@ -146,23 +147,23 @@ def summary_table(inference: pd.DataFrame, fixed: pd.DataFrame, baseline: pd.Dat
     """Best subset per task and k for each way: test metric (mean, std over seeds) and its share
     of the all-dimensions fine-tuning baseline (``baseline``: the profile's [CLS] runs)."""
     rows = []
+
+    def row(task: str, way: str, k: int, subset, scores) -> dict:
+        mean, std, seeds = mean_std(scores)
+        return {"task": task, "way": way, "k": k, "subset": subset, "test_mean": mean, "test_std": std, "seeds": seeds}
     for task, base in baseline.groupby("data.task", sort=False):
-        rows.append({"task": task, "way": "all dimensions (fine-tuned)", "k": int(inference["k"].max()), "subset": "all",
-                     "test_mean": base["test_score"].mean(), "test_std": base["test_score"].std(), "seeds": len(base)})
+        rows.append(row(task, "all dimensions (fine-tuned)", int(inference["k"].max()), "all", base["test_score"]))
         ways = fixed[fixed["data.task"] == task]
         for k in sorted(ways["k"].unique()):
             chosen = best_on_validation(ways[(ways.k == k) & (ways.source == "random")])
             subset = chosen["model.selected_dims"]
             same = ways[(ways["model.selected_dims"] == subset) & ways.source.isin(["random", "best-reseeded"])]
-            rows.append({"task": task, "way": "1: fine-tuned on subset", "k": k, "subset": subset,
-                         "test_mean": same["test_score"].mean(), "test_std": same["test_score"].std(), "seeds": len(same)})
+            rows.append(row(task, "1: fine-tuned on subset", k, subset, same["test_score"]))
         scans = inference[(inference.task == task) & (inference.subset != "all")]
         for k, block in scans.groupby("k"):
-            rows.append({"task": task, "way": "2: selected at inference", "k": k, "subset": block["subset"].iloc[0],
-                         "test_mean": block["test"].mean(), "test_std": block["test"].std(), "seeds": len(block)})
-            rows.append({"task": task, "way": "3: head refit on subset", "k": k, "subset": block["subset"].iloc[0],
-                         "test_mean": block["refit_test"].mean(), "test_std": block["refit_test"].std(), "seeds": len(block)})
-    frame = pd.DataFrame(rows).fillna({"test_std": 0.0})
+            rows.append(row(task, "2: selected at inference", k, block["subset"].iloc[0], block["test"]))
+            rows.append(row(task, "3: head refit on subset", k, block["subset"].iloc[0], block["refit_test"]))
+    frame = pd.DataFrame(rows)
     order = {task: i for i, task in enumerate(dict.fromkeys(frame.task))}
     frame = frame.sort_values(["task", "way", "k"], key=lambda c: c.map(order) if c.name == "task" else c,
                               kind="stable", ignore_index=True)

@@ -42,7 +42,7 @@ from ..options import DataSources
 from ..paths import write_atomically
 from ..profiles import BASELINE_FEATURES
 from ..probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
-from ..reporting import format_mean_std, summarize
+from ..reporting import format_mean_std, mean_std, summarize
 from ..store import RunStore
 from ..tasks import TaskSpec, get_task, load_task, read_vader_file
 from ..training import build_model, predict, resolve_device, resolve_precision
@@ -400,7 +400,8 @@ def salient_table(profile, analysis: Analysis, features: Features, runs: pd.Data
 
 
 def _mean_std(scores: pd.Series) -> str:
-    return f"{100 * scores.mean():.1f}" + (f" ± {100 * scores.std():.1f}" if len(scores) > 1 else "")
+    mean, std, n = mean_std(scores)
+    return format_mean_std(mean, std) if n > 1 else f"{100 * mean:.1f}"
 
 
 def best_neurons(features: Features, analysis: Analysis, seed: int) -> dict[str, tuple[int, pd.DataFrame]]:
