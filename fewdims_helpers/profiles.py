@@ -155,8 +155,9 @@ def notebook_setup(profile: str, output_dir=None, model: str | None = None, task
     print(f"profile {chosen.name}: {chosen.description}; seeds {list(chosen.seeds)}")
     print(f"tasks {', '.join(chosen.tasks)}; model {chosen.model}; tokens per example (95th percentile of train, "
           f"up to {chosen.max_seq_length}): " + ", ".join(f"{task} {length}" for task, length in chosen.seq_lengths))
+    epochs = f"{chosen.train.epochs} epoch{'s' if chosen.train.epochs != 1 else ''}"
     print(f"examples: train {chosen.max_train_examples or 'all'}, validation and test {chosen.max_eval_examples or 'all'}"
-          f"; {chosen.train.epochs} epochs; data: {options.sources.glue_dir or 'packaged / hub'}; "
+          f"; {epochs}; data: {options.sources.glue_dir or 'packaged / hub'}; "
           f"device {options.device or 'auto'}; workers {options.workers}")
     own_tasks = set(chosen.tasks) <= set(PROFILES[profile].tasks)
     print("\n".join(f"deviation: {d}" for d in chosen.deviations if own_tasks or not d.startswith("tasks:")))
