@@ -8,7 +8,9 @@ In one run, on one machine, nothing assumed:
    640x1536 @ 1536x384), with 1 thread (one worker of the default study) and with every core.
 2. The training step's achieved model FLOP/s: one default-profile fine-tuning of rt-polarity (the
    baseline run: 400 examples, 2 epochs), 6 x non-embedding parameters x real (unpadded) training
-   tokens per second of training, with 1 thread and with every core.
+   tokens per second of training, with 1 thread and with every core; and, from the same run, its
+   evaluation samples/s (the validation passes: no gradient, length-sorted batches) against its
+   training samples/s.
 3. Utilisation: achieved over the big-GEMM peak and over the model-shape GEMMs, same precision
    (the one the run used) and threads.
 
@@ -86,8 +88,11 @@ def training_step(threads: int) -> dict:
     encoder = pretrained_encoder(setup.model)
     non_embedding = sum(p.numel() for name, p in encoder.named_parameters() if not name.startswith("embeddings"))
     seconds = sum(epoch["train_seconds"] for epoch in metrics["history"])
+    evaluated = sum(epoch["validation_seconds"] for epoch in metrics["history"])
     trained = int(tokens["train"].lengths.sum()) * config.train.epochs
     return {"threads": threads, "precision": precision, "train_seconds": seconds, "train_tokens": trained,
+            "train_samples_per_second": len(tokens["train"]) * config.train.epochs / seconds,
+            "eval_samples_per_second": len(tokens["validation"]) * len(metrics["history"]) / evaluated,
             "achieved_gflops": 6 * non_embedding * trained / seconds / 1e9, "test_score": metrics["test"]["accuracy"],
             "non_embedding_parameters": non_embedding}
 
@@ -121,7 +126,9 @@ def main() -> None:
               f"achieved (6 x {step['non_embedding_parameters'] / 1e6:.1f}M x {step['train_tokens']:,} tokens / "
               f"{step['train_seconds']:.1f} s); {100 * step['achieved_gflops'] / peak:.1f}% of the big-GEMM peak "
               f"({peak:.0f} GFLOP/s), {100 * step['achieved_gflops'] / shaped:.1f}% of the model-shape GEMMs "
-              f"({shaped:.0f} GFLOP/s)", flush=True)
+              f"({shaped:.0f} GFLOP/s); evaluation {step['eval_samples_per_second']:.0f} samples/s against training "
+              f"{step['train_samples_per_second']:.0f}: "
+              f"{step['eval_samples_per_second'] / step['train_samples_per_second']:.1f}x", flush=True)
     print(f"machine: {facts['cpu']}, bf16 path {facts['bf16_path']}, {facts['cores']} cores; precision chosen for "
           f"training here: {resolve_precision('auto', torch.device('cpu'))}")
     frame = pd.DataFrame(rows)
