@@ -9,7 +9,11 @@ the validation pass's seconds, the compile overhead, and the kept epoch's valida
 speed-up is never bought with a different result. The package adopts compilation only at 1.25x or more with metrics
 equal within the seed noise.
 
-Writes ``benchmarks/results/compiled_step.csv``.
+Then, for the first seed, one more epoch of each under the torch profiler (after the timed runs,
+so compilation is done): self CPU time by group of operators, grouped as ``profile_run.py`` does, with
+inductor's generated kernels as a group of their own, to show which part of the step compilation changed.
+
+Writes ``benchmarks/results/compiled_step.csv`` and ``compiled_step_profile.csv``.
 
     python benchmarks/compiled_step.py [--seeds 0 1 2]
 """
@@ -21,20 +25,29 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from fewdims_helpers import profiles
 from fewdims_helpers.data import tokenized_task
 from fewdims_helpers.options import DataSources
 from fewdims_helpers.training import build_model, train
+from profile_run import group_of  # a sibling script (benchmarks/ is on the path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def one_run(config, tokens, compiled: bool) -> dict:
+INDUCTOR_KERNELS = ("cpp_fused", "compiledfunction", "torch-compiled", "graph_", "inductor")
+
+
+def compiled_model(config, compiled: bool):
     model = build_model(config)
     if compiled:
         model.encoder = torch.compile(model.encoder, dynamic=True)
-    result = train(config, tokens, device="cpu", progress=False, model=model)
+    return model
+
+
+def one_run(config, tokens, compiled: bool) -> dict:
+    result = train(config, tokens, device="cpu", progress=False, model=compiled_model(config, compiled))
     first, second = result.history[0], result.history[-1]
     return {"compiled": compiled, "seed": config.train.seed, "precision": result.precision,
             "first_epoch_seconds": first["train_seconds"], "steady_epoch_seconds": second["train_seconds"],
@@ -60,6 +73,12 @@ def main() -> None:
                   f"epoch 2 {row['steady_epoch_seconds']:.1f} s, validation {row['validation_seconds']:.2f} s, "
                   f"validation accuracy {row['validation_accuracy']:.4f} ({row['precision']})", flush=True)
     frame = pd.DataFrame(rows)
+    profiles_by_group = pd.concat([profile_groups(setup.run_config("rt-polarity", args.seeds[0]), compiled)
+                                   for compiled in (False, True)])
+    table = profiles_by_group.pivot_table(index="group", columns="side", values="self_cpu_seconds", aggfunc="sum",
+                                          fill_value=0.0).sort_values("eager", ascending=False)
+    print("self CPU seconds of one profiled run (2 epochs), by group of operators:")
+    print(table.round(3).to_string())
     eager, compiled = frame[~frame.compiled], frame[frame.compiled]
     train_ratio = eager.steady_epoch_seconds.sum() / compiled.steady_epoch_seconds.sum()
     eval_ratio = eager.validation_seconds.sum() / compiled.validation_seconds.sum()
@@ -71,7 +90,24 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.assign(train_speedup=train_ratio, validation_speedup=eval_ratio).to_csv(RESULTS / "compiled_step.csv",
                                                                                  index=False)
-    print(f"wrote {RESULTS / 'compiled_step.csv'}")
+    profiles_by_group.to_csv(RESULTS / "compiled_step_profile.csv", index=False)
+    print(f"wrote {RESULTS / 'compiled_step.csv'} and compiled_step_profile.csv")
+
+
+def profile_groups(config, compiled: bool) -> pd.DataFrame:
+    """Self CPU seconds by operator group of one run under the profiler (compilation already cached)."""
+    tokens = tokenized_task(config.data, config.model.model, DataSources())
+    model = compiled_model(config, compiled)
+    train(config, tokens, device="cpu", progress=False, model=model)  # compiles (or hits the cache) outside the profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train(config, tokens, device="cpu", progress=False, model=model)
+    rows = []
+    for event in prof.key_averages():
+        name = event.key.lower()
+        group = "inductor kernels" if any(key in name for key in INDUCTOR_KERNELS) else group_of(event.key)
+        rows.append({"side": "compiled" if compiled else "eager", "group": group, "operator": event.key,
+                     "self_cpu_seconds": event.self_cpu_time_total / 1e6})
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
