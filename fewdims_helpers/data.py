@@ -21,7 +21,7 @@ import torch
 from .config import DataConfig
 from .models import load_tokenizer
 from .options import DataSources
-from .paths import write_atomically
+from .paths import save_npz_atomically, write_atomically
 from .tasks import get_task, load_task
 
 SPLITS = ("train", "validation", "test")
@@ -71,13 +71,6 @@ def _cache_key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _save_npz(path, arrays: dict[str, np.ndarray]) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a bare name
-            np.savez(handle, **arrays)
-    write_atomically(path, write)
-
-
 @lru_cache(maxsize=16)
 def tokenized_task(data: DataConfig, model: str, sources: DataSources) -> dict[str, TokenizedSplit]:
     """Tokenised train/validation/test of ``data.task`` for ``model``'s tokenizer, cached on disk.
@@ -94,7 +87,7 @@ def tokenized_task(data: DataConfig, model: str, sources: DataSources) -> dict[s
     tokenizer = load_tokenizer(model)
     splits = {split: tokenize_split(dataset[split], spec.text_fields, tokenizer, data.max_seq_length)
               for split in SPLITS}
-    _save_npz(path, {f"{split}.{name}": getattr(tokens, name)
+    save_npz_atomically(path, {f"{split}.{name}": getattr(tokens, name)
                      for split, tokens in splits.items() for name in TokenizedSplit.__dataclass_fields__})
     return splits
 

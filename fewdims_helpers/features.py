@@ -18,7 +18,7 @@ import torch
 from .config import RunConfig
 from .data import SPLITS, TokenizedSplit
 from .options import RunOptions
-from .paths import write_atomically
+from .paths import save_npz_atomically
 from .training import build_model, predict, resolve_device, resolve_precision
 
 
@@ -45,9 +45,5 @@ def frozen_features(config: RunConfig, tokens: dict[str, TokenizedSplit], option
     model = build_model(config).to(device)
     features = {split: predict(model, tokens[split], device, precision, config.train.eval_batch_size,
                                return_features=True)[1] for split in SPLITS}
-
-    def write(tmp):
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **features)
-    write_atomically(path, write)
+    save_npz_atomically(path, features)
     return {split: torch.from_numpy(array) for split, array in features.items()}

@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = socket.gethostname().replace("-", "_") or "host"  # '-' separates the parts of a temporary name
 
@@ -46,3 +48,12 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
         elif tmp.exists():
             tmp.unlink()
     return path
+
+
+def save_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """``np.savez`` of ``arrays`` to ``path`` through ``write_atomically`` (written through a file object,
+    since ``np.savez`` would append ".npz" to the temporary's name)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return write_atomically(path, write)

@@ -113,25 +113,28 @@ def _write_json(path: Path, payload: dict) -> None:
 
 @dataclass
 class _Trained:
-    """What the artifact writers need from one finished training."""
+    """What the artifact writers need from one finished training. Each split is passed through the kept
+    model at most once (the test pass is the one that scored test), so features and predictions of one
+    split come from the same pass."""
     config: RunConfig
     result: TrainResult
     tokens: dict[str, TokenizedSplit]
     cached: dict[str, torch.Tensor]
-    test_logits: np.ndarray
-    test_features: np.ndarray | None
+    passes: dict[str, tuple[np.ndarray, np.ndarray | None]]  # split -> (logits, features or None)
     recorder: TrajectoryRecorder | None
 
-    def logits_and_features(self, split: str, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        if split == "test" and (self.test_features is not None or not features):
-            return self.test_logits, self.test_features
-        model, device = self.result.model, torch.device(self.result.device)
-        return predict(model, self.tokens[split], device, self.result.precision, self.config.train.eval_batch_size,
-                       return_features=features, cached=self.cached.get(split))
+    def logits_and_features(self, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if split not in self.passes:
+            model, device = self.result.model, torch.device(self.result.device)
+            self.passes[split] = predict(model, self.tokens[split], device, self.result.precision,
+                                         self.config.train.eval_batch_size,
+                                         return_features=split in self.config.save_features,
+                                         cached=self.cached.get(split))
+        return self.passes[split]
 
 
 def _write_features(folder: Path, run: _Trained, split: str) -> None:
-    features = run.logits_and_features(split, features=True)[1]
+    features = run.logits_and_features(split)[1]
     np.save(folder / _features_files(split)[0], features)
     np.save(folder / _features_files(split)[1], run.tokens[split].labels)
 
@@ -143,7 +146,7 @@ def _write_head(folder: Path, run: _Trained, split: str) -> None:
 
 
 def _write_predictions(folder: Path, run: _Trained, split: str) -> None:
-    logits = run.logits_and_features(split, features=False)[0]
+    logits = run.logits_and_features(split)[0]
     np.savez(folder / _predictions_file(split), idx=run.tokens[split].idx, logits=logits,
              labels=run.tokens[split].labels)
 
@@ -322,7 +325,7 @@ class RunStore:
         test, logits, features = evaluate_and_encode(result.model, tokens["test"], spec.metric, device, result.precision,
                                                      config.train.eval_batch_size, cached.get("test"),
                                                      features="test" in config.save_features)
-        run = _Trained(config, result, tokens, cached, logits, features, recorder)
+        run = _Trained(config, result, tokens, cached, {"test": (logits, features)}, recorder)
         for artifact in config.artifacts:
             kind, _, split = artifact.partition(":")
             WRITERS[kind](folder, run, split)

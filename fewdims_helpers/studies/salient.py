@@ -39,7 +39,7 @@ from ..data import TokenizedSplit, tokenize_split
 from ..features import frozen_features
 from ..models import load_tokenizer
 from ..options import DataSources
-from ..paths import write_atomically
+from ..paths import save_npz_atomically, write_atomically
 from ..profiles import BASELINE_FEATURES
 from ..probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
 from ..reporting import format_mean_std, mean_std, summarize
@@ -115,13 +115,6 @@ def _digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-    write_atomically(path, write)
-
-
 def _on_one_thread(function, job: tuple) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -158,7 +151,7 @@ def _encode_state(config, fine_tuned: bool, store: RunStore, splits: dict[str, T
     ``config`` or, if ``fine_tuned``, under its fine-tuned run's kept weights, to ``path`` (.npz)."""
     torch_device = resolve_device(store.options.device)
     model = (store.model(config) if fine_tuned else build_model(config)).to(torch_device)
-    _save_npz(path, {name: predict(model, split, torch_device, precision, config.train.eval_batch_size,
+    save_npz_atomically(path, {name: predict(model, split, torch_device, precision, config.train.eval_batch_size,
                                    return_features=True)[1] for name, split in splits.items()})
 
 
