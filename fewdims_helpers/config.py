@@ -34,7 +34,9 @@ class DataConfig:
     max_train_examples: int | None = field(
         default=None, metadata={"help": "stratified seeded subsample of train (None: all)"})
     max_eval_examples: int | None = field(
-        default=None, metadata={"help": "stratified seeded subsample of validation and test (None: all)"})
+        default=None, metadata={"help": "stratified seeded subsample of validation (None: all)"})
+    max_test_examples: int | None = field(
+        default=None, metadata={"help": "stratified seeded subsample of test (None: all, the verdicts' power)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split and subsamples"})
 
     def __post_init__(self) -> None:
@@ -42,7 +44,7 @@ class DataConfig:
 
         _require(self.task in TASKS, f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
         _require(self.max_seq_length >= 8, f"max_seq_length must be >= 8, got {self.max_seq_length}")
-        for name in ("max_train_examples", "max_eval_examples"):
+        for name in ("max_train_examples", "max_eval_examples", "max_test_examples"):
             value = getattr(self, name)
             _require(value is None or value >= 2, f"{name} must be None or >= 2, got {value}")
 

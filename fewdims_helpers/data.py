@@ -76,14 +76,15 @@ def tokenized_task(data: DataConfig, model: str, sources: DataSources) -> dict[s
     """Tokenised train/validation/test of ``data.task`` for ``model``'s tokenizer, cached on disk.
     ``sources`` is required, so no caller can drop the user's GLUE folder."""
     key = _cache_key({"data": asdict(data), "tokenizer": _tokenizer_name(model), "glue_dir": sources.glue_dir,
-                      "format": 1})
+                      "format": 2})  # 2: packaged tasks without their duplicates
     path = sources.cache / "tokens" / f"{data.task}-{key}.npz"
     if path.exists():
         stored = np.load(path)
         return {split: TokenizedSplit(*(stored[f"{split}.{name}"] for name in TokenizedSplit.__dataclass_fields__))
                 for split in SPLITS}
     spec = get_task(data.task)
-    dataset = load_task(data.task, sources, data.split_seed, data.max_train_examples, data.max_eval_examples)
+    dataset = load_task(data.task, sources, data.split_seed, data.max_train_examples, data.max_eval_examples,
+                        data.max_test_examples)
     tokenizer = load_tokenizer(model)
     splits = {split: tokenize_split(dataset[split], spec.text_fields, tokenizer, data.max_seq_length)
               for split in SPLITS}
@@ -106,7 +107,7 @@ def choose_seq_length(task: str, model: str, sources: DataSources, bound: int) -
     subsample; cached on disk."""
     spec = get_task(task)
     key = _cache_key({"task": task, "tokenizer": _tokenizer_name(model), "glue_dir": sources.glue_dir,
-                      "quantile": LENGTH_QUANTILE, "sample": LENGTH_SAMPLE, "format": 1})
+                      "quantile": LENGTH_QUANTILE, "sample": LENGTH_SAMPLE, "format": 2})
     path = sources.cache / "lengths" / f"{task}-{key}.json"
     if path.exists():
         measured = json.loads(path.read_text())["quantile_length"]

@@ -21,6 +21,7 @@ from .options import DataSources, RunOptions
 from .tasks import GLUE_TASKS, PACKAGED_TASKS, get_task
 
 BASELINE_FEATURES = ("train", "validation", "test")  # what the baseline run saves (02 and 03 read them)
+PREDICTIONS = ("validation", "test")  # every run saves its per-example predictions: every verdict is computed from them
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,14 @@ class Profile:
     seeds: tuple[int, ...]
     max_seq_length: int  # the bound: a task's own length (``seq_lengths``) follows its data, up to this
     max_train_examples: int | None
-    max_eval_examples: int | None
+    max_eval_examples: int | None  # validation
     train: TrainConfig
     description: str
     deviations: tuple[str, ...] = field(default=())
     workers: int | str = "auto"  # parallel runs (RunStore.execute_all); smoke's tiny runs are cheaper than a process start
     seq_lengths: tuple[tuple[str, int], ...] = ()  # (task, tokens) chosen from the data by ``resolve``
+    max_test_examples: int | None = None  # None: the whole test split (the verdicts' power)
+    selection_seed: int = 1000  # runs that select (a subset, a rate) use this seed; reported runs use ``seeds``
 
     def resolve(self, sources: DataSources) -> "Profile":
         """This profile with each task's sequence length chosen from its data (``data.choose_seq_length``:
@@ -54,7 +57,7 @@ class Profile:
 
     def data(self, task: str) -> DataConfig:
         return DataConfig(task, max_seq_length=self.seq_length(task), max_train_examples=self.max_train_examples,
-                          max_eval_examples=self.max_eval_examples)
+                          max_eval_examples=self.max_eval_examples, max_test_examples=self.max_test_examples)
 
     @property
     def num_layers(self) -> int:
@@ -65,9 +68,10 @@ class Profile:
         return pretrained_encoder(self.model).config.hidden_size
 
     def run_config(self, task: str, seed: int, **model_fields) -> RunConfig:
-        """The profile's baseline run (final-layer [CLS], linear head) with ``model_fields`` changed."""
+        """The profile's baseline run (final-layer [CLS], linear head) with ``model_fields`` changed. It saves
+        its validation and test predictions, from which the studies compute their verdicts."""
         return RunConfig(data=self.data(task), model=ModelConfig(model=self.model, **model_fields),
-                         train=dataclasses.replace(self.train, seed=seed))
+                         train=dataclasses.replace(self.train, seed=seed), save_predictions=PREDICTIONS)
 
     def baseline(self, task: str, seed: int) -> RunConfig:
         """The profile's standard fine-tuning (final-layer [CLS], linear head), one run shared by every
@@ -84,13 +88,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", model="tiny", tasks=PACKAGED_TASKS, seeds=(0, 1, 2), max_seq_length=32,
-        max_train_examples=48, max_eval_examples=24,
+        max_train_examples=48, max_eval_examples=24, max_test_examples=24,
         train=TrainConfig(batch_size=16, epochs=1, learning_rate=5e-4),
         description="tiny random BERT (2 layers, hidden 32), 48 training examples: checks the code, not the science",
         workers=1),
     "default": Profile(
-        name="default", model="minilm", tasks=PACKAGED_TASKS, seeds=(0, 1, 2), max_seq_length=256,
-        max_train_examples=400, max_eval_examples=300,
+        name="default", model="minilm", tasks=PACKAGED_TASKS, seeds=(0, 1, 2, 3, 4), max_seq_length=256,
+        max_train_examples=400, max_eval_examples=500, max_test_examples=None,
         train=TrainConfig(batch_size=16, epochs=2, learning_rate=1e-4),
         description="all-MiniLM-L6-v2 (real BERT weights, 6 layers, hidden 384); 400 training examples, 2 epochs, "
                     "batch 16, lr 1e-4; 2-core CPU",
@@ -98,8 +102,9 @@ PROFILES: dict[str, Profile] = {
             "model: all-MiniLM-L6-v2 (6 layers, hidden 384, sentence-embedding weights) instead of bert-base-uncased",
             "tasks: packaged Rotten Tomatoes polarity/valence and BBC news instead of GLUE (BBC articles are read as "
             "their first 48 tokens: title and first sentence)",
-            "size: 400 stratified training examples, at most 300 validation and 300 test; each task's sequence length "
-            "from its data (95th percentile, up to 256 tokens)",
+            "size: 400 stratified training examples, at most 500 validation, the whole test split (exact and near "
+            "duplicates removed before splitting); each task's sequence length from its data (95th percentile, "
+            "up to 256 tokens)",
             "recipe: 2 epochs, batch 16 and lr 1e-4 instead of up to 5 epochs, batch 64 and lr 5e-5: many small "
             "steps from few examples (in sizing runs with 500 examples, validation accuracy was near chance after "
             "one epoch at either rate, and higher after two at lr 1e-4)",
@@ -131,6 +136,7 @@ def get_profile(name: str = "default", model: str | None = None, tasks: list[str
         seeds=tuple(seeds if seeds is not None else profile.seeds),
         max_train_examples=capped(profile.max_train_examples, max_train_examples),
         max_eval_examples=capped(profile.max_eval_examples, max_eval_examples),
+        max_test_examples=capped(profile.max_test_examples, max_eval_examples),
         train=profile.train if epochs is None else dataclasses.replace(profile.train, epochs=int(epochs)))
 
 
@@ -156,7 +162,8 @@ def notebook_setup(profile: str, output_dir=None, model: str | None = None, task
     print(f"tasks {', '.join(chosen.tasks)}; model {chosen.model}; tokens per example (95th percentile of train, "
           f"up to {chosen.max_seq_length}): " + ", ".join(f"{task} {length}" for task, length in chosen.seq_lengths))
     epochs = f"{chosen.train.epochs} epoch{'s' if chosen.train.epochs != 1 else ''}"
-    print(f"examples: train {chosen.max_train_examples or 'all'}, validation and test {chosen.max_eval_examples or 'all'}"
+    print(f"examples: train {chosen.max_train_examples or 'all'}, validation {chosen.max_eval_examples or 'all'}, "
+          f"test {chosen.max_test_examples or 'all'}"
           f"; {epochs}; data: {options.sources.glue_dir or 'packaged / hub'}; "
           f"device {options.device or 'auto'}; workers {options.workers}")
     own_tasks = set(chosen.tasks) <= set(PROFILES[profile].tasks)

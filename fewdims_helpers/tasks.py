@@ -150,6 +150,37 @@ def subsample(labels: np.ndarray, size: int | None, num_labels: int, seed: int) 
 
 
 PACKAGED_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
+NEAR_DUPLICATE_COSINE = 0.9  # tf-idf cosine at or above which two texts count as one (BBC has re-published stories)
+
+
+def duplicate_rows(texts: list[str] | tuple[str, ...], threshold: float = NEAR_DUPLICATE_COSINE) -> np.ndarray:
+    """Sorted indices of the rows that repeat an earlier row: the same text after lower-casing and
+    collapsing whitespace and punctuation, or a tf-idf (word unigrams and bigrams) cosine of at least
+    ``threshold``. The first row of each group stays, so a copy never sits in two splits."""
+    import re
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    normalized = [" ".join(re.findall(r"\w+", text.lower())) for text in texts]
+    first: dict[str, int] = {}
+    drop = {i for i, text in enumerate(normalized) if first.setdefault(text, i) != i}
+    vectors = TfidfVectorizer(ngram_range=(1, 2), min_df=1).fit_transform(normalized)  # rows are L2-normalised
+    for start in range(0, len(texts), 2000):  # (chunk, n) similarities at a time
+        similar = (vectors[start:start + 2000] @ vectors.T).tocoo()
+        rows = similar.row + start
+        drop.update(rows[(similar.col < rows) & (similar.data >= threshold)].tolist())
+    return np.asarray(sorted(drop), dtype=np.int64)
+
+
+@lru_cache(maxsize=None)
+def packaged_duplicates(name: str, sources: DataSources) -> np.ndarray:
+    """Source rows of packaged task ``name`` left out as duplicates before splitting (``duplicate_rows``)."""
+    spec = get_task(name)
+    columns = _packaged_columns(spec, sources)
+    removed = duplicate_rows(columns[spec.text_fields[0]])
+    log.info("%s: %d of %d rows removed as exact or near duplicates before splitting", name, len(removed),
+             len(columns["label"]))
+    return removed
 
 
 def _packaged_columns(spec: TaskSpec, sources: DataSources) -> dict[str, list]:
@@ -182,7 +213,7 @@ def _hub_columns(spec: TaskSpec, split: str) -> dict[str, list]:
 
 # ---------------------------------------------------------------------------- public entry point
 def load_task(name: str, sources: DataSources, split_seed: int = 0, max_train_examples: int | None = None,
-              max_eval_examples: int | None = None):
+              max_eval_examples: int | None = None, max_test_examples: int | None = None):
     """``DatasetDict`` with ``train``/``validation``/``test``: the task's text fields, ``label`` and
     ``idx`` (row number in the source, so every split is recorded and reproducible). ``sources`` is
     required: a GLUE task reads ``sources.glue_dir`` when it is set, and the hub only when it is not."""
@@ -191,8 +222,10 @@ def load_task(name: str, sources: DataSources, split_seed: int = 0, max_train_ex
     spec = get_task(name)
     if spec.source == "packaged":
         columns = _packaged_columns(spec, sources)
-        labels = np.asarray(columns["label"])
-        parts = _stratified_split(_strata(labels, spec.num_labels), PACKAGED_FRACTIONS, split_seed)
+        kept = np.setdiff1d(np.arange(len(columns["label"])), packaged_duplicates(name, sources))
+        labels = np.asarray(columns["label"])[kept]
+        parts = [kept[part] for part in _stratified_split(_strata(labels, spec.num_labels), PACKAGED_FRACTIONS,
+                                                           split_seed)]
         rows = {split: (columns, idx) for split, idx in zip(("train", "validation", "test"), parts)}
     else:
         if spec.source == "glue" and sources.glue_dir is not None:
@@ -210,7 +243,7 @@ def load_task(name: str, sources: DataSources, split_seed: int = 0, max_train_ex
     splits = {}
     for split, (columns, idx) in rows.items():
         labels = np.asarray(columns["label"])[idx]
-        cap = max_train_examples if split == "train" else max_eval_examples
+        cap = {"train": max_train_examples, "validation": max_eval_examples, "test": max_test_examples}[split]
         idx = idx[subsample(labels, cap, spec.num_labels, split_seed + 1)]
         data = {field: [columns[field][i] for i in idx] for field in spec.text_fields}
         data["label"] = np.asarray(columns["label"])[idx].tolist()

@@ -7,7 +7,8 @@ from fewdims_helpers.config import ConfigError, DataConfig
 from fewdims_helpers.glue import GlueFormatError, read_glue_tsv
 from fewdims_helpers.metrics import compute_metrics
 from fewdims_helpers.options import DataSources
-from fewdims_helpers.tasks import GLUE_TASKS, TaskError, _stratified_split, get_task, load_task
+from fewdims_helpers.tasks import GLUE_TASKS, TaskError, _stratified_split, duplicate_rows, get_task, load_task, \
+    packaged_duplicates
 
 from conftest import FIXTURES
 
@@ -69,16 +70,36 @@ def test_stratified_split_is_disjoint_complete_and_seeded():
 
 
 def test_packaged_tasks_are_real_and_share_one_split():
-    polarity = load_task("rt-polarity", DataSources(), max_train_examples=200, max_eval_examples=100)
-    valence = load_task("rt-valence", DataSources(), max_train_examples=200, max_eval_examples=100)
-    assert len(polarity["train"]) == 200 and len(polarity["test"]) == 100
+    polarity = load_task("rt-polarity", DataSources(), max_train_examples=200, max_eval_examples=100,
+                         max_test_examples=150)
+    valence = load_task("rt-valence", DataSources(), max_train_examples=200, max_eval_examples=100,
+                        max_test_examples=150)
+    assert len(polarity["train"]) == 200 and len(polarity["validation"]) == 100 and len(polarity["test"]) == 150
     assert polarity["test"]["idx"] == valence["test"]["idx"]
     signs = (np.asarray(valence["test"]["label"]) > 0).astype(int)
     assert signs.tolist() == polarity["test"]["label"]
     full = load_task("rt-polarity", DataSources())
-    assert sum(len(full[s]) for s in full) == 10568  # 10,605 snippets less 37 of zero valence
+    removed = len(packaged_duplicates("rt-polarity", DataSources()))
+    assert sum(len(full[s]) for s in full) == 10568 - removed  # 10,605 snippets less 37 of zero valence
     bbc = load_task("bbc-news", DataSources())
-    assert sum(len(bbc[s]) for s in bbc) == 2225 and get_task("bbc-news").num_labels == 5
+    removed = packaged_duplicates("bbc-news", DataSources())
+    assert 100 <= len(removed) and sum(len(bbc[s]) for s in bbc) == 2225 - len(removed)
+    assert get_task("bbc-news").num_labels == 5
+    kept = set().union(*(bbc[s]["idx"] for s in bbc))
+    assert kept.isdisjoint(removed.tolist())
+
+
+def test_duplicate_rows_removes_planted_exact_and_near_copies():
+    texts = ["Shares rose sharply in Tokyo on Monday after the bank cut rates.",
+             "A new phone was launched by the company with a larger screen and battery, and it goes on sale in "
+             "London and Paris next month at a lower price than its rival.",
+             "shares rose sharply in tokyo on monday, after the bank cut rates",  # exact after normalising
+             "The minister resigned on Friday over the expenses scandal in parliament.",
+             "A new phone was launched by the company with a larger screen and battery, and it goes on sale in "
+             "London and Paris next month at a lower price than its rivals.",  # near copy: one letter more
+             "Rain is expected across the north of the country this weekend."]
+    assert duplicate_rows(texts).tolist() == [2, 4]
+    assert duplicate_rows(texts[:2] + texts[3:4]).tolist() == []
 
 
 def test_wrong_checksum_is_a_one_line_error(tmp_path):
