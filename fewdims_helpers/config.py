@@ -199,8 +199,11 @@ class RunConfig:
     @property
     def measures(self) -> tuple[str, ...]:
         """Measurements stored in the run's metrics beside the standard ones: ``source_after`` (the
-        source task's test metrics with its own head on this run's encoder) for an ``init_from`` run."""
-        return ("source_after",) if self.init_from is not None else ()
+        source task's test metrics with its own head on this run's encoder) for an ``init_from`` run;
+        ``token_choice`` (how often the read token is [CLS], the final [SEP] or another) for a
+        ``max_norm_token`` run."""
+        return (("source_after",) if self.init_from is not None else ()) + \
+            (("token_choice",) if self.model.token_selection == "max_norm_token" else ())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -65,12 +65,19 @@ def select_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, selection:
     if selection == "max":
         return hidden.masked_fill(~real.unsqueeze(-1), torch.finfo(hidden.dtype).min).max(dim=1).values
     if selection == "max_norm_token":
-        allowed = real if special_mask is None else real & ~special_mask.bool()
-        allowed = torch.where(allowed.any(dim=1, keepdim=True), allowed, real)  # text of special tokens only
-        norms = hidden.float().norm(dim=-1).masked_fill(~allowed, -1.0)  # (batch, seq); norms are >= 0
-        index = norms.argmax(dim=1)
+        index = max_norm_positions(hidden, attention_mask, special_mask)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
     raise ConfigError(f"unknown token selection {selection!r}")
+
+
+def max_norm_positions(hidden: torch.Tensor, attention_mask: torch.Tensor,
+                       special_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Position (batch,) of the real token of largest L2 norm that ``max_norm_token`` reads."""
+    real = attention_mask.bool()
+    allowed = real if special_mask is None else real & ~special_mask.bool()
+    allowed = torch.where(allowed.any(dim=1, keepdim=True), allowed, real)  # text of special tokens only
+    norms = hidden.float().norm(dim=-1).masked_fill(~allowed, -1.0)  # (batch, seq); norms are >= 0
+    return norms.argmax(dim=1)
 
 
 class SequenceClassifier(nn.Module):
@@ -138,6 +145,14 @@ class SequenceClassifier(nn.Module):
         if self.config.token_selection == "max_norm_token" and not self.config.max_norm_include_special:
             special = torch.isin(input_ids, self.special_token_ids)
         return select_tokens(hidden, attention_mask, self.config.token_selection, special)
+
+    def chosen_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Position (batch,) of the token a ``max_norm_token`` model reads."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        special = None if self.config.max_norm_include_special else torch.isin(input_ids, self.special_token_ids)
+        return max_norm_positions(hidden, attention_mask, special)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Logits (batch, num_labels) from head inputs (batch, hidden)."""

@@ -30,15 +30,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import TokenizedSplit, split_fingerprint, tokenized_task
+from .data import TokenizedSplit, sorted_batches, split_fingerprint, tokenized_task
 from .features import frozen_features
 from .head import SequenceClassifier
 from .models import pretrained_encoder
 from .options import RunOptions
 from .paths import HOST, REPO_ROOT, write_atomically
 from .subspace import TrajectoryRecorder, basis_affinity, materialize, reparameterize, subspace_state
-from .tasks import get_task
-from .training import TrainResult, build_model, evaluate, evaluate_and_encode, predict, relative_weight_change, \
+from .tasks import duplicates_removed, get_task
+from .training import TrainResult, autocast, build_model, evaluate, evaluate_and_encode, predict, relative_weight_change, \
     total_steps, train
 from .workers import WorkerPool, worker_count
 
@@ -274,7 +274,7 @@ class RunStore:
             stored, metrics = self.record(run_id), self.metrics(run_id)
             row: dict[str, Any] = {"run_id": run_id}
             _flatten("", stored["config"], row)
-            for key in ("test", "validation", "weight_change", "source_after"):
+            for key in ("test", "validation", "weight_change", "source_after", "token_choice"):
                 _flatten(key, metrics.get(key, {}), row)
             row.update(test_score=metrics["test"][metrics["main_metric"]],
                        validation_score=metrics["validation"][metrics["main_metric"]], main_metric=metrics["main_metric"],
@@ -341,6 +341,7 @@ class RunStore:
                                            "device": result.device, "precision_used": result.precision,
                                            "dropout_rng": result.dropout_rng, "threads": torch.get_num_threads(),
                                            "split": split_fingerprint(tokens),
+                                           "duplicates_removed": duplicates_removed(config.data.task, self.options.sources),
                                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **environment()})
         _write_json(folder / METRICS_FILE, metrics)
         return metrics
@@ -451,7 +452,23 @@ def _source_after(store: RunStore, config: RunConfig, run: _Trained) -> dict[str
                     device, run.result.precision, config.train.eval_batch_size)
 
 
-MEASURES: dict[str, Callable[[RunStore, RunConfig, _Trained], dict]] = {"source_after": _source_after}
+@torch.no_grad()
+def _token_choice(store: RunStore, config: RunConfig, run: _Trained) -> dict[str, float]:
+    """Share of test examples whose ``max_norm_token`` read is [CLS] (position 0), the final [SEP]
+    (the last real token) or another token, under the kept model."""
+    model, split, device = run.result.model.eval(), run.tokens["test"], torch.device(run.result.device)
+    counts = np.zeros(3)
+    for rows in sorted_batches(split.lengths, config.train.eval_batch_size):
+        with autocast(device, run.result.precision):
+            position = model.chosen_positions(**split.batch(rows, device)).cpu().numpy()
+        last = split.lengths[rows] - 1
+        counts += [(position == 0).sum(), ((position == last) & (position != 0)).sum(),
+                   ((position != 0) & (position != last)).sum()]
+    return dict(zip(("cls", "sep", "other"), (counts / counts.sum()).tolist()))
+
+
+MEASURES: dict[str, Callable[[RunStore, RunConfig, _Trained], dict]] = {"source_after": _source_after,
+                                                                        "token_choice": _token_choice}
 
 
 def expected_cost(config: RunConfig, tokens: dict[str, TokenizedSplit], layers: int) -> float:

@@ -172,6 +172,11 @@ def duplicate_rows(texts: list[str] | tuple[str, ...], threshold: float = NEAR_D
     return np.asarray(sorted(drop), dtype=np.int64)
 
 
+def duplicates_removed(name: str, sources: DataSources) -> int | None:
+    """How many source rows of task ``name`` were left out as duplicates (None: not de-duplicated here)."""
+    return len(packaged_duplicates(name, sources)) if get_task(name).source == "packaged" else None
+
+
 @lru_cache(maxsize=None)
 def packaged_duplicates(name: str, sources: DataSources) -> np.ndarray:
     """Source rows of packaged task ``name`` left out as duplicates before splitting (``duplicate_rows``)."""

@@ -47,7 +47,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
@@ -77,7 +77,7 @@ def predict(model: SequenceClassifier, split: TokenizedSplit, device: torch.devi
     logits = np.zeros((len(split), model.num_labels), dtype=np.float32)
     features = None
     for rows in sorted_batches(split.lengths, batch_size):
-        with _autocast(device, precision):
+        with autocast(device, precision):
             batch_features = _features(model, split, rows, device, cached)
             batch_logits = model.classify(batch_features)
         logits[rows] = batch_logits.float().cpu().numpy()
@@ -185,7 +185,7 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
         for epoch in range(1, hp.epochs + 1):
             epoch_start, losses = time.perf_counter(), []
             for rows in length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng):
-                with _autocast(torch_device, precision):
+                with autocast(torch_device, precision):
                     train_cache = None if cached_features is None else cached_features["train"]
                     logits = model.classify(_features(model, tokens["train"], rows, torch_device, train_cache))
                 loss = loss_fn(logits, labels[rows].to(torch_device), model.num_labels)

@@ -24,6 +24,7 @@ The printed interval is the 95% one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -146,7 +147,7 @@ class Comparison:
 
     def as_row(self) -> dict:
         return {"difference": self.estimate, "ci_low": self.low, "ci_high": self.high, "ci90_low": self.low90,
-                "ci90_high": self.high90, "margin": self.margin, "claim": self.claim, "verdict": self.verdict,
+                "ci90_high": self.high90, "margin": self.margin, "kind": self.claim, "verdict": self.verdict,
                 "seeds": self.seeds, "examples": self.examples, "paired_seeds": self.paired_seeds}
 
 
@@ -201,9 +202,37 @@ def score_interval(outcomes: Outcomes, resamples: int = RESAMPLES, seed: int = 0
 
 
 # ----------------------------------------------------------------------------- tables
+VERDICT_FILE = "verdicts"  # figures/<NN>_verdicts.csv per notebook; figures/verdicts.csv gathers them all
+
+
 def verdict_row(study: str, claim_text: str, task: str, a: str, b: str, comparison: Comparison, **extra) -> dict:
-    """One row of a study's verdict table (and of ``figures/verdicts.csv``)."""
+    """One row of a study's verdict table (and of ``figures/verdicts.csv``): the study ("01"), the
+    paper's claim in words, the task, the two sides compared (A - B), and the comparison."""
     return {"study": study, "claim": claim_text, "task": task, "a": a, "b": b, **comparison.as_row(), **extra}
+
+
+def write_verdicts(rows: list[dict] | pd.DataFrame, figures: Path, study: str) -> pd.DataFrame:
+    """``figures/<study>_verdicts.{csv,md}`` from ``verdict_row``s; returns the table."""
+    from .reporting import write_table
+
+    table = pd.DataFrame(rows).reset_index(drop=True)
+    note = (f"A - B in points (metric x 100) with its 95% paired bootstrap interval over seeds and test examples; "
+            f"verdict by two one-sided tests at 5% against the margin (equivalence), or a one-sided 5% test "
+            f"(better / worse). {tally(table)}.")
+    write_table(table, Path(figures) / f"{study}_{VERDICT_FILE}", note=note)
+    return table
+
+
+def gather_verdicts(figures: Path) -> pd.DataFrame:
+    """Every notebook's verdict table in one: ``figures/verdicts.{csv,md}`` (run_all.py writes it)."""
+    from .reporting import write_table
+
+    parts = [pd.read_csv(path, dtype={"study": str}) for path in sorted(Path(figures).glob(f"[0-9][0-9]_{VERDICT_FILE}.csv"))]
+    if not parts:
+        return pd.DataFrame()
+    table = pd.concat(parts, ignore_index=True)
+    write_table(table, Path(figures) / VERDICT_FILE, note=f"All verdicts of the notebooks: {tally(table)}.")
+    return table
 
 
 def verdict_lines(table: pd.DataFrame) -> str:

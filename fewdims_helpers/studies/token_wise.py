@@ -6,13 +6,13 @@ that MaxPooling matches [CLS] on 7 of 8 GLUE tasks (RTE being the exception).
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..config import TOKEN_SELECTIONS, RunConfig
 from ..profiles import Profile
 from ..reporting import summarize
 from ..store import RunStore
+from ..verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
 
 SELECTION_COLUMN = "model.token_selection"
 
@@ -35,36 +35,35 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return table.assign(metric=table["data.task"].map(metrics))
 
 
-def paired_differences(runs: pd.DataFrame, baseline: str = "cls") -> pd.DataFrame:
-    """Per task and selection: the test metric minus the baseline's, paired by seed.
+def outcomes(profile: Profile, store: RunStore, task: str, selection: str) -> Outcomes:
+    """The test predictions of ``selection``'s runs of ``task``, one row per seed."""
+    return run_outcomes(store, [c for c in configs(profile, (selection,)) if c.data.task == task])
 
-    ``within_noise`` is True when |mean difference| < 2 standard errors of the paired differences
-    or < 0.01 (one point): the rule this study uses to call a selection equivalent to [CLS]."""
-    wide = runs.pivot_table(index=["data.task", "train.seed"], columns=SELECTION_COLUMN, values="test_score")
+
+def verdicts(profile: Profile, store: RunStore, margin: float = DEFAULT_MARGIN, baseline: str = "cls",
+             selections: tuple[str, ...] = TOKEN_SELECTIONS) -> pd.DataFrame:
+    """Per task and selection: does it match [CLS]? The difference to the baseline's test metric, paired
+    by seed and example, with its bootstrap interval and the equivalence verdict against ``margin``."""
     rows = []
-    for task, block in wide.groupby(level="data.task", sort=False):
-        for selection in block.columns:
-            if selection == baseline:
-                continue
-            diffs = (block[selection] - block[baseline]).dropna().to_numpy()
-            mean = float(diffs.mean())
-            stderr = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
-            rows.append({"task": task, "selection": selection, "mean_difference": mean, "stderr": stderr,
-                         "seeds": len(diffs), "within_noise": bool(abs(mean) < 0.01 or abs(mean) < 2 * stderr)})
+    for task in profile.tasks:
+        reference = outcomes(profile, store, task, baseline)
+        for selection in selections:
+            if selection != baseline:
+                comparison = compare(outcomes(profile, store, task, selection), reference, "equivalent", margin)
+                rows.append(verdict_row("01", f"{selection} matches [CLS]", task, selection, baseline, comparison))
     return pd.DataFrame(rows)
 
 
-def verdict(differences: pd.DataFrame, selection: str = "max_norm_token") -> str:
-    """One sentence per task on whether ``selection`` matches [CLS], computed from the runs."""
-    lines = []
-    for row in differences[differences["selection"] == selection].itertuples():
-        if row.within_noise:
-            finding = "matches [CLS]"
-        else:
-            finding = "is better than [CLS]" if row.mean_difference > 0 else "falls short of [CLS]"
-        lines.append(f"- {row.task}: {selection} {finding} ({100 * row.mean_difference:+.1f} points, "
-                     f"s.e. {100 * row.stderr:.1f}, {row.seeds} seeds)")
-    matched = int(differences[differences["selection"] == selection]["within_noise"].sum())
-    total = int((differences["selection"] == selection).sum())
-    lines.append(f"{selection} matches [CLS] on {matched} of {total} tasks here (the paper: MaxPooling matches on 7 of 8).")
-    return "\n".join(lines)
+def token_choice(runs: pd.DataFrame) -> pd.DataFrame:
+    """How often ``max_norm_token`` reads [CLS], the final [SEP] or another token (test, mean over seeds)."""
+    chosen = runs[runs[SELECTION_COLUMN] == "max_norm_token"]
+    columns = ["token_choice.cls", "token_choice.sep", "token_choice.other"]
+    return chosen.groupby("data.task", sort=False)[columns].mean().rename(columns=lambda c: c.split(".")[1])
+
+
+def verdict(table: pd.DataFrame, selection: str = "max_norm_token") -> str:
+    """The verdicts on ``selection`` (the paper's MaxPooling), one line per task, and their tally."""
+    own = table[table["a"] == selection]
+    held = int((own["verdict"] == HOLDS).sum())
+    return (verdict_lines(own) + f"\n{selection} matches [CLS] within {own['margin'].iloc[0]:g} points on {held} of "
+            f"{len(own)} tasks here ({tally(own)}; the paper: MaxPooling matches on 7 of 8).")
