@@ -193,7 +193,23 @@ def main(argv: list[str] | None = None) -> int:
         record_timings(root / "results" / f"timings-{args.profile}.json", timings[-1:])  # kept if interrupted
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
+    report_verdicts(root, args)
     return 0
+
+
+def report_verdicts(root: Path, args: argparse.Namespace) -> None:
+    """Gather every notebook's verdicts into figures/verdicts.csv, write figures/findings.md from them
+    and, for the default profile in place, the README's generated findings section."""
+    from fewdims_helpers.findings import write_findings
+    from fewdims_helpers.verdicts import gather_verdicts, tally
+
+    table = gather_verdicts(root / "figures")
+    if table.empty:
+        return
+    readme = REPO_ROOT / "README.md" if root == REPO_ROOT and args.profile == "default" else None
+    write_findings(root / "figures", table, readme)
+    print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md"
+          f"{', README.md' if readme else ''})", flush=True)
 
 
 if __name__ == "__main__":
