@@ -210,3 +210,40 @@ def test_disabling_sets_weights_to_zero_or_back_to_theta0():
     keep[[0, 5, 100]] = False
     assert torch.equal(flat_zeroed[keep], untouched[keep]) and torch.equal(flat_reset[keep], untouched[keep])
     assert torch.equal(subspace.flatten(zeroed.encoder.encoder.layer[0]), subspace.flatten(model.encoder.encoder.layer[0]))
+
+
+def _resolved_smoke_profile():
+    from fewdims_helpers.profiles import get_profile
+
+    profile = get_profile("smoke")
+    return dataclasses.replace(profile, seq_lengths=tuple((task, 16) for task in profile.tasks))
+
+
+def test_rate_selection_runs_on_the_selection_seed_for_both_subspaces_and_no_reported_run_reuses_it():
+    from fewdims_helpers.studies import intrinsic
+
+    profile = _resolved_smoke_profile()
+    design = intrinsic.Design(dim=4, checkpoints=4)
+    plan = intrinsic.rate_sweep_configs(profile, design, (0.01, 0.1))
+    assert set(plan["subspace"]) == {"Intrinsic", "Random"} and len(plan) == len(profile.tasks) * 2 * 2
+    assert {c.train.seed for c in plan["config"]} == {profile.selection_seed}
+    assert {c.subspace.learning_rate for c in plan["config"]} == {0.01, 0.1}
+    assert all(c.data.max_test_examples <= intrinsic.SELECTION_TEST_EXAMPLES for c in plan["config"])
+    rates = {task: 0.1 for task in profile.tasks}
+    random_rates = {task: 0.01 for task in profile.tasks}
+    design = design.with_rates(rates, random_rates)
+    configs, labels = intrinsic.table_configs(profile, design)
+    assert profile.selection_seed not in {c.train.seed for c in configs}
+    assert not set(c.run_id for c in configs) & set(c.run_id for c in plan["config"])
+    by_setting = {s: {c.subspace.learning_rate for c, l in zip(configs, labels) if l == s} for s in ("Random", "Intrinsic")}
+    assert by_setting == {"Random": {0.01}, "Intrinsic": {0.1}}  # each subspace its own tuned rate
+
+
+def test_selection_runs_cut_only_the_test_split():
+    from fewdims_helpers.studies import intrinsic
+
+    profile = _resolved_smoke_profile()
+    config = profile.run_config(profile.tasks[0], profile.selection_seed)
+    cut = intrinsic.selection_config(config)
+    assert dataclasses.replace(cut.data, max_test_examples=config.data.max_test_examples) == config.data
+    assert cut.data.max_test_examples == min(intrinsic.SELECTION_TEST_EXAMPLES, config.data.max_test_examples)

@@ -13,8 +13,11 @@
    subspace of the same dimension. Ablation over d (Appendix A.2).
 
 The learning rate of theta_t (the paper's 0.01) is one of the readings that matter at our scale: the
-paper fine-tunes for thousands of steps, the default profile for 50. The notebook selects it per
-task on validation from a small grid with one seed and uses the choice everywhere (``select_rates``).
+paper fine-tunes for thousands of steps, the default profile for 50. It is selected per task on
+validation from a small grid, separately for the intrinsic and the random subspace, with the
+profile's ``selection_seed`` (``select_rates``): no selection run is a reported run, so Table 1's
+runs with the profile's seeds are fresh. Every verdict (``verdicts``, ``zeroing_verdicts``) is a
+paired bootstrap over seeds and test examples of per-example test predictions (``verdicts.py``).
 """
 from __future__ import annotations
 
@@ -32,11 +35,14 @@ from ..config import RunConfig, SubspaceConfig
 from ..models import pretrained_encoder
 from ..paths import write_atomically
 from ..store import RunStore
-from ..subspace import basis_affinity, deltas, encoder_layers, flatten, materialize, parameter_slices
+from ..subspace import basis_affinity, deltas, encoder_layers, materialize, parameter_slices
 from ..tasks import get_task
-from ..training import evaluate, resolve_device, resolve_precision, total_steps
+from ..training import evaluate_and_encode, resolve_device, resolve_precision, total_steps
+from ..verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
 
 SETTINGS = ("Full", "Freeze", "Random", "Intrinsic")
+SELECTION_TEST_EXAMPLES = 64  # rate-selection runs are read on validation only: a token test slice keeps them cheap
+VERDICT_SEEDS = 3  # the analysis tables (transfer, unified, ablation) carry verdicts only with at least this many seeds
 
 
 def trajectory_config(profile, task: str, seed: int, checkpoints: int) -> RunConfig:
@@ -57,10 +63,11 @@ class Design:
     trajectory_seed: int = 100
     ablation_dims: tuple[int, ...] = (8, 16)
     analysis_seeds: tuple[int, ...] = (0,)  # seeds of the transfer, unified and ablation runs
-    rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t
+    rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, intrinsic subspaces
+    random_rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, random subspaces
 
-    def with_rates(self, rates: dict[str, float]) -> "Design":
-        return dataclasses.replace(self, rates=dict(rates))
+    def with_rates(self, rates: dict[str, float], random_rates: dict[str, float]) -> "Design":
+        return dataclasses.replace(self, rates=dict(rates), random_rates=dict(random_rates))
 
     def source(self, profile, task: str) -> str:
         return trajectory_config(profile, task, self.trajectory_seed, self.checkpoints).run_id
@@ -70,28 +77,45 @@ class Design:
         return subspace_config(profile, task, seed, save_model=save_model, basis="intrinsic", dim=dim or self.dim,
                                sources=(self.source(profile, source_task or task),), learning_rate=self.rates[task])
 
+    def random(self, profile, task: str, seed: int, dim: int | None = None) -> RunConfig:
+        return subspace_config(profile, task, seed, basis="random", dim=dim or self.dim,
+                               learning_rate=self.random_rates[task])
+
 
 def trajectories(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
     configs = [trajectory_config(profile, t, design.trajectory_seed, design.checkpoints) for t in profile.tasks]
     return store.execute_all(configs, background=background)
 
 
-def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, ...]
-                 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Per task, the learning rate of theta_t with the best validation score of an intrinsic run
-    (first evaluation seed); returns the choice and the sweep."""
-    seed = profile.seeds[0]
-    configs, rows = [], []
+def selection_config(config: RunConfig) -> RunConfig:
+    """A rate-selection run: read on validation only, so its test split is cut to a token slice."""
+    cap = min(SELECTION_TEST_EXAMPLES, config.data.max_test_examples or SELECTION_TEST_EXAMPLES)
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, max_test_examples=cap))
+
+
+def rate_sweep_configs(profile, design: Design, rates: tuple[float, ...]) -> pd.DataFrame:
+    """One selection run per task, subspace (intrinsic, random) and rate, on ``profile.selection_seed``."""
+    seed, rows = profile.selection_seed, []
     for task in profile.tasks:
         for rate in rates:
-            # save_model as in Table 1, so the chosen rate's run is reused there, not recomputed
-            configs.append(dataclasses.replace(design, rates={task: rate}).intrinsic(profile, task, seed, save_model=True))
-            rows.append({"task": task, "learning_rate": rate})
-    sweep = store.execute_all(configs)
-    sweep = pd.DataFrame(rows).assign(validation_score=sweep["validation_score"].to_numpy(),
-                                      test_score=sweep["test_score"].to_numpy())
-    best = sweep.loc[sweep.groupby("task", sort=False)["validation_score"].idxmax()]
-    return dict(zip(best["task"], best["learning_rate"])), sweep
+            trial = dataclasses.replace(design, rates={task: rate}, random_rates={task: rate})
+            rows.append((task, "Intrinsic", rate, selection_config(trial.intrinsic(profile, task, seed))))
+            rows.append((task, "Random", rate, selection_config(trial.random(profile, task, seed))))
+    return pd.DataFrame(rows, columns=["task", "subspace", "learning_rate", "config"])
+
+
+def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, ...], background: list[RunConfig] = ()
+                 ) -> tuple[dict[str, float], dict[str, float], pd.DataFrame]:
+    """Per task, the learning rate of theta_t with the best validation score, tuned the same way for
+    the intrinsic and for the random subspace (runs on ``profile.selection_seed``, never reported);
+    returns (intrinsic rates, random rates, the sweep)."""
+    plan = rate_sweep_configs(profile, design, rates)
+    runs = store.execute_all(list(plan["config"]), background=background)
+    sweep = plan.drop(columns="config").assign(seed=profile.selection_seed,
+                                               validation_score=runs["validation_score"].to_numpy())
+    best = sweep.loc[sweep.groupby(["task", "subspace"], sort=False)["validation_score"].idxmax()]
+    chosen = {kind: dict(zip(group["task"], group["learning_rate"])) for kind, group in best.groupby("subspace")}
+    return chosen["Intrinsic"], chosen["Random"], sweep
 
 
 def freeze_config(profile, task: str, seed: int) -> RunConfig:
@@ -111,15 +135,16 @@ def table_configs(profile, design: Design) -> tuple[list[RunConfig], list[str]]:
         for seed in profile.seeds:
             configs += [profile.baseline(task, seed),
                         freeze_config(profile, task, seed),
-                        subspace_config(profile, task, seed, basis="random", dim=design.dim,
-                                        learning_rate=design.rates[task]),
+                        design.random(profile, task, seed),
                         design.intrinsic(profile, task, seed, save_model=True)]
             labels += list(SETTINGS)
     return configs, labels
 
 
 def analysis_configs(profile, design: Design) -> pd.DataFrame:
-    """Transfer, unified, zero-shot, random-of-the-same-dimension and ablation runs, one row each."""
+    """Transfer, unified, zero-shot, random-of-the-same-dimension and ablation runs, one row each.
+    Unified and Zero-shot use the rate tuned for the task's own intrinsic subspace, Random (d = number
+    of tasks) the rate tuned for its random subspace at Table 1's d (no sweep of their own: budget)."""
     tasks, rows = profile.tasks, []
     unified_sources = tuple(design.source(profile, t) for t in tasks)
     for seed in design.analysis_seeds:
@@ -136,8 +161,7 @@ def analysis_configs(profile, design: Design) -> pd.DataFrame:
                 rows.append(("Zero-shot", "others", target, seed, subspace_config(
                     profile, target, seed, basis="intrinsic", dim=len(others), sources=others, checkpoints="last",
                     learning_rate=rate)))
-            rows.append(("Random", "none", target, seed, subspace_config(
-                profile, target, seed, basis="random", dim=len(tasks), learning_rate=rate)))
+            rows.append(("Random", "none", target, seed, design.random(profile, target, seed, dim=len(tasks))))
             for dim in design.ablation_dims:
                 rows.append((f"dim={dim}", target, target, seed, design.intrinsic(profile, target, seed, dim=dim)))
     return pd.DataFrame(rows, columns=["setting", "source", "task", "seed", "config"])
@@ -184,12 +208,16 @@ def _disable(model, masks: list[np.ndarray], originals: list[torch.Tensor] | Non
                 flat[part] = 0.0 if originals is None else originals[index][start:stop][part].to(p.dtype)
 
 
-def _zeroing_scores(config: RunConfig, store: RunStore, layer_deltas: list[np.ndarray], sigmas: float
-                    ) -> dict[str, float]:
-    """Table 3 for one run: test score as trained, with its outlier coordinates disabled, and with as
-    many random coordinates disabled (per layer, seeded by the run's seed), under both readings."""
+ZEROINGS = ("outliers zeroed", "random zeroed")  # Table 3's settings beside the run as trained
+
+
+def _zeroing_logits(config: RunConfig, store: RunStore, layer_deltas: list[np.ndarray], sigmas: float
+                    ) -> dict[str, list]:
+    """Table 3 for one run, the current protocol (no retraining): test logits of the fine-tuned model
+    with its 3-sigma outlier coordinates of V theta_t set to 0 (the paper's "disable"), and with as
+    many random coordinates of each layer set to 0 (seeded by the run's seed)."""
     model = materialize(store.model(config))
-    spec, tokens = get_task(config.data.task), store.tokens(config)
+    spec, test = get_task(config.data.task), store.tokens(config)["test"]
     torch_device = resolve_device(store.options.device)
     precision = resolve_precision(config.train.precision, torch_device)
     rng = np.random.default_rng(config.train.seed)
@@ -199,19 +227,13 @@ def _zeroing_scores(config: RunConfig, store: RunStore, layer_deltas: list[np.nd
         chosen = np.zeros_like(mask)
         chosen[rng.choice(len(mask), int(mask.sum()), replace=False)] = True
         randoms.append(chosen)
-    originals = [flatten(layer) for layer in encoder_layers(pretrained_encoder(config.model.model))]
 
-    def score(masks, reset: bool) -> float:
+    def logits(masks) -> list:
         edited = copy.deepcopy(model)
-        if masks is not None:
-            _disable(edited, masks, originals if reset else None)
-        return evaluate(edited.to(torch_device), tokens["test"], spec.metric, torch_device, precision)[spec.main_metric]
+        _disable(edited, masks, None)
+        return evaluate_and_encode(edited.to(torch_device), test, spec.metric, torch_device, precision)[1].tolist()
 
-    scores = {"Intrinsic (as trained)": score(None, False)}
-    for reading, reset in (("weight set to 0", False), ("update removed", True)):
-        scores[f"outliers: {reading}"] = score(outliers, reset)
-        scores[f"random: {reading}"] = score(randoms, reset)
-    return scores
+    return {"idx": test.idx.tolist(), **{name: logits(masks) for name, masks in zip(ZEROINGS, (outliers, randoms))}}
 
 
 def _analysis_path(config: RunConfig, store: RunStore, key: dict) -> Path:
@@ -220,7 +242,7 @@ def _analysis_path(config: RunConfig, store: RunStore, key: dict) -> Path:
 
 
 def _analysis_key(zeroing: bool, sigmas: float, top: int, bins: int) -> dict:
-    return {"format": 1, "sigmas": sigmas, "top": top, "bins": bins, "zeroing": zeroing}
+    return {"format": 2, "sigmas": sigmas, "top": top, "bins": bins, "zeroing": zeroing}
 
 
 def outlier_analysis(config: RunConfig, store: RunStore, zeroing: bool = True, sigmas: float = SIGMAS, top: int = TOP,
@@ -229,7 +251,7 @@ def outlier_analysis(config: RunConfig, store: RunStore, zeroing: bool = True, s
     (``results/analysis/``), so a rerun only re-renders: the share of 3-sigma outlier coordinates of
     V theta_t, their count per weight matrix, the weight matrix of each layer's ``top`` outliers, the
     largest |V theta_t| per block of each layer (``bins`` blocks, for Fig. 4) and, if ``zeroing``
-    (intrinsic runs saved with ``save_model``), the Table 3 scores."""
+    (intrinsic runs saved with ``save_model``), the Table 3 test logits (``_zeroing_logits``)."""
     key = _analysis_key(zeroing, sigmas, top, bins)
     path = _analysis_path(config, store, key)
     if path.exists():
@@ -247,7 +269,7 @@ def outlier_analysis(config: RunConfig, store: RunStore, zeroing: bool = True, s
                                   for i in np.argsort(-np.abs(d - d.mean()))[:top]] for d in layer_deltas],
               "profile": [[float(block.max()) for block in np.array_split(np.abs(d), bins)] for d in layer_deltas]}
     if zeroing:
-        result["zeroing"] = _zeroing_scores(config, store, layer_deltas, sigmas)
+        result["zeroing"] = _zeroing_logits(config, store, layer_deltas, sigmas)
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(result) + "\n"))
     return result
 
@@ -268,11 +290,56 @@ def outlier_share(analyses: list[dict]) -> float:
     return sum(sum(a["outliers"]) for a in analyses) / sum(sum(a["parameters"]) for a in analyses)
 
 
-def zeroing_table(analyses: list[dict]) -> pd.DataFrame:
-    """Table 3 rows (task, seed, setting, test_score, disabled_share) from ``outlier_analyses``."""
-    return pd.DataFrame([{"task": a["task"], "seed": a["seed"], "setting": setting, "test_score": score,
-                          "disabled_share": sum(a["outliers"]) / sum(a["parameters"])}
-                         for a in analyses for setting, score in a["zeroing"].items()])
+def zeroing_outcomes(configs: list[RunConfig], analyses: list[dict], store: RunStore) -> dict[str, Outcomes]:
+    """Per Table 3 setting ("as trained" and ``ZEROINGS``), the test predictions of the runs of one task
+    (``configs``, one per seed, with their ``outlier_analyses``), on the same examples in the same order."""
+    trained = run_outcomes(store, configs)
+    result = {"as trained": trained}
+    for name in ZEROINGS:
+        rows = []
+        for config, analysis in zip(configs, analyses):
+            if not np.array_equal(analysis["zeroing"]["idx"], trained.idx):
+                raise ValueError(f"the zeroed model of {config.run_id} was scored on other test examples than the run")
+            rows.append(np.asarray(analysis["zeroing"][name], dtype=np.float32))
+        result[name] = Outcomes.from_logits(rows, trained.labels, trained.idx, trained.seeds, trained.metric)
+    return result
+
+
+def _by_task(configs: list[RunConfig], analyses: list[dict]) -> dict[str, tuple[list, list]]:
+    tasks: dict[str, tuple[list, list]] = {}
+    for config, analysis in zip(configs, analyses):
+        tasks.setdefault(config.data.task, ([], []))
+        tasks[config.data.task][0].append(config)
+        tasks[config.data.task][1].append(analysis)
+    return tasks
+
+
+def zeroing_table(configs: list[RunConfig], analyses: list[dict], store: RunStore) -> pd.DataFrame:
+    """Table 3 rows (task, seed, setting, test_score, disabled_share), from the per-example predictions."""
+    rows = []
+    for task, (runs, found) in _by_task(configs, analyses).items():
+        share = {a["seed"]: sum(a["outliers"]) / sum(a["parameters"]) for a in found}
+        for setting, outcomes in zeroing_outcomes(runs, found, store).items():
+            rows += [{"task": task, "seed": seed, "setting": setting, "test_score": score, "disabled_share": share[seed]}
+                     for seed, score in zip(outcomes.seeds, outcomes.per_seed())]
+    return pd.DataFrame(rows)
+
+
+def zeroing_verdicts(configs: list[RunConfig], analyses: list[dict], store: RunStore, margin: float = DEFAULT_MARGIN
+                     ) -> list[dict]:
+    """Sec. 4.5 under the current protocol (zeroing in the fine-tuned model, no retraining): zeroing the
+    outliers costs more than zeroing as many random coordinates, and more than nothing; zeroing random
+    coordinates matches the model as trained."""
+    rows = []
+    for task, (runs, found) in _by_task(configs, analyses).items():
+        sides = zeroing_outcomes(runs, found, store)
+        for a, b, claim, text in (
+                ("outliers zeroed", "random zeroed", "worse", "zeroing 3-sigma outliers hurts more than zeroing random coordinates"),
+                ("outliers zeroed", "as trained", "worse", "zeroing 3-sigma outliers degrades the model"),
+                ("random zeroed", "as trained", "equivalent", "zeroing as many random coordinates leaves the model intact")):
+            rows.append(verdict_row("07", text + " (zeroed after fine-tuning, not retrained)", task, a, b,
+                                    compare(sides[a], sides[b], claim, margin)))
+    return rows
 
 
 def outlier_locations(analyses: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -330,22 +397,77 @@ def theta_similarity(analysis: pd.DataFrame, store: RunStore) -> pd.DataFrame:
     return matrix
 
 
-def verdict(table: pd.DataFrame, zeroed: pd.DataFrame, analysis: pd.DataFrame) -> str:
-    """The paper's claims checked against the runs, one line each."""
-    means = table.groupby(["data.task", "setting"], sort=False)["test_score"].mean().unstack()
-    lines = []
-    for task, row in means.iterrows():
-        lines.append(f"- {task}: Intrinsic {100 * row.Intrinsic:.1f} vs Full {100 * row.Full:.1f} "
-                     f"({100 * (row.Intrinsic - row.Full):+.1f}), Random {100 * row.Random:.1f}, "
-                     f"Freeze {100 * row.Freeze:.1f}; intrinsic beats random by {100 * (row.Intrinsic - row.Random):+.1f}")
-    z = zeroed.groupby("setting")["test_score"].mean()
-    lines.append(f"- zeroing 3-sigma outliers (weight set to 0; {100 * zeroed.disabled_share.mean():.2f}% of encoder-layer "
-                 f"parameters): {100 * z['outliers: weight set to 0']:.1f} vs random {100 * z['random: weight set to 0']:.1f} "
-                 f"(as trained {100 * z['Intrinsic (as trained)']:.1f}, mean over tasks)")
-    other = analysis[analysis.setting.isin(["Unified", "Zero-shot", "Random"])]
-    u = other.groupby("setting")["test_score"].mean()
-    lines.append("- unified subspace (mean over tasks): " + ", ".join(f"{s} {100 * u[s]:.1f}" for s in u.index))
-    return "\n".join(lines)
+def setting_outcomes(profile, design: Design, store: RunStore, task: str, setting: str) -> Outcomes:
+    """Test predictions of one Table 1 setting of ``task``, one row per seed of the profile."""
+    configs, labels = table_configs(profile, design)
+    return run_outcomes(store, [c for c, s in zip(configs, labels) if s == setting and c.data.task == task])
+
+
+TABLE_CLAIMS = (("Intrinsic", "Full", "equivalent", "intrinsic subspace fine-tuning matches full fine-tuning"),
+                ("Intrinsic", "Random", "better", "the intrinsic subspace beats a random subspace of the same dimension"),
+                ("Random", "Freeze", "better", "a random subspace beats freezing the encoder"))
+
+
+def verdicts(profile, design: Design, store: RunStore, margin: float = DEFAULT_MARGIN) -> list[dict]:
+    """Table 1's claims per task (``TABLE_CLAIMS``), paired by seed and test example."""
+    rows = []
+    for task in profile.tasks:
+        sides = {s: setting_outcomes(profile, design, store, task, s) for s in SETTINGS}
+        rows += [verdict_row("07", text, task, a, b, compare(sides[a], sides[b], claim, margin))
+                 for a, b, claim, text in TABLE_CLAIMS]
+    return rows
+
+
+def analysis_verdicts(profile, design: Design, store: RunStore, analysis: pd.DataFrame,
+                      margin: float = DEFAULT_MARGIN) -> list[dict]:
+    """The transfer, unified and ablation claims, paired by seed and example, only when the analysis
+    runs have at least ``VERDICT_SEEDS`` seeds (else []: those tables are descriptive)."""
+    seeds = sorted(set(analysis["train.seed"]))
+    if len(seeds) < VERDICT_SEEDS:
+        return []
+    configs, labels = table_configs(profile, design)
+
+    def table_side(task, setting):
+        return run_outcomes(store, [c for c, s in zip(configs, labels)
+                                    if s == setting and c.data.task == task and c.train.seed in seeds])
+
+    def side(task, setting, source=None):
+        chosen = analysis[(analysis["data.task"] == task) & (analysis.setting == setting)]
+        if source is not None:
+            chosen = chosen[chosen.source == source]
+        return run_outcomes(store, list(chosen.sort_values("train.seed")["config"]))
+
+    rows = []
+    for task in profile.tasks:
+        own, full = table_side(task, "Intrinsic"), table_side(task, "Full")
+        for source in profile.tasks:
+            if source != task:
+                rows.append(verdict_row("07", "a transferred subspace matches the task's own", task,
+                                        f"Intrinsic of {source}", "Intrinsic (own)",
+                                        compare(side(task, "transfer", source), own, "equivalent", margin)))
+        rows.append(verdict_row("07", "the unified subspace matches full fine-tuning", task, "Unified", "Full",
+                                compare(side(task, "Unified"), full, "equivalent", margin)))
+        if (analysis.setting == "Zero-shot").any():
+            rows.append(verdict_row("07", "the zero-shot subspace beats a random one of its size", task, "Zero-shot",
+                                    "Random (d = tasks)", compare(side(task, "Zero-shot"), side(task, "Random"),
+                                                                  "better", margin)))
+        for dim in design.ablation_dims:
+            rows.append(verdict_row("07", f"d = {dim} matches d = {design.dim}", task, f"dim={dim}", f"dim={design.dim}",
+                                    compare(side(task, f"dim={dim}"), own, "equivalent", margin)))
+    return rows
+
+
+def oracle_table(profile, design: Design, trajectory_runs: pd.DataFrame) -> pd.DataFrame:
+    """The oracle theta_t of each task's intrinsic subspace at d = t (``design.dim == design.checkpoints``):
+    the SVD rows are the displacements theta_i - theta_0 and the last is the run's end point, so its
+    projection onto the subspace is the end point itself, evaluated with no training inside the
+    subspace. It is the trajectory run's kept model only where that run kept its last epoch
+    (``is_end_point``); one run per task (the trajectory seed): descriptive, no verdict."""
+    epochs = profile.train.epochs
+    frame = trajectory_runs.assign(is_end_point=trajectory_runs["best_epoch"] == epochs,
+                                   d=design.checkpoints, exact=design.dim == design.checkpoints)
+    return frame[["data.task", "train.seed", "d", "best_epoch", "is_end_point", "exact", "test_score"]].rename(
+        columns={"test_score": "oracle_test_score"})
 
 
 def design_for(profile, store: RunStore, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims, analysis_seeds) -> Design:
