@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, RunConfig
-from .probes import refit
+from .probes import probe_predictions, refit
 from .store import RunStore
 from .tasks import TaskSpec, get_task
 
@@ -160,6 +160,20 @@ def pair_table(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([rows, cols], axis=1), matrix[rows, cols]
 
 
+def top_pairs(matrix: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """The ``n`` best pairs of a ``scan_all_pairs`` matrix, best first (ties: the lower pair first)."""
+    pairs, scores = pair_table(matrix)
+    order = np.lexsort((np.arange(len(scores)), -np.nan_to_num(scores, nan=-np.inf)))[:n]
+    return [tuple(int(d) for d in pairs[i]) for i in order]
+
+
+def masked_logits(head: CachedHead, subset, split: str) -> np.ndarray:
+    """(n, num_labels) logits of the head masked to ``subset`` (all dimensions if "all") on ``split``:
+    the per-example predictions of a subset selected at inference."""
+    columns = slice(None) if isinstance(subset, str) and subset == "all" else list(subset)
+    return head.features[split][:, columns] @ head.weight[:, columns].T + head.bias
+
+
 # ----------------------------------------------------------------------------- refit
 
 
@@ -170,3 +184,14 @@ def refit_scores(head: CachedHead, subset: tuple[int, ...]) -> dict[str, float]:
         raise ConfigError("refit needs train, validation and test features; run with "
                           "save_features=('train', 'validation', 'test')")
     return refit(head.features, head.labels, head.spec, list(subset))
+
+
+def refit_predictions(head: CachedHead, subset: tuple[int, ...], split: str = "test") -> np.ndarray:
+    """(n,) per-example predictions on ``split`` (class ids, or values for regression) of the head refit on
+    ``subset`` (the refit of ``refit_scores``)."""
+    if not {"train", "validation", "test"} <= set(head.features):
+        raise ConfigError("refit needs train, validation and test features; run with "
+                          "save_features=('train', 'validation', 'test')")
+    columns = list(subset)
+    chosen = [head.features[s][:, columns][None] for s in ("train", "validation", "test")]
+    return probe_predictions(*chosen, head.labels, head.spec)[split][0]

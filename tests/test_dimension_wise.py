@@ -1,5 +1,6 @@
 """Dimension-wise invariants: cached-feature subset scoring equals masking the model's head;
 the exhaustive pair scan agrees with per-subset scoring; subset sampling is distinct and seeded."""
+import dataclasses
 import itertools
 
 import numpy as np
@@ -8,8 +9,8 @@ import torch
 from scipy.stats import pearsonr
 
 from fewdims_helpers.config import ConfigError
-from fewdims_helpers.subsets import (CachedHead, drop_one, pair_table, refit_scores, sample_subsets, scan_all_pairs,
-                                     score_subsets)
+from fewdims_helpers.subsets import (CachedHead, drop_one, masked_logits, pair_table, refit_predictions, refit_scores,
+                                     sample_subsets, scan_all_pairs, score_subsets, top_pairs)
 from fewdims_helpers.tasks import TaskSpec
 from fewdims_helpers.training import build_model
 
@@ -86,3 +87,48 @@ def test_refit_finds_the_informative_dimension():
     head = random_head(2)  # labels are the sign of dimension 3
     assert refit_scores(head, (3,))["test"] > 0.9
     assert refit_scores(head, (0, 1))["test"] < 0.75
+
+
+@pytest.mark.parametrize("num_labels", [1, 2, 4])
+def test_masked_logits_score_as_the_subset_scan_scores_them(num_labels):
+    """The per-example predictions behind a verdict give the same metric as the vectorised scan."""
+    from fewdims_helpers.verdicts import Outcomes
+
+    head = random_head(num_labels)
+    for subset in [(2, 5), (3,), (0, 7, 11)]:
+        logits = masked_logits(head, subset, "test")
+        outcomes = Outcomes.from_logits([logits], head.labels["test"], np.arange(60), [0], head.main_metric)
+        assert outcomes.score() == pytest.approx(float(score_subsets(head, np.array([subset]), "test")[0]), abs=1e-5)
+    everything = masked_logits(head, "all", "test")
+    assert np.allclose(everything, head.features["test"] @ head.weight.T + head.bias, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_refit_predictions_score_as_the_refit_scores(num_labels):
+    from fewdims_helpers.metrics import compute_metrics
+
+    head = random_head(num_labels)
+    predicted = refit_predictions(head, (3, 4), "test")
+    expected = refit_scores(head, (3, 4))["test"]
+    assert compute_metrics(head.metric, predicted, head.labels["test"])[head.main_metric] == pytest.approx(expected)
+
+
+def test_top_pairs_are_the_best_of_the_scan_best_first():
+    head = random_head(2)
+    matrix = scan_all_pairs(head, "validation")
+    top = top_pairs(matrix, 5)
+    scores = [matrix[p] for p in top]
+    assert scores == sorted(scores, reverse=True) and len(set(top)) == 5
+    assert scores[0] == np.nanmax(matrix) and all(i < j for i, j in top)
+    assert scores[-1] >= np.sort(matrix[np.isfinite(matrix)])[::-1][4]
+
+
+def test_way_one_selects_with_the_selection_seed_and_cuts_what_it_is_told():
+    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.studies.dimension_wise import random_subset_configs
+
+    profile = dataclasses.replace(get_profile("smoke"), seq_lengths=tuple((t, 16) for t in get_profile("smoke").tasks))
+    configs = random_subset_configs(profile, 2, cut=(("bbc-news", 1),))
+    assert {c.train.seed for c in configs} == {profile.selection_seed} and profile.selection_seed not in profile.seeds
+    assert not [c for c in configs if c.data.task == "bbc-news" and len(c.model.selected_dims) == 1]
+    assert len(configs) == 2 * (3 * len(profile.tasks) - 1)

@@ -2,17 +2,20 @@
 layer's [CLS] vector are enough? Three ways to ask it, so their answers can be compared:
 
 1. ``fine-tune on a fixed subset`` (the paper's protocol): the head sees only k dimensions during
-   the whole fine-tuning (``ModelConfig.selected_dims``); N random subsets per k, the best chosen on
-   validation and reported on test; then the "effective dimensions" step drops each dimension of the
-   best 3-subset in turn.
-2. ``train once, select at inference``: one fine-tuning with random DropConnect on the head, cached
-   validation/test features, and every k-subset scored by masking the head at inference. A subset's
-   logits are the bias plus the sum of its dimensions' contributions ``x[:, d] * W[:, d]``, so all
-   pairs (73,536 for hidden 384; 294,528 for 768) are scored exhaustively, vectorised; the paper
-   sampled at most 0.1% of them.
+   the whole fine-tuning (``ModelConfig.selected_dims``); N random subsets per k, each trained with
+   ``profile.selection_seed`` (selection only, never reported), the best chosen on validation and
+   retrained with every reported seed (``profile.seeds``); only those fresh runs are reported.
+2. ``train once, select at inference``: one fine-tuning per seed with random DropConnect on the head,
+   cached validation/test features, and every k-subset scored by masking the head at inference. A
+   subset's logits are the bias plus the sum of its dimensions' contributions ``x[:, d] * W[:, d]``,
+   so all pairs (73,536 for hidden 384; 294,528 for 768) are scored exhaustively, vectorised; the
+   paper sampled at most 0.1% of them. The same scan runs on the standard head of the baseline run.
 3. ``refit``: the package's one linear-head refit (``probes.refit``: L2-regularised logistic or ridge
    regression, its strength chosen on validation) on the cached train features of just the subset's
    dimensions; the encoder is unchanged.
+Ways 2 and 3 select on validation within each seed's run and report that seed's test predictions.
+Every "the best k-subset is enough" verdict compares those per-example test predictions with the
+all-dimensions baseline runs (paired bootstrap, equivalence at the margin: ``verdicts.compare``).
 The scoring and the refit live in the core module ``subsets`` (study 03 uses them too).
 """
 from __future__ import annotations
@@ -28,21 +31,34 @@ import pandas as pd
 from ..config import RunConfig
 from ..reporting import mean_std
 from ..store import RunStore
-from ..subsets import (CachedHead, cached_head, drop_one, pair_table, refit_scores, sample_subsets, scan_all_pairs,
-                       score_subsets)
+from ..subsets import (CachedHead, cached_head, drop_one, masked_logits, pair_table, refit_predictions, refit_scores,
+                       sample_subsets, scan_all_pairs, score_subsets, top_pairs)
+from ..verdicts import (DEFAULT_MARGIN, HOLDS, Outcomes, compare, run_outcomes, score_interval, tally, verdict_lines,
+                        verdict_row)
 
 log = logging.getLogger(__name__)
 
-# ----------------------------------------------------------------------------- the study
-
 SCAN_DROPCONNECT = 0.5  # random DropConnect on the head while training the run that is scanned
 SCAN_SPLITS = ("train", "validation", "test")
+WAYS = {1: "1: fine-tuned on subset", 2: "2: selected at inference", 3: "3: head refit on subset",
+        "standard": "2 on the standard head: selected at inference", "standard-refit": "3 on the standard head: refit"}
+ALL = "all dimensions (fine-tuned)"
+TOP_PAIRS = 5  # the paper's Table: the 5 best pairs
 
+
+# ----------------------------------------------------------------------------- way 2 and 3: the scanned runs
 
 def scan_config(profile, task: str, seed: int) -> RunConfig:
     """Way 2's single fine-tuning: all dimensions, DropConnect on the head, features saved."""
     return dataclasses.replace(profile.run_config(task, seed, head_dropconnect=SCAN_DROPCONNECT),
                                save_features=SCAN_SPLITS)
+
+
+def head_configs(profile, task: str, head: str) -> list[RunConfig]:
+    """The scanned runs of ``task``, one per reported seed: ``"dropconnect"`` (way 2's runs) or ``"standard"``
+    (the baseline runs, whose head was trained without DropConnect)."""
+    return [scan_config(profile, task, seed) if head == "dropconnect" else profile.baseline(task, seed)
+            for seed in profile.seeds]
 
 
 def inference_selection(head: CachedHead, triples: int, seed: int
@@ -76,9 +92,73 @@ def inference_selection(head: CachedHead, triples: int, seed: int
     return pd.DataFrame(rows), {k: scores for k, (_, scores) in candidates.items()}, matrix, pair_seconds
 
 
-def fixed_subset_configs(profile, task: str, subsets: list[tuple[int, ...]], seed: int) -> list[RunConfig]:
-    """Way 1: one full fine-tuning per subset, the head seeing only that subset throughout."""
-    return [profile.run_config(task, seed, selected_dims=subset) for subset in subsets]
+@dataclasses.dataclass
+class Scan:
+    """Way 2 (and 3) over every task and seed of one kind of head: ``rows`` (one per task, seed and k:
+    the validation-best subset, its validation and test scores), ``distributions`` ((task, seed) -> k ->
+    validation scores of every subset scored), ``matrices`` ((task, seed) -> validation pair matrix) and
+    the per-example test predictions of each seed's selected subset: ``masked`` and ``refit`` ((task, k) ->
+    ``Outcomes``, one row per seed)."""
+    rows: pd.DataFrame
+    distributions: dict
+    matrices: dict
+    masked: dict
+    refit: dict
+    top: pd.DataFrame
+
+
+def scan(profile, store: RunStore, triples: int, head: str = "dropconnect", background: list[RunConfig] = ()) -> Scan:
+    """Train (or read) the runs of ``head`` ("dropconnect": way 2's runs; "standard": the baseline runs) and
+    scan each: selection on validation within the seed's run, test predictions of the selected subsets
+    (masked head and refit head), and the top pairs (``TOP_PAIRS``) with their validation and test scores."""
+    configs = [c for task in profile.tasks for c in head_configs(profile, task, head)]
+    store.execute_all(configs, background=background)
+    frames, distributions, matrices, masked, refit, top, saved = [], {}, {}, {}, {}, [], {}
+    for config in configs:
+        task, seed = config.data.task, config.train.seed
+        cached = cached_head(store, config)
+        rows, distributions[task, seed], matrices[task, seed], seconds = inference_selection(cached, triples, seed)
+        saved[task] = store.predictions(config, "test")  # the example ids of the cached test features (same pass)
+        if not np.array_equal(saved[task]["labels"], cached.labels["test"]):
+            raise ValueError(f"run {config.run_id}: saved test predictions and cached test features differ in order")
+        refit_test = []
+        for k, subset in zip(rows["k"], rows["subset"]):
+            if isinstance(subset, str):  # "all"
+                refit_test.append(np.nan)
+                continue
+            masked.setdefault((task, k), []).append(masked_logits(cached, subset, "test"))
+            refit.setdefault((task, k), []).append(refit_predictions(cached, subset, "test"))
+            refit_test.append(refit_scores(cached, subset)["test"])
+        frames.append(rows.assign(task=task, seed=seed, refit_test=refit_test, pair_scan_seconds=seconds))
+        for rank, pair in enumerate(top_pairs(matrices[task, seed], TOP_PAIRS), start=1):
+            one = Outcomes.from_logits([masked_logits(cached, pair, "test")], cached.labels["test"], saved[task]["idx"],
+                                       [seed], cached.main_metric)
+            score, low, high = score_interval(one)
+            top.append({"task": task, "seed": seed, "head": head, "rank": rank, "pair": pair,
+                        "validation": 100 * float(matrices[task, seed][pair]), "test": score, "test_low": low,
+                        "test_high": high})
+        log.info("%s seed %d (%s head): %d pairs scored exhaustively in %.2f s", task, seed, head,
+                 np.isfinite(matrices[task, seed]).sum(), seconds)
+    metric = {task: cached_head(store, head_configs(profile, task, head)[0]).main_metric for task in profile.tasks}
+    seeds = tuple(profile.seeds)
+    masked_outcomes = {(task, k): Outcomes.from_logits(rows, saved[task]["labels"], saved[task]["idx"], seeds, metric[task])
+                       for (task, k), rows in masked.items()}
+    refit_outcomes = {(task, k): Outcomes(np.stack(rows), saved[task]["labels"], saved[task]["idx"], seeds, metric[task])
+                      for (task, k), rows in refit.items()}
+    return Scan(pd.concat(frames, ignore_index=True), distributions, matrices, masked_outcomes, refit_outcomes,
+                pd.DataFrame(top))
+
+
+# ----------------------------------------------------------------------------- way 1: fixed subsets
+
+def random_subset_configs(profile, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3),
+                          tasks: tuple[str, ...] | None = None, cut: tuple = ()) -> list[RunConfig]:
+    """Way 1's selection stage: ``subsets_per_k`` random k-subsets per task and k, each one fine-tuning
+    with ``profile.selection_seed`` (it selects; it is never reported). ``cut``: (task, k) pairs left out.
+    They depend on nothing else, so the notebook can start them early (``background``)."""
+    hidden, seed = profile.hidden_size, profile.selection_seed
+    return [profile.run_config(task, seed, selected_dims=subset) for task in (tasks or profile.tasks) for k in ks
+            if (task, k) not in cut for subset in sample_subsets(hidden, k, subsets_per_k, seed=1000 * k + seed)]
 
 
 def best_on_validation(runs: pd.DataFrame) -> pd.Series:
@@ -87,96 +167,102 @@ def best_on_validation(runs: pd.DataFrame) -> pd.Series:
     return runs.loc[validation.idxmax()]
 
 
-def run_inference_selection(profile, store: RunStore, triples: int, background: list[RunConfig] = ()
-                            ) -> tuple[pd.DataFrame, dict[tuple[str, int], dict], dict[tuple[str, int], np.ndarray]]:
-    """Way 2 for every task and seed: train (or read) the scanned runs, then scan them (``background``:
-    runs to queue behind the scanned ones, training while the scans run).
-
-    Returns one row per task, seed and k; the validation scores of every subset scored, per
-    (task, seed) and k; and the validation pair matrix of each (task, seed)."""
-    configs = [scan_config(profile, task, seed) for task in profile.tasks for seed in profile.seeds]
-    store.execute_all(configs, background=background)
-    frames, distributions, matrices = [], {}, {}
-    for config in configs:
-        task, seed = config.data.task, config.train.seed
-        head = cached_head(store, config)
-        rows, distributions[task, seed], matrices[task, seed], seconds = inference_selection(head, triples, seed)
-        refit = [refit_scores(head, s)["test"] if s != "all" else np.nan for s in rows["subset"]]
-        frames.append(rows.assign(task=task, seed=seed, refit_test=refit, pair_scan_seconds=seconds))
-        log.info("%s seed %d: %d pairs scored exhaustively in %.2f s", task, seed, np.isfinite(matrices[task, seed]).sum(), seconds)
-    return pd.concat(frames, ignore_index=True), distributions, matrices
+def fixed_configs(profile, task: str, subset: tuple[int, ...]) -> list[RunConfig]:
+    """Way 1's reported runs of one subset: one fine-tuning per reported seed."""
+    return [profile.run_config(task, seed, selected_dims=tuple(subset)) for seed in profile.seeds]
 
 
-def random_subset_configs(profile, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3),
-                          tasks: tuple[str, ...] | None = None) -> list[RunConfig]:
-    """Way 1's first stage: ``subsets_per_k`` random k-subsets per task and k, each one fine-tuning
-    (first seed). They depend on nothing else, so the notebook can start them early (``background``)."""
-    hidden, first = profile.hidden_size, profile.seeds[0]
-    return [profile.run_config(task, first, selected_dims=subset) for task in (tasks or profile.tasks) for k in ks
-            for subset in sample_subsets(hidden, k, subsets_per_k, seed=1000 * k + first)]
-
-
-def run_fixed_subsets(profile, store: RunStore, inference: pd.DataFrame, subsets_per_k: int,
-                      ks: tuple[int, ...] = (1, 2, 3)) -> pd.DataFrame:
-    """Way 1, the paper's protocol, for every task: ``subsets_per_k`` random k-subsets, each a full
-    fine-tuning (first seed); the validation-best 2- and 3-subsets retrained with the other seeds;
-    the scan's best pair and triple fine-tuned too (agreement between ways); and the "effective
-    dimensions" step: each dimension of the best 3-subset dropped in turn."""
-    first, others = profile.seeds[0], profile.seeds[1:]
-    labelled: list[tuple[RunConfig, str]] = []
+def run_fixed_subsets(profile, store: RunStore, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3), cut: tuple = (),
+                      effective: bool = False) -> pd.DataFrame:
+    """Way 1, the paper's protocol, for every task and k not in ``cut``: ``subsets_per_k`` random k-subsets,
+    each a fine-tuning with the selection seed ("random"); the validation-best one per k retrained with
+    every reported seed ("reported"). ``effective``: the paper's "effective dimensions" step too, each
+    dimension of the best 3-subset dropped in turn (selection seed, "drop-one": descriptive)."""
+    selection = random_subset_configs(profile, subsets_per_k, ks, cut=cut)
+    stage_one = store.execute_all(selection).assign(source="random")
+    labelled: list[tuple[RunConfig, str]] = [(c, "random") for c in selection]
     for task in profile.tasks:
-        labelled += [(config, "random") for config in random_subset_configs(profile, subsets_per_k, ks, (task,))]
-        scan = inference[(inference.task == task) & (inference.seed == first) & inference.k.isin([2, 3])]
-        for subset in scan["subset"]:
-            labelled.append((profile.run_config(task, first, selected_dims=subset), "scan-best"))
-    stage_one = store.execute_all([c for c, _ in labelled]).assign(source=[s for _, s in labelled])
-
-    for task in profile.tasks:
-        random_runs = stage_one[(stage_one["data.task"] == task) & (stage_one.source == "random")]
-        for k in (2, 3):
-            best = best_on_validation(random_runs[random_runs["model.selected_dims"].map(len) == k])
-            subset = tuple(best["model.selected_dims"])
-            labelled += [(profile.run_config(task, seed, selected_dims=subset), "best-reseeded") for seed in others]
-            if k == 3:
-                labelled += [(profile.run_config(task, first, selected_dims=s), "drop-one") for s in drop_one(subset)]
+        random_runs = stage_one[stage_one["data.task"] == task]
+        for k in ks:
+            if (task, k) in cut:
+                continue
+            subset = tuple(best_on_validation(random_runs[random_runs["model.selected_dims"].map(len) == k])
+                           ["model.selected_dims"])
+            labelled += [(c, "reported") for c in fixed_configs(profile, task, subset)]
+            if effective and k == 3:
+                labelled += [(profile.run_config(task, profile.selection_seed, selected_dims=s), "drop-one")
+                             for s in drop_one(subset)]
     frame = store.execute_all([c for c, _ in labelled]).assign(source=[s for _, s in labelled])
     return frame.assign(k=frame["model.selected_dims"].map(len))
 
 
-def summary_table(inference: pd.DataFrame, fixed: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    """Best subset per task and k for each way: test metric (mean, std over seeds) and its share
-    of the all-dimensions fine-tuning baseline (``baseline``: the profile's [CLS] runs)."""
-    rows = []
+# ----------------------------------------------------------------------------- tables and verdicts
 
-    def row(task: str, way: str, k: int, subset, scores) -> dict:
-        mean, std, seeds = mean_std(scores)
-        return {"task": task, "way": way, "k": k, "subset": subset, "test_mean": mean, "test_std": std, "seeds": seeds}
-    for task, base in baseline.groupby("data.task", sort=False):
-        rows.append(row(task, "all dimensions (fine-tuned)", int(inference["k"].max()), "all", base["test_score"]))
-        ways = fixed[fixed["data.task"] == task]
-        for k in sorted(ways["k"].unique()):
-            chosen = best_on_validation(ways[(ways.k == k) & (ways.source == "random")])
-            subset = chosen["model.selected_dims"]
-            same = ways[(ways["model.selected_dims"] == subset) & ways.source.isin(["random", "best-reseeded"])]
-            rows.append(row(task, "1: fine-tuned on subset", k, subset, same["test_score"]))
-        scans = inference[(inference.task == task) & (inference.subset != "all")]
-        for k, block in scans.groupby("k"):
-            rows.append(row(task, "2: selected at inference", k, block["subset"].iloc[0], block["test"]))
-            rows.append(row(task, "3: head refit on subset", k, block["subset"].iloc[0], block["refit_test"]))
-    frame = pd.DataFrame(rows)
-    order = {task: i for i, task in enumerate(dict.fromkeys(frame.task))}
-    frame = frame.sort_values(["task", "way", "k"], key=lambda c: c.map(order) if c.name == "task" else c,
-                              kind="stable", ignore_index=True)
-    full = frame[frame.subset.astype(str) == "all"].set_index("task")["test_mean"]
-    return frame.assign(share_of_full=frame["test_mean"] / frame["task"].map(full))
+def baseline_outcomes(profile, store: RunStore, task: str) -> Outcomes:
+    """All dimensions: the test predictions of the baseline runs (the profile's [CLS] runs), one row per seed."""
+    return run_outcomes(store, [profile.baseline(task, seed) for seed in profile.seeds])
+
+
+def way_outcomes(profile, store: RunStore, fixed: pd.DataFrame, scans: dict[str, Scan]) -> dict[tuple[str, object, int], Outcomes]:
+    """(task, way, k) -> the test predictions of the best k-subset, one row per reported seed: way 1 the
+    reported runs of the validation-best random subset; ways 2 and 3 each seed's own validation-best subset."""
+    result = {}
+    reported = fixed[fixed.source == "reported"]
+    for (task, k), block in reported.groupby(["data.task", "k"], sort=False):
+        result[task, 1, k] = run_outcomes(store, fixed_configs(profile, task, tuple(block["model.selected_dims"].iloc[0])))
+    for name, found in scans.items():
+        masked, refit = (2, 3) if name == "dropconnect" else ("standard", "standard-refit")
+        for (task, k), outcomes in found.masked.items():
+            result[task, masked, k] = outcomes
+        for (task, k), outcomes in found.refit.items():
+            result[task, refit, k] = outcomes
+    return result
+
+
+def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+    """Per task, way and k: is the best k-subset enough? Its test predictions against the all-dimensions
+    baseline's, paired by seed and example, with the bootstrap interval and the equivalence verdict."""
+    rows = []
+    for task in profile.tasks:
+        reference = baseline_outcomes(profile, store, task)
+        for (other, way, k), side in outcomes.items():
+            if other == task:
+                comparison = compare(side, reference, "equivalent", margin)
+                rows.append(verdict_row("02", f"the best {k}-subset is enough (way {WAYS[way]})", task,
+                                        f"best {k}-subset, way {WAYS[way]}", ALL, comparison, way=WAYS[way], k=k))
+    return pd.DataFrame(rows)
+
+
+def summary_table(profile, store: RunStore, outcomes: dict, fixed: pd.DataFrame, scans: dict[str, Scan]) -> pd.DataFrame:
+    """Best subset per task, k and way: test metric x 100 with its 95% bootstrap interval over seeds and
+    examples, and the subset (way 1: the one retrained; ways 2 and 3: the first seed's)."""
+    rows = []
+    for task in profile.tasks:
+        score, low, high = score_interval(baseline_outcomes(profile, store, task))
+        rows.append({"task": task, "way": ALL, "k": profile.hidden_size, "subset": "all", "test": score,
+                     "test_low": low, "test_high": high, "seeds": len(profile.seeds)})
+        for (other, way, k), side in outcomes.items():
+            if other != task:
+                continue
+            if way == 1:
+                subset = fixed[(fixed.source == "reported") & (fixed["data.task"] == task) & (fixed.k == k)
+                               ]["model.selected_dims"].iloc[0]
+            else:
+                found = scans["dropconnect" if way in (2, 3) else "standard"].rows
+                subset = found[(found.task == task) & (found.k == k) & (found.seed == profile.seeds[0])]["subset"].iloc[0]
+            score, low, high = score_interval(side)
+            rows.append({"task": task, "way": WAYS[way], "k": k, "subset": subset, "test": score, "test_low": low,
+                         "test_high": high, "seeds": len(side.seeds)})
+    return pd.DataFrame(rows)
 
 
 def agreement(fixed: pd.DataFrame, profile, store: RunStore) -> pd.DataFrame:
-    """For every subset fine-tuned with the first seed (way 1): its score when selected at inference
-    on the first seed's scanned head (way 2, validation) and when refit (way 3, test)."""
-    first = fixed[fixed["train.seed"] == profile.seeds[0]]
+    """Descriptive: for every random subset fine-tuned in way 1's selection stage (selection seed), its
+    score when selected at inference on the first seed's scanned head (way 2, validation) and when refit
+    (way 3, test), beside its own fine-tuned test score."""
+    chosen_runs = fixed[fixed.source == "random"]
     rows = []
-    for task, block in first.groupby("data.task", sort=False):
+    for task, block in chosen_runs.groupby("data.task", sort=False):
         head = cached_head(store, scan_config(profile, task, profile.seeds[0]))
         subsets = list(block["model.selected_dims"])
         for k in sorted({len(s) for s in subsets}):
@@ -191,9 +277,12 @@ def agreement(fixed: pd.DataFrame, profile, store: RunStore) -> pd.DataFrame:
 
 
 def effective_dimensions(fixed: pd.DataFrame) -> pd.DataFrame:
-    """The best random 3-subset (first seed) and the 2-subsets left by dropping each dimension."""
+    """Descriptive (one run each, selection seed): the best random 3-subset and the 2-subsets left by
+    dropping each dimension, with their test scores."""
     rows = []
-    for task, block in fixed.groupby("data.task", sort=False):
+    for task, block in fixed[fixed.source.isin(["random", "drop-one"])].groupby("data.task", sort=False):
+        if not (block.source == "drop-one").any():
+            continue
         best = best_on_validation(block[(block.k == 3) & (block.source == "random")])
         subset = tuple(best["model.selected_dims"])
         rows.append({"task": task, "subset": subset, "dropped": None, "test_score": best["test_score"], "change": 0.0})
@@ -204,23 +293,17 @@ def effective_dimensions(fixed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-COMPARABLE_POINTS = 2.0  # "comparable to all dimensions": within this many points (metric x 100)
-
-
 def verdict(table: pd.DataFrame) -> str:
-    """Per task, the smallest k whose best subset is within ``COMPARABLE_POINTS`` of all dimensions,
-    for each way; computed from the summary table."""
-    lines = []
+    """Every verdict, one line each, then per task and way the smallest k whose verdict holds."""
+    lines = [verdict_lines(table)]
     for task, block in table.groupby("task", sort=False):
-        full = block.loc[block.subset.astype(str) == "all", "test_mean"].item()
         parts = []
-        for way, rows in block[block.subset.astype(str) != "all"].groupby("way", sort=True):
-            close = rows[100 * (full - rows.test_mean) <= COMPARABLE_POINTS].sort_values("k")
-            best = rows.loc[rows.test_mean.idxmax()]
-            parts.append(f"{way.split(':')[0]}: " + (f"k = {close.k.iloc[0]} is enough" if len(close) else
-                                                     f"no k <= {rows.k.max()} is enough (best k = {best.k}: "
-                                                     f"{100 * best.test_mean:.1f} vs {100 * full:.1f})"))
-        lines.append(f"- {task} (all dimensions {100 * full:.1f}): " + "; ".join(parts))
-    lines.append(f"'Enough' means within {COMPARABLE_POINTS:g} points of the all-dimensions fine-tuning (test, mean over "
-                 f"seeds). Ways: 1 fine-tuned on the subset, 2 selected at inference, 3 head refit on the subset.")
+        for way, rows in block.groupby("way", sort=False):
+            held = rows[rows.verdict == HOLDS].sort_values("k")
+            parts.append(f"way {way}: " + (f"k = {held.k.iloc[0]} is enough" if len(held) else
+                                           f"no k in {sorted(rows.k)} is shown enough"))
+        lines.append(f"- {task}: " + "; ".join(parts))
+    margin = table["margin"].iloc[0]
+    lines.append(f"'Enough' holds when the 90% interval of best-subset minus all dimensions (test, paired over seeds "
+                 f"and examples) lies inside ±{margin:g} points; {tally(table)}.")
     return "\n".join(lines)
