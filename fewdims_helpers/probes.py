@@ -239,6 +239,17 @@ def probe_results(train: np.ndarray, validation: np.ndarray, test: np.ndarray, l
     of S feature sets, each with its strength chosen on validation by accuracy (also where the main metric
     is another, e.g. Matthews correlation) or Pearson r (regression). train/validation/test: (S, n, d)
     features of the same S sets; labels: split -> (n,); ``shared_scale``: see ``standardize``."""
+    guesses = probe_predictions(train, validation, test, labels, spec, strengths, shared_scale)
+    return {split: np.array([compute_metrics(spec.metric, guess, labels[split])[spec.main_metric] for guess in rows])
+            for split, rows in guesses.items()}
+
+
+def probe_predictions(train: np.ndarray, validation: np.ndarray, test: np.ndarray, labels: dict[str, np.ndarray],
+                      spec: TaskSpec, strengths: tuple[float, ...] = STRENGTHS, shared_scale: bool = False
+                      ) -> dict[str, np.ndarray]:
+    """Per-example predictions of the probes of ``probe_results``: split ("validation", "test") -> (S, m)
+    class ids (classification) or values (regression), each set's strength chosen on validation. The
+    verdicts are computed from these (``verdicts.Outcomes``)."""
     if not (train.ndim == validation.ndim == test.ndim == 3):
         raise ValueError(f"probe_scores needs (sets, examples, dims) arrays, got shapes {train.shape}, "
                          f"{validation.shape}, {test.shape}; add a leading axis for a single set")
@@ -255,10 +266,8 @@ def probe_results(train: np.ndarray, validation: np.ndarray, test: np.ndarray, l
     result = {}
     for split, outputs in (("validation", on_validation), ("test", on_test)):
         outputs = outputs.reshape(sets, grid, *outputs.shape[1:])[torch.arange(sets), chosen]  # (S, m, k)
-        guesses = (outputs[..., 0] if spec.is_regression else
-                   outputs.argmax(-1) if k > 1 else (outputs[..., 0] > 0).long()).numpy()
-        result[split] = np.array([compute_metrics(spec.metric, guess, labels[split])[spec.main_metric]
-                                  for guess in guesses])
+        result[split] = (outputs[..., 0] if spec.is_regression else
+                         outputs.argmax(-1) if k > 1 else (outputs[..., 0] > 0).long()).numpy()
     return result
 
 
@@ -269,6 +278,14 @@ def refit(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], spec: 
     chosen = (lambda x: x) if columns is None else (lambda x: x[:, list(columns)])
     result = probe_results(*(chosen(features[s])[None] for s in ("train", "validation", "test")), labels, spec)
     return {split: float(scores[0]) for split, scores in result.items()}
+
+
+def refit_predictions(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], spec: TaskSpec,
+                      columns: list[int] | None = None) -> dict[str, np.ndarray]:
+    """The per-example predictions (m,) of ``refit``'s head on validation and test."""
+    chosen = (lambda x: x) if columns is None else (lambda x: x[:, list(columns)])
+    result = probe_predictions(*(chosen(features[s])[None] for s in ("train", "validation", "test")), labels, spec)
+    return {split: rows[0] for split, rows in result.items()}
 
 
 def fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:

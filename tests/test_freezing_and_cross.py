@@ -68,3 +68,23 @@ def test_new_optional_fields_leave_existing_run_ids_alone():
     config = tiny_config()
     assert dataclasses.replace(config, save_model=False, init_from=None).run_id == config.run_id
     assert dataclasses.replace(config, save_model=True).run_id != config.run_id
+
+
+def test_frozen_heads_train_longer_and_other_settings_keep_the_profile_recipe():
+    from fewdims_helpers.studies import freezing
+
+    frozen, trained = tiny_config(freeze_pretrained=True), tiny_config(frozen_layers=1)
+    longer = freezing.frozen_epochs(frozen)
+    assert (longer.train.epochs, longer.train.learning_rate) == (freezing.FROZEN_EPOCHS, freezing.FROZEN_LEARNING_RATE)
+    assert longer.model == frozen.model and longer.save_predictions == frozen.save_predictions
+    assert freezing.frozen_epochs(trained) == trained
+
+
+def test_seed_interval_verdicts_hold_for_no_change_and_fail_for_a_planted_gap():
+    from fewdims_helpers.studies import cross
+    from fewdims_helpers.verdicts import DOES_NOT_HOLD, HOLDS
+
+    same = cross.seed_comparison([0.001, -0.002, 0.0, 0.002, -0.001], margin=2.0, examples=100)
+    assert same.verdict == HOLDS and same.low < 0 < same.high
+    gap = cross.seed_comparison([-0.05, -0.052, -0.049, -0.051, -0.048], margin=2.0, examples=100)
+    assert gap.verdict == DOES_NOT_HOLD and gap.high < -2.0

@@ -141,3 +141,31 @@ def test_jobs_run_in_parallel_workers_write_their_results(tmp_path):
     store = RunStore(tmp_path, RunOptions(workers=2, progress=False))
     salient._map(store, Path.write_text, jobs, "writing", one_thread=True)
     assert [path.read_text() for path, _ in jobs] == ["a", "b", "c"]
+
+
+def test_best_single_neuron_is_chosen_on_validation_not_test():
+    rng = np.random.default_rng(0)
+    n = 300
+    labels = {split: rng.integers(0, 2, n) for split in ("train", "validation", "test")}
+    features = {}
+    for split, y in labels.items():
+        x = rng.normal(size=(n, 3))
+        x[:, 0] += 0.8 * (2 * y - 1) if split != "test" else 0.0  # informative on train and validation only
+        x[:, 1] += 0.8 * (2 * y - 1) if split != "validation" else 0.0  # informative on train and test only
+        features[split] = x
+    spec = get_task("rt-polarity")
+    scores = salient.single_neuron_scores(features, labels, spec)
+    assert np.argmax(scores["test"]) == 1  # the best of the test scores is the optimistic pick
+    dim, guesses = salient.best_single_predictions(features, labels, spec, scores["validation"])
+    assert dim == 0 and guesses.shape == (n,)
+    assert np.mean(guesses == labels["test"]) == pytest.approx(scores["test"][0])
+
+
+def test_probe_predictions_score_what_probe_results_report():
+    features, labels = planted(240, 6, 5, dim=2)
+    parts = {split: features[i * 80:(i + 1) * 80][None] for i, split in enumerate(("train", "validation", "test"))}
+    y = {split: labels[i * 80:(i + 1) * 80] for i, split in enumerate(("train", "validation", "test"))}
+    spec = get_task("bbc-news")
+    guesses = probes.probe_predictions(parts["train"], parts["validation"], parts["test"], y, spec)
+    scores = probes.probe_results(parts["train"], parts["validation"], parts["test"], y, spec)
+    assert np.mean(guesses["test"][0] == y["test"]) == pytest.approx(scores["test"][0])
