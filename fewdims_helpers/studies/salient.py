@@ -17,6 +17,12 @@ AG-news and DBpedia; the general text is a seeded sample of ``pool_size`` tweets
 NYT-editorial snippets (vaderSentiment's archive) with every task text removed, instead of 1M
 Wikipedia sentences; rt-valence is a regression (ridge, Pearson r; "natural" = 1 dimension); the
 fine-tuned "All" column is a probe refit on all dimensions (the run's own head is shown beside it).
+
+Verdicts (``verdicts``), for the fine-tuned models: a probe on the first ``VERDICT_COMPONENTS``
+principal components (in-domain and general text), on the best single dimension (chosen on
+validation, not the best of the test scores), and on the greedy first 1, 5 and natural dimensions,
+each against the probe on all dimensions; from the probes' per-example test predictions, paired by
+seed (the baseline runs' seeds) and test example; equivalence at the margin.
 """
 from __future__ import annotations
 
@@ -41,19 +47,23 @@ from ..models import load_tokenizer
 from ..options import DataSources
 from ..paths import save_npz_atomically, write_atomically
 from ..profiles import BASELINE_FEATURES
-from ..probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_scores
+from ..metrics import compute_metrics
+from ..probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_predictions, probe_results
 from ..reporting import format_mean_std, mean_std, summarize
 from ..store import RunStore
 from ..tasks import TaskSpec, get_task, load_task, read_vader_file
 from ..training import build_model, predict, resolve_device, resolve_precision
+from ..verdicts import DEFAULT_MARGIN, Outcomes, compare, tally, verdict_lines, verdict_row
 
 log = logging.getLogger(__name__)
 
 GENERAL_SOURCES = ("tweets", "amazonReviewSnippets", "nytEditorialSnippets")
 RATIO_COMPONENTS = 20  # Fig. 4 shows the first 20 variance ratios
-ANALYSIS_FORMAT = 1  # bump when the analysis changes, so cached analyses are recomputed
+ANALYSIS_FORMAT = 2  # bump when the analysis changes, so cached analyses are recomputed
 STATES = ("pretrained", "fine-tuned")
 VARIANTS = ("PCA, in-domain", "PCA, general text", "random dimensions")
+VERDICT_COMPONENTS = 5  # the paper's claim: 5 general-text components are within about 1 point of all
+ALL, BEST_SINGLE = "all dimensions", "best single (validation)"
 
 
 # ----------------------------------------------------------------------------- general text
@@ -108,6 +118,7 @@ class ModelState:
 class Features:
     states: dict[ModelState, dict[str, np.ndarray]]  # split or "pool" -> (n, hidden) [CLS] vectors
     labels: dict[str, dict[str, np.ndarray]]  # task -> split -> (n,)
+    test_idx: dict[str, np.ndarray]  # task -> (n,) example ids of the test split, in the features' order
     keys: dict[ModelState, str]  # identity of each state's features (run, pool, precision): names its analysis
 
 
@@ -187,11 +198,12 @@ def encode_states(profile, store: RunStore, pool_texts: tuple[str, ...], folder:
     _map(store, _encode_state, jobs, "encoding")
     log.info("features: %d model states encoded in %.0f s, %d read from %s", len(jobs), time.perf_counter() - start,
              len(paths) + 1 - len(jobs), folder)
-    states, keys, labels = {}, {}, {}
+    states, keys, labels, test_idx = {}, {}, {}, {}
     for task in profile.tasks:
         frozen = profile.run_config(task, profile.seeds[0], freeze_pretrained=True)
         tokens = store.tokens(frozen)
         labels[task] = {split: part.labels for split, part in tokens.items()}
+        test_idx[task] = tokens["test"].idx
         state = ModelState(task, "pretrained", profile.seeds[0])
         encoded = frozen_features(frozen, tokens, store.options)
         states[state] = {**{s: a.numpy() for s, a in encoded.items()}, **_load(pretrained)}
@@ -201,7 +213,7 @@ def encode_states(profile, store: RunStore, pool_texts: tuple[str, ...], folder:
             saved = {split: store.features(profile.baseline(task, seed), split)[0] for split in BASELINE_FEATURES}
             states[state] = {**saved, **_load(paths[state])}
             keys[state] = paths[state].name
-    return Features(states, labels, keys)
+    return Features(states, labels, test_idx, keys)
 
 
 def fine_tuned_runs(profile, store: RunStore) -> pd.DataFrame:
@@ -254,8 +266,24 @@ def leading_ratio_index(ratios: np.ndarray) -> int:
 
 def _probe(features: dict[str, np.ndarray], labels, spec, transform, shared_scale: bool = False) -> float:
     """Test metric of the probe on ``transform(split features)``."""
+    return _probe_predictions(features, labels, spec, transform, shared_scale)[0]
+
+
+def _probe_predictions(features: dict[str, np.ndarray], labels, spec, transform, shared_scale: bool = False
+                       ) -> tuple[float, np.ndarray]:
+    """(test metric, test predictions (n,)) of the probe on ``transform(split features)``."""
     parts = [transform(features[split])[None] for split in ("train", "validation", "test")]
-    return float(probe_scores(*parts, labels, spec, shared_scale=shared_scale)[0])
+    guesses = probe_predictions(*parts, labels, spec, shared_scale=shared_scale)["test"][0]
+    return float(compute_metrics(spec.metric, guesses, labels["test"])[spec.main_metric]), guesses
+
+
+def pca_predictions(features: dict[str, np.ndarray], labels, spec: TaskSpec, n: int = VERDICT_COMPONENTS
+                    ) -> dict[str, np.ndarray]:
+    """Test predictions (n_test,) of the probe on the first ``n`` in-domain and general-text components."""
+    bases = {VARIANTS[0]: fit_pca(features["train"]), VARIANTS[1]: fit_pca(features["pool"])}
+    return {f"{variant}, {n} components": _probe_predictions(features, labels, spec,
+                                                             lambda x: (x - mean) @ components[:n].T, True)[1]
+            for variant, (mean, components, _) in bases.items()}
 
 
 def pca_curve(features: dict[str, np.ndarray], labels, spec: TaskSpec, points: list[int], seed: int) -> list[dict]:
@@ -273,42 +301,60 @@ def pca_curve(features: dict[str, np.ndarray], labels, spec: TaskSpec, points: l
     return rows
 
 
-def single_neuron_scores(features: dict[str, np.ndarray], labels, spec: TaskSpec) -> np.ndarray:
-    """Test metric (hidden,) of a probe on each single dimension (Fig. 6), at the search's fixed small
-    L2 (one input leaves nothing to regularise away; a grid would cost 7 times as much)."""
+def single_neuron_scores(features: dict[str, np.ndarray], labels, spec: TaskSpec) -> dict[str, np.ndarray]:
+    """Validation and test metric (each (hidden,)) of a probe on each single dimension (Fig. 6), at the
+    search's fixed small L2 (one input leaves nothing to regularise away; a grid would cost 7 times as much)."""
     parts = [features[split].T[:, :, None] for split in ("train", "validation", "test")]  # (hidden, n, 1)
-    return probe_scores(*parts, labels, spec, strengths=(SEARCH_STRENGTH,))
+    return probe_results(*parts, labels, spec, strengths=(SEARCH_STRENGTH,))
 
 
-def salient_scores(features: dict[str, np.ndarray], labels, spec: TaskSpec, seed: int, folds: int) -> list[dict]:
-    """Table 3 for one model state: probes on all dimensions and on the greedy first 1, 5 and natural."""
+def best_single_predictions(features: dict[str, np.ndarray], labels, spec: TaskSpec, validation: np.ndarray
+                            ) -> tuple[int, np.ndarray]:
+    """(dimension, test predictions) of the single-dimension probe with the best *validation* score
+    (the first of ties): choosing the best of the test scores would report selection optimism."""
+    dim = int(np.argmax(validation))
+    parts = [features[split][None, :, dim:dim + 1] for split in ("train", "validation", "test")]
+    return dim, probe_predictions(*parts, labels, spec, strengths=(SEARCH_STRENGTH,))["test"][0]
+
+
+def salient_scores(features: dict[str, np.ndarray], labels, spec: TaskSpec, seed: int, folds: int
+                   ) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Table 3 for one model state: probes on all dimensions and on the greedy first 1, 5 and natural
+    (rows), and each probe's test predictions (n_test,) by name (``ALL``, "greedy 1", ...)."""
     sizes = {"1": 1, "5": 5, "natural": natural_dimensions(spec)}
     hidden = features["train"].shape[1]
     steps = min(hidden, max(sizes.values()))
     chosen = greedy_forward_selection(features["train"], labels["train"], spec.num_labels, steps, folds, seed)
-    rows = [{"subset": "All", "dims": (), "test_score": _probe(features, labels, spec, lambda x: x)}]
+    score, guesses = _probe_predictions(features, labels, spec, lambda x: x)
+    rows, kept = [{"subset": "All", "dims": (), "test_score": score}], {ALL: guesses}
     for name, size in sizes.items():
         dims = chosen[:min(size, hidden)]
-        score = _probe(features, labels, spec, lambda x: x[:, dims])
+        score, kept[f"greedy {name}"] = _probe_predictions(features, labels, spec, lambda x: x[:, dims])
         rows.append({"subset": name, "dims": tuple(dims), "test_score": score})
-    return rows
+    return rows, kept
 
 
 @dataclass
 class Analysis:
     curves: pd.DataFrame  # task, state, seed, variant, components, test_score
-    singles: pd.DataFrame  # task, state, seed, dim, test_score
+    singles: pd.DataFrame  # task, state, seed, dim, validation_score, test_score
     salient: pd.DataFrame  # task, state, seed, subset, dims, test_score
     ratios: pd.DataFrame  # task, seed, component, ratio
+    predictions: pd.DataFrame  # task, state, seed, probe, predictions (n_test,): what the verdicts compare
 
 
 def _analyse_state(key: ModelState, features, labels, points: list[int], folds: int, path: Path) -> None:
     """Writes one model state's PCA curves, single-neuron scores and Table 3 rows to ``path`` (pickle)."""
     spec, tag = get_task(key.task), {"task": key.task, "state": key.state, "seed": key.seed}
     singles = single_neuron_scores(features, labels, spec)
+    salient_rows, kept = salient_scores(features, labels, spec, key.seed, folds)
+    dim, kept[BEST_SINGLE] = best_single_predictions(features, labels, spec, singles["validation"])
+    kept.update(pca_predictions(features, labels, spec))
     rows = {"curves": [{**tag, **row} for row in pca_curve(features, labels, spec, points, key.seed)],
-            "singles": [{**tag, "dim": d, "test_score": s} for d, s in enumerate(singles)],
-            "salient": [{**tag, **row} for row in salient_scores(features, labels, spec, key.seed, folds)]}
+            "singles": [{**tag, "dim": d, "validation_score": v, "test_score": s, "chosen": d == dim}
+                        for d, (v, s) in enumerate(zip(singles["validation"], singles["test"]))],
+            "salient": [{**tag, **row} for row in salient_rows],
+            "predictions": [{**tag, "probe": name, "predictions": guesses} for name, guesses in kept.items()]}
     write_atomically(path, lambda tmp: tmp.write_bytes(pickle.dumps(rows)))
 
 
@@ -333,12 +379,12 @@ def analyse(features: Features, folder: Path, store: RunStore, pca_points_count:
     _map(store, _analyse_state, jobs, "analysing", one_thread=True)
     log.info("analysis: %d model states computed in %.0f s, %d read from %s", len(jobs), time.perf_counter() - start,
              len(paths) - len(jobs), folder)
-    rows = {"curves": [], "singles": [], "salient": []}
+    rows = {"curves": [], "singles": [], "salient": [], "predictions": []}
     for path in paths.values():
         for name, part in pickle.loads(path.read_bytes()).items():
             rows[name] += part
     return Analysis(*(pd.DataFrame(rows[name]) for name in ("curves", "singles", "salient")),
-                    pd.DataFrame(_ratio_rows(features)))
+                    pd.DataFrame(_ratio_rows(features)), pd.DataFrame(rows["predictions"]))
 
 
 # ----------------------------------------------------------------------------- tables and verdict
@@ -356,10 +402,12 @@ def curve_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def single_neuron_summary(singles: pd.DataFrame, salient: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, state), mean over seeds (x 100): the best, 90th-percentile and median single dimension,
-    and the probe on all dimensions."""
+    """Per (task, state), mean over seeds (x 100): the test score of the single dimension with the best
+    validation score (not the best test score: that would be selection optimism), the 90th-percentile
+    and median of the single dimensions' test scores, and the probe on all dimensions."""
     per_seed = singles.groupby(["task", "state", "seed"], sort=False)["test_score"]
-    table = pd.DataFrame({"best single": per_seed.max(), "90th pct single": per_seed.quantile(0.9),
+    chosen = singles[singles["chosen"]].set_index(["task", "state", "seed"])["test_score"]
+    table = pd.DataFrame({BEST_SINGLE: chosen, "90th pct single": per_seed.quantile(0.9),
                           "median single": per_seed.median()})
     table["all dimensions"] = salient[salient.subset == "All"].set_index(["task", "state", "seed"])["test_score"]
     return (100 * table.groupby(["task", "state"], sort=False).mean()).round(1).reset_index()
@@ -410,26 +458,37 @@ def best_neurons(features: Features, analysis: Analysis, seed: int) -> dict[str,
     return frames
 
 
-def verdict(analysis: Analysis, points: float = 1.0) -> str:
-    """Per task, from the numbers: 5 general-text PCs against all of them (fine-tuned), the variance-
-    ratio index against the number of classes, and the greedy 1 and natural neurons against all
-    dimensions; "holds" means no more than ``points`` (metric x 100) below."""
-    curves, salient, lines = curve_summary(analysis.curves), analysis.salient, []
+def verdicts(profile, analysis: Analysis, features: Features, margin: float = DEFAULT_MARGIN,
+             state: str = "fine-tuned") -> pd.DataFrame:
+    """Per task: each compressed probe (first ``VERDICT_COMPONENTS`` principal components, best single
+    dimension chosen on validation, greedy 1 / 5 / natural) against the probe on all dimensions, from
+    their test predictions, paired by seed and example; equivalence verdict against ``margin``."""
+    rows = []
+    for task in profile.tasks:
+        spec = get_task(task)
+        block = analysis.predictions[(analysis.predictions.task == task) & (analysis.predictions.state == state)]
+
+        def outcomes(probe: str) -> Outcomes:
+            chosen = block[block.probe == probe].set_index("seed").loc[list(profile.seeds)]
+            return Outcomes(np.stack(chosen["predictions"].to_list()), features.labels[task]["test"],
+                            features.test_idx[task], tuple(profile.seeds), spec.main_metric)
+        reference = outcomes(ALL)
+        for probe in (p for p in dict.fromkeys(block.probe) if p != ALL):
+            claim = ("n principal components match all dimensions" if "components" in probe else
+                     "a few salient neurons match all dimensions")
+            rows.append(verdict_row("06", claim, task, probe, ALL, compare(outcomes(probe), reference, "equivalent",
+                                                                           margin)))
+    return pd.DataFrame(rows)
+
+
+def verdict(table: pd.DataFrame, analysis: Analysis) -> str:
+    """The verdict lines with their intervals and tally, and per task the variance-ratio index per seed
+    against the number of classes (a description, not a test)."""
+    lines = [verdict_lines(table), f"{tally(table)}."]
     for task, ratios in ratio_table(analysis.ratios).groupby("task", sort=False):
-        tuned = curves[(curves.task == task) & (curves.state == "fine-tuned") & (curves.variant == VARIANTS[1])]
-        hidden = tuned.components.max()
-        at = tuned.set_index("components")["mean"]
-        gap = 100 * (at[5] - at[hidden])
-        scores = salient[(salient.task == task) & (salient.state == "fine-tuned")].groupby("subset")["test_score"]
-        scores = scores.mean()
         natural, index = int(ratios["classes"].iloc[0]), ratios["index"]
-        neurons = [f"{name} {100 * (scores[subset] - scores['All']):+.1f} "
-                   f"({'holds' if 100 * (scores[subset] - scores['All']) >= -points else 'falls short'})"
-                   for name, subset in (("best neuron", "1"), (f"natural ({natural})", "natural"))]
-        lines.append(
-            f"- {task}: 5 general PCs vs all {hidden}: {gap:+.1f} points "
-            f"({'holds' if gap >= -points else 'falls short'}); variance-ratio index per seed {index.tolist()} vs "
-            f"{natural} {'(regression, taken as 1)' if get_task(task).is_regression else 'classes'}: exact in "
-            f"{(index == natural).sum()}/{len(index)} seeds, within 1 in {((index - natural).abs() <= 1).sum()}/"
-            f"{len(index)}; greedy neurons vs all dimensions: {', '.join(neurons)}")
-    return f"(fine-tuned, mean over seeds; 'holds' = at most {points:g} point(s) below)\n" + "\n".join(lines)
+        lines.append(f"- {task}: variance-ratio index per seed {index.tolist()} vs {natural} "
+                     f"{'(regression, taken as 1)' if get_task(task).is_regression else 'classes'}: exact in "
+                     f"{(index == natural).sum()}/{len(index)} seeds, within 1 in "
+                     f"{((index - natural).abs() <= 1).sum()}/{len(index)}")
+    return "\n".join(lines)
