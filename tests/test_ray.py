@@ -70,7 +70,7 @@ def ray_store(root, **options) -> store.RunStore:
 
 
 def test_ray_gives_the_local_pools_runs_bitwise_and_a_second_call_submits_nothing(tmp_path, local_ray, monkeypatch):
-    configs = small_configs(1, 2, 3)
+    configs = small_configs(1, 2)
     local = store.RunStore(tmp_path / "local", RunOptions(workers=2, progress=False))  # 1 thread per worker
     local_frame = local.execute_all(configs)
     local._pool.shutdown()
@@ -212,7 +212,7 @@ def kill_node_mid_run(root: Path, raylet: int, killed: list, stop: threading.Eve
 
 def test_a_two_node_cluster_loses_a_node_mid_run_and_every_run_completes_once(tmp_path, two_nodes):
     address, worker_temp = two_nodes
-    configs = small_configs(11, 12, 13, 14, 15, 16, epochs=2)
+    configs = small_configs(11, 12, 13, 14, epochs=2)
     runs = ray_store(tmp_path / "ray", ray_address=address)
     assert runs.workers() == 2  # one CPU on each node
     killed, stop = [], threading.Event()
