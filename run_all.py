@@ -23,6 +23,12 @@ parameters of the same name:
     --workers W              parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or N >= 1
 Caps and epochs are part of each run's configuration (its run id), so a pilot's runs are stored
 beside the full runs, never in their place.
+
+Where the runs execute (never part of a run id), passed to every notebook as parameters of the same name:
+    --backend ray            the missing runs as Ray tasks (pip install -r requirements-ray.txt)
+    --ray-address ADDR       "auto" (the cluster `ray start` made here) or host:port; default: a private Ray
+    --gpus-per-run F         GPUs per run: 1 where the cluster has GPUs, or a fraction (0.25) to pack runs
+    python run_all.py --backend ray --ray-address auto     # after `ray start --head` (README: Many GPUs or machines)
 """
 from __future__ import annotations
 
@@ -56,6 +62,17 @@ def seed(text: str) -> int:
 def worker_count(text: str) -> int | str:
     """argparse type: "auto" or a positive number of parallel runs."""
     return "auto" if text == "auto" else _int_at_least(text, 1, or_auto=True)
+
+
+def gpu_share(text: str) -> float:
+    """argparse type: GPUs per run, a fraction in (0, 1] or a whole number (Ray's rule)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs") from None
+    if not (value > 0 and (value <= 1 or value.is_integer())):
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1] or a whole number of GPUs")
+    return value
 
 
 def _int_at_least(text: str, low: int, or_auto: bool = False) -> int:
@@ -94,7 +111,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="seeds of every study (distinct integers >= 0)")
     pilot.add_argument("--workers", type=worker_count, default=None, metavar="W",
                        help='parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or a number')
+    cluster = parser.add_argument_group("where the runs execute (README: Many GPUs or machines)")
+    cluster.add_argument("--backend", choices=("local", "ray"), default="local",
+                         help="local: this machine's worker processes (default); ray: Ray tasks on a cluster")
+    cluster.add_argument("--ray-address", default=None, metavar="ADDR",
+                         help='with --backend ray: "auto" (the cluster `ray start` made on this machine) or '
+                              'host:port of its head; default: a private Ray on this machine')
+    cluster.add_argument("--gpus-per-run", type=gpu_share, default=None, metavar="F",
+                         help="with --backend ray: GPUs one run asks for (default: 1 where the cluster has GPUs, "
+                              "else a CPU); a fraction such as 0.25 packs several runs onto one GPU")
     args = parser.parse_args(argv)
+    if args.backend != "ray" and (args.ray_address is not None or args.gpus_per_run is not None):
+        parser.error("--ray-address and --gpus-per-run need --backend ray")
     if args.profile not in PROFILE_NAMES:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
@@ -113,7 +141,7 @@ def preflight(args: argparse.Namespace, root: Path) -> list[str]:
     """The problems with the arguments, found before any kernel starts (see fewdims_helpers.preflight)."""
     from fewdims_helpers.preflight import problems
 
-    return problems(args.profile, args.tasks, args.model, args.device, root, args.glue_dir)
+    return problems(args.profile, args.tasks, args.model, args.device, root, args.glue_dir, backend=args.backend)
 
 
 def local_path(name: str | None) -> str | None:
@@ -130,7 +158,8 @@ def notebook_parameters(args: argparse.Namespace, root: Path) -> dict:
     """The parameters every notebook's ``parameters`` cell receives (None: the profile's own)."""
     return {"profile": args.profile, "output_dir": str(root), "model": local_path(args.model),
             "tasks": args.tasks, "glue_dir": local_path(args.glue_dir), "device": args.device,
-            "force": args.force, "progress": False, **overrides(args)}
+            "force": args.force, "progress": False, "backend": args.backend, "ray_address": args.ray_address,
+            "gpus_per_run": args.gpus_per_run, **overrides(args)}
 
 
 OVERRIDES = ("max_train_examples", "max_eval_examples", "epochs", "seeds", "workers")

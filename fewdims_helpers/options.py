@@ -1,4 +1,5 @@
-"""How runs execute, as one frozen value: device, data locations, workers, force, progress, backend.
+"""How runs execute, as one frozen value: device, data locations, workers, force, progress, backend
+(the local process pool or a Ray cluster, its address and the GPU share of a run).
 
 A ``RunConfig`` says *what* a run computes (its hash names its folder); ``RunOptions`` says *how*
 runs are executed and where their inputs come from, which never changes a result. It is built once,
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .config import ConfigError
 
-BACKENDS = ("local",)
+BACKENDS = ("local", "ray")
 
 
 def default_cache_dir() -> str:
@@ -50,20 +51,41 @@ class RunOptions:
         "help": "parallel runs: 'auto' (1 on a GPU, one per CPU core up to 4) or a number"})
     force: bool = field(default=False, metadata={"help": "recompute runs already in the store"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
-    backend: str = field(default="local", metadata={"help": f"where runs execute: {BACKENDS}"})
+    backend: str = field(default="local", metadata={
+        "help": f"where runs execute: {BACKENDS}: this machine's process pool, or Ray tasks (ray_backend.py)"})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "backend='ray': None (a private Ray on this machine), 'auto' (the cluster started here with "
+                "`ray start`) or 'host:port' of a cluster's head"})
+    gpus_per_run: float | None = field(default=None, metadata={
+        "help": "backend='ray': GPUs one run asks for; None: 1 where the cluster has GPUs, else a CPU; a fraction "
+                "(0.25) packs several runs onto one GPU"})
 
     def __post_init__(self) -> None:
         if not (self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1)):
             raise ConfigError(f"workers must be 'auto' or a positive integer, got {self.workers!r}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        if self.backend != "ray" and (self.ray_address is not None or self.gpus_per_run is not None):
+            raise ConfigError("ray_address and gpus_per_run apply to the Ray backend only; set backend='ray' "
+                              "(run_all.py --backend ray) or leave them out")
+        if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address.strip()):
+            raise ConfigError(f"ray_address must be 'auto' or 'host:port', got {self.ray_address!r}")
+        if self.gpus_per_run is not None:
+            share = self.gpus_per_run
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not (
+                    share > 0 and (share <= 1 or float(share).is_integer())):
+                raise ConfigError(f"gpus_per_run must be a fraction in (0, 1] or a whole number of GPUs, got {share!r}"
+                                  f"; e.g. 1, 0.5 or 0.25 (Ray's rule for GPU requests)")
+            object.__setattr__(self, "gpus_per_run", float(share))
 
     @classmethod
     def from_parameters(cls, glue_dir: str | None = None, device: str | None = None, workers: int | str | None = None,
                         force: bool = False, progress: bool = True, default_workers: int | str = "auto",
-                        cache_dir: str | None = None) -> "RunOptions":
+                        cache_dir: str | None = None, backend: str = "local", ray_address: str | None = None,
+                        gpus_per_run: float | None = None) -> "RunOptions":
         """The options of a notebook's ``parameters`` cell (``workers=None``: the profile's ``default_workers``)."""
         sources = DataSources(glue_dir=glue_dir, **({"cache_dir": cache_dir} if cache_dir else {}))
         chosen = default_workers if workers is None else workers
         return cls(sources=sources, device=device, workers=int(chosen) if str(chosen).isdigit() else chosen,
-                   force=bool(force), progress=bool(progress))
+                   force=bool(force), progress=bool(progress), backend=backend or "local", ray_address=ray_address,
+                   gpus_per_run=None if gpus_per_run is None else float(gpus_per_run))

@@ -36,17 +36,26 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     leaves only a hidden temporary behind. ``write`` must create exactly the path it is given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(temporary_name(path.name))
+    tmp, aside = path.with_name(temporary_name(path.name)), path.with_name(temporary_name(path.name))
     try:
         write(tmp)
-        if path.is_dir() and tmp.is_dir():  # os.replace cannot overwrite a non-empty folder
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if path.is_dir() and tmp.is_dir():  # os.replace cannot overwrite a non-empty folder: move it aside whole,
+            try:                            # so that no reader ever sees it half deleted
+                os.rename(path, aside)
+            except FileNotFoundError:
+                pass  # another writer moved it first
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not (tmp.is_dir() and path.is_dir()):
+                raise
+            # another writer (a second driver over one store) put its complete folder there first: it stays
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        for leftover in (tmp, aside):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists():
+                leftover.unlink()
     return path
 
 

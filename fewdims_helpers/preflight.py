@@ -31,7 +31,7 @@ OUTPUT_SUBFOLDERS = ("notebooks", "results", "figures")
 
 
 def problems(profile: str, tasks: list[str] | None, model: str | None, device: str | None,
-             output_dir: Path, glue_dir: str | None) -> list[str]:
+             output_dir: Path, glue_dir: str | None, backend: str = "local") -> list[str]:
     """One line per problem with the arguments of a study run (empty when all is fine).
 
     ``tasks`` and ``model`` are the overrides (None: the profile's own); ``output_dir`` is the folder
@@ -44,7 +44,8 @@ def problems(profile: str, tasks: list[str] | None, model: str | None, device: s
     found = [*task_problems(task_names),
              *model_problems(model if model is not None else chosen.model, given=model is not None),
              *device_problems(device),
-             *output_problems(output_dir)]
+             *output_problems(output_dir),
+             *backend_problems(backend)]
     if glue_dir is not None:
         found += glue_problems(glue_dir, [name for name in task_names if name in TASKS])
     return found
@@ -219,6 +220,18 @@ def _why_unusable(path: Path, error: OSError) -> str:
                 return f"cannot be created: {ancestor} is a file, not a folder"
             break
     return f"cannot be created or written ({error.strerror or error})"
+
+
+# ---------------------------------------------------------------------------- backend
+def backend_problems(backend: str) -> list[str]:
+    """Whether the chosen backend can run here: Ray is an optional dependency."""
+    if backend != "ray":
+        return []
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return ["--backend ray: ray is not installed; pip install -r requirements-ray.txt (on every node)"]
+    return []
 
 
 # ---------------------------------------------------------------------------- GLUE

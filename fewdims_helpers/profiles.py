@@ -143,7 +143,8 @@ def get_profile(name: str = "default", model: str | None = None, tasks: list[str
 def notebook_setup(profile: str, output_dir=None, model: str | None = None, tasks=None, seeds=None,
                    max_train_examples: int | None = None, max_eval_examples: int | None = None,
                    epochs: int | None = None, glue_dir: str | None = None, device: str | None = None,
-                   workers: int | str | None = None, force: bool = False, progress: bool = True):
+                   workers: int | str | None = None, force: bool = False, progress: bool = True,
+                   backend: str = "local", ray_address: str | None = None, gpus_per_run: float | None = None):
     """(profile, output paths, run store) for a study notebook, from its ``parameters`` cell: the
     profile with its overrides and sequence lengths resolved, and a ``RunStore`` carrying the one
     ``RunOptions`` value. Prints a banner: profile, lengths, sizes, options and deviations from the paper."""
@@ -155,7 +156,8 @@ def notebook_setup(profile: str, output_dir=None, model: str | None = None, task
     chosen = get_profile(profile, model=model, tasks=tasks, seeds=seeds, max_train_examples=max_train_examples,
                          max_eval_examples=max_eval_examples, epochs=epochs)
     options = RunOptions.from_parameters(glue_dir=glue_dir, device=device, workers=workers, force=force,
-                                         progress=progress, default_workers=chosen.workers)
+                                         progress=progress, default_workers=chosen.workers, backend=backend,
+                                         ray_address=ray_address, gpus_per_run=gpus_per_run)
     chosen = chosen.resolve(options.sources)
     out = output_paths(output_dir)
     print(f"profile {chosen.name}: {chosen.description}; seeds {list(chosen.seeds)}")
@@ -165,7 +167,8 @@ def notebook_setup(profile: str, output_dir=None, model: str | None = None, task
     print(f"examples: train {chosen.max_train_examples or 'all'}, validation {chosen.max_eval_examples or 'all'}, "
           f"test {chosen.max_test_examples or 'all'}"
           f"; {epochs}; data: {options.sources.glue_dir or 'packaged / hub'}; "
-          f"device {options.device or 'auto'}; workers {options.workers}")
+          f"device {options.device or 'auto'}; workers {options.workers}"
+          + (f"; backend ray at {options.ray_address or 'a private Ray'}" if options.backend == "ray" else ""))
     own_tasks = set(chosen.tasks) <= set(PROFILES[profile].tasks)
     print("\n".join(f"deviation: {d}" for d in chosen.deviations if own_tasks or not d.startswith("tasks:")))
     return chosen, out, RunStore(out["runs"], options)

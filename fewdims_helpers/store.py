@@ -347,9 +347,16 @@ class RunStore:
         return metrics
 
     def workers(self) -> int:
+        if self.options.backend == "ray":
+            return self._worker_pool(0).size  # the runs the cluster holds at once
         return worker_count(self.options.workers, self.options.device)
 
     def _worker_pool(self, size: int) -> WorkerPool:
+        if self.options.backend == "ray":  # one RayPool per store, whatever the cluster's size
+            if self._pool is None:
+                from .ray_backend import RayPool  # ray is an optional dependency (requirements-ray.txt)
+                self._pool = RayPool(self.options)
+            return self._pool
         if self._pool is None or self._pool.size != size:
             if self._pool is not None:
                 self._pool.shutdown()
@@ -363,18 +370,20 @@ class RunStore:
         next call), longest first; finished runs are stored as they complete, so an interruption
         loses only the runs in flight. ``background``: runs to queue behind these and leave training
         when this call returns, e.g. while the notebook analyses; a later call over them waits for
-        them instead of starting them again. With one worker they are not started here."""
+        them instead of starting them again. With one worker they are not started here. With
+        ``options.backend == "ray"`` the missing runs are Ray tasks (``ray_backend.RayPool``)."""
         configs, force = list(dict.fromkeys(configs)), self.options.force
         todo = [c for c in configs if force or not self.is_complete(c)]
         pool, waiting = self._pool, set(todo)
         queued = {c: pool.pending.pop(c.run_id, None) for c in configs} if pool is not None else {}  # by an earlier call
         pending = {c: future for c, future in queued.items() if c in waiting and future is not None
-                   and not future.cancelled()}
+                   and pool.live(future)}
         fresh = [c for c in todo if c not in pending]
         later = [c for c in dict.fromkeys(background) if c not in waiting and (force or not self.is_complete(c))
                  and not (pool is not None and c.run_id in pool.pending)]
-        size = self.workers()
-        parallel = size > 1 and (len(fresh) > 1 or pending or later)
+        on_ray = self.options.backend == "ray"  # even one run goes to the cluster (its GPUs); none: Ray not started
+        size = self.workers() if not on_ray or fresh or pending or later else 1
+        parallel = (size > 1 or on_ray) and (len(fresh) > (0 if on_ray else 1) or pending or later)
         log.info("%d runs: %d in the store, %d to compute with %d worker(s)%s%s", len(configs), len(configs) - len(todo),
                  len(todo), size if parallel else 1, f" ({len(pending)} started earlier)" if pending else "",
                  f"; {len(later)} more queued behind them" if parallel and later else "")
@@ -387,10 +396,12 @@ class RunStore:
                 bar.update()
         else:
             pool = self._worker_pool(size)
-            futures = list(pending.values())
-            futures += [pool.submit(_execute_in_worker, str(self.root), self.options, c) for c in self.schedule(fresh)]
-            for config in self.schedule(later):
-                pool.pending[config.run_id] = pool.submit(_execute_in_worker, str(self.root), self.options, config)
+            self.root.mkdir(parents=True, exist_ok=True)  # Ray workers check that they see it
+            root, later = str(self.root.resolve()), self.schedule(later)
+            futures = list(pending.values()) + pool.submit_runs(_execute_in_worker, root, self.options,
+                                                                self.schedule(fresh))
+            pool.pending.update(zip([c.run_id for c in later],
+                                    pool.submit_runs(_execute_in_worker, root, self.options, later)))
             pool.wait(futures, bar, lambda m: log.info("%s: test %s = %.4f", m["run_id"], m["main_metric"],
                                                        m["test"][m["main_metric"]]))
         bar.close()
@@ -403,7 +414,7 @@ class RunStore:
         module-level function or a ``functools.partial`` of one)."""
         items, size = list(items), self.workers()
         bar = tqdm(total=len(items), desc=desc, disable=not self.options.progress)
-        if size <= 1:
+        if size <= 1 and self.options.backend != "ray":
             results = []
             for item in items:
                 results.append(function(item))
@@ -412,7 +423,7 @@ class RunStore:
             pool = self._worker_pool(size)
             futures = [pool.submit(function, item) for item in items]
             pool.wait(futures, bar)
-            results = [future.result() for future in futures]
+            results = pool.results(futures)
         bar.close()
         return results
 

@@ -63,6 +63,18 @@ class WorkerPool:
     def submit(self, function: Callable, *args, **kwargs) -> Future:
         return self.executor().submit(function, *args, **kwargs)
 
+    def submit_runs(self, function: Callable, root: str, options: Any, configs: list) -> list[Future]:
+        """``function(root, options, config)`` for each config, in order (the run store's runs)."""
+        return [self.submit(function, root, options, config) for config in configs]
+
+    @staticmethod
+    def live(future: Future) -> bool:
+        return not future.cancelled()
+
+    @staticmethod
+    def results(futures: list[Future]) -> list:
+        return [future.result() for future in futures]
+
     def wait(self, futures: list[Future], bar, each: Callable[[Any], None] | None = None) -> None:
         """Wait for ``futures`` as they complete, re-raising a worker's error here. On an error or an
         interrupt, the work not started is dropped (background runs included); finished work stays stored."""

@@ -221,7 +221,7 @@ def test_caps_seeds_and_workers_reach_the_notebooks_as_parameters(tmp_path, monk
     assert name.startswith("01_")
     assert parameters == {"profile": "smoke", "output_dir": str(tmp_path.resolve()), "model": None, "tasks": None,
                           "glue_dir": None, "device": None, "force": False, "progress": False,
-                          "max_train_examples": 16, "max_eval_examples": 8, "epochs": 2, "seeds": [3, 4], "workers": 2}
+                          "backend": "local", "ray_address": None, "gpus_per_run": None, "max_train_examples": 16, "max_eval_examples": 8, "epochs": 2, "seeds": [3, 4], "workers": 2}
     timings = json.loads((tmp_path / "results" / "timings-smoke.json").read_text())
     assert timings[-1]["overrides"] == {"max_train_examples": 16, "max_eval_examples": 8, "epochs": 2,
                                         "seeds": [3, 4], "workers": 2}  # a pilot's time is marked as such
@@ -246,4 +246,33 @@ def test_bad_pilot_options_are_argparse_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         RUN_ALL.parse_args(argv)
     assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_ray_backend_reaches_every_notebook_as_parameters(tmp_path, monkeypatch):
+    import papermill
+
+    calls = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda notebook, target, **kw: calls.append(kw["parameters"]))
+    monkeypatch.setattr(preflight, "backend_problems", lambda backend: [])  # ray need not be installed here
+    assert RUN_ALL.main(["--profile", "smoke", "--output-dir", str(tmp_path), "--backend", "ray",
+                         "--ray-address", "auto", "--gpus-per-run", "0.25"]) == 0
+    assert len(calls) == len(list((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    assert all((c["backend"], c["ray_address"], c["gpus_per_run"]) == ("ray", "auto", 0.25) for c in calls)
+
+
+def test_the_ray_backend_without_ray_is_one_line(tmp_path, capsys, no_kernel, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    [line] = refused(capsys, "--profile", "smoke", "--backend", "ray", "--output-dir", str(tmp_path))
+    assert line == "run_all: --backend ray: ray is not installed; pip install -r requirements-ray.txt (on every node)"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gpus-per-run", "0.5"], "--ray-address and --gpus-per-run need --backend ray"),
+    (["--backend", "ray", "--gpus-per-run", "1.5"], "1.5 is not a fraction in (0, 1] or a whole number of GPUs"),
+    (["--backend", "spark"], "argument --backend: invalid choice: 'spark'"),
+])
+def test_bad_backend_options_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        RUN_ALL.parse_args(argv)
     assert message in capsys.readouterr().err

@@ -12,7 +12,7 @@ from fewdims_helpers import store
 from fewdims_helpers.config import DataConfig, RunConfig, SubspaceConfig
 from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.options import RunOptions
-from fewdims_helpers.paths import HOST
+from fewdims_helpers.paths import HOST, write_atomically
 from fewdims_helpers.subspace import basis_affinity
 from fewdims_helpers.training import train as real_train
 
@@ -189,3 +189,19 @@ def test_analyses_run_in_the_worker_pool_in_the_order_given(tmp_path):
         runs.map(functools.partial(operator.truediv, 1), [1, 0])
     runs._pool.shutdown()
     assert run_store(tmp_path, workers=1).map(functools.partial(operator.mul, 3), [5]) == [15]
+
+
+def test_two_writers_of_one_run_folder_leave_one_complete_folder_and_no_temporary(tmp_path):
+    target = tmp_path / "run"
+
+    def write(name: str, inner=None):
+        def fill(folder):
+            folder.mkdir()
+            (folder / "a").write_text(name)
+            if inner is not None:
+                inner()  # the other writer finishes while this one is still writing
+            (folder / "b").write_text(name)
+        return fill
+    write_atomically(target, write("first", inner=lambda: write_atomically(target, write("second"))))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert {(target / "a").read_text(), (target / "b").read_text()} in ({"first"}, {"second"})  # one whole writer
