@@ -188,6 +188,8 @@ class RunConfig:
         if self.save_features and self.model.head_layers == 1:
             names.append("head")  # the linear head's effective weights: subset scoring reads them
         names += [f"predictions:{split}" for split in self.save_predictions]
+        if self.init_from is not None:
+            names.append("source_predictions:test")  # the source task's test logits with its own head, after this run
         if self.save_model:
             names.append("model")
         if self.record_trajectory:

@@ -33,12 +33,13 @@ from .config import RunConfig
 from .data import TokenizedSplit, sorted_batches, split_fingerprint, tokenized_task
 from .features import frozen_features
 from .head import SequenceClassifier
+from .metrics import compute_metrics, predictions_from_logits
 from .models import pretrained_encoder
 from .options import RunOptions
 from .paths import HOST, REPO_ROOT, write_atomically
 from .subspace import TrajectoryRecorder, basis_affinity, materialize, reparameterize, subspace_state
 from .tasks import duplicates_removed, get_task
-from .training import TrainResult, autocast, build_model, evaluate, evaluate_and_encode, predict, relative_weight_change, \
+from .training import TrainResult, autocast, build_model, evaluate_and_encode, predict, relative_weight_change, \
     total_steps, train
 from .workers import WorkerPool, worker_count
 
@@ -55,6 +56,10 @@ def _features_files(split: str) -> list[str]:
 
 def _predictions_file(split: str) -> str:
     return f"predictions-{split}.npz"
+
+
+def _source_predictions_file(split: str) -> str:
+    return f"source-predictions-{split}.npz"
 
 
 def _trajectory_file(layer_index: int) -> str:
@@ -74,6 +79,7 @@ def artifact_files(config: RunConfig) -> list[str]:
         kind, _, split = artifact.partition(":")
         files += {"features": lambda: _features_files(split), "head": lambda: [HEAD_FILE],
                   "predictions": lambda: [_predictions_file(split)], "model": lambda: [MODEL_FILE],
+                  "source_predictions": lambda: [_source_predictions_file(split)],
                   "subspace": lambda: [SUBSPACE_FILE],
                   "trajectory": lambda: [_trajectory_file(i) for i in range(encoder_depth(config))]
                   + [f"{TRAJECTORY_DIR}/steps.json"]}[kind]()
@@ -122,6 +128,23 @@ class _Trained:
     cached: dict[str, torch.Tensor]
     passes: dict[str, tuple[np.ndarray, np.ndarray | None]]  # split -> (logits, features or None)
     recorder: TrajectoryRecorder | None
+    store: "RunStore"
+
+    def source_pass(self, split: str) -> tuple[np.ndarray, TokenizedSplit]:
+        """Logits (n, num_labels) of the source run's task (``init_from``) on ``split``, with the source
+        run's own head on this run's encoder, and that split: how much of task A survives task B."""
+        key = f"source:{split}"
+        if key not in self.passes:
+            source_config = self.store.stored_config(self.config.init_from)
+            source = build_model(source_config)
+            source.load_state_dict(self.store._state_dict(self.config.init_from))
+            source.encoder.load_state_dict(self.result.model.encoder.state_dict())
+            device = torch.device(self.result.device)
+            tokens = self.store.tokens(source_config)[split]
+            logits = predict(source.to(device), tokens, device, self.result.precision,
+                             self.config.train.eval_batch_size)[0]
+            self.passes[key] = (logits, tokens)
+        return self.passes[key]
 
     def logits_and_features(self, split: str) -> tuple[np.ndarray, np.ndarray | None]:
         if split not in self.passes:
@@ -151,6 +174,11 @@ def _write_predictions(folder: Path, run: _Trained, split: str) -> None:
              labels=run.tokens[split].labels)
 
 
+def _write_source_predictions(folder: Path, run: _Trained, split: str) -> None:
+    logits, tokens = run.source_pass(split)
+    np.savez(folder / _source_predictions_file(split), idx=tokens.idx, logits=logits, labels=tokens.labels)
+
+
 def _write_model(folder: Path, run: _Trained, split: str) -> None:
     torch.save(run.result.model.state_dict(), folder / MODEL_FILE)
 
@@ -168,6 +196,7 @@ def _write_subspace(folder: Path, run: _Trained, split: str) -> None:
 
 WRITERS: dict[str, Callable[[Path, _Trained, str], None]] = {
     "features": _write_features, "head": _write_head, "predictions": _write_predictions, "model": _write_model,
+    "source_predictions": _write_source_predictions,
     "trajectory": _write_trajectory, "subspace": _write_subspace}
 
 
@@ -223,6 +252,12 @@ class RunStore:
     def predictions(self, config: RunConfig, split: str) -> dict[str, np.ndarray]:
         """``idx`` (example ids), ``logits`` (n, num_labels) and ``labels`` of ``split`` under the kept model."""
         with np.load(self._require(config, _predictions_file(split), f"save_predictions including {split!r}")) as f:
+            return {name: f[name] for name in f.files}
+
+    def source_predictions(self, config: RunConfig, split: str = "test") -> dict[str, np.ndarray]:
+        """``idx``, ``logits`` and ``labels`` of the source task (``init_from``) on ``split``, read with the
+        source run's own head on this run's encoder."""
+        with np.load(self._require(config, _source_predictions_file(split), "init_from")) as f:
             return {name: f[name] for name in f.files}
 
     def subspace(self, config: RunConfig) -> dict[str, np.ndarray]:
@@ -325,7 +360,7 @@ class RunStore:
         test, logits, features = evaluate_and_encode(result.model, tokens["test"], spec.metric, device, result.precision,
                                                      config.train.eval_batch_size, cached.get("test"),
                                                      features="test" in config.save_features)
-        run = _Trained(config, result, tokens, cached, {"test": (logits, features)}, recorder)
+        run = _Trained(config, result, tokens, cached, {"test": (logits, features)}, recorder, self)
         for artifact in config.artifacts:
             kind, _, split = artifact.partition(":")
             WRITERS[kind](folder, run, split)
@@ -452,15 +487,11 @@ def _alive(pid: int) -> bool:
 
 
 def _source_after(store: RunStore, config: RunConfig, run: _Trained) -> dict[str, float]:
-    """Test metrics of the source run's task with the source run's own head on this run's encoder:
-    how much of task A survives fine-tuning on task B."""
-    source_config = store.stored_config(config.init_from)
-    source = build_model(source_config)
-    source.load_state_dict(store._state_dict(config.init_from))
-    source.encoder.load_state_dict(run.result.model.encoder.state_dict())
-    device = torch.device(run.result.device)
-    return evaluate(source.to(device), store.tokens(source_config)["test"], get_task(source_config.data.task).metric,
-                    device, run.result.precision, config.train.eval_batch_size)
+    """Test metrics of the source run's task with the source run's own head on this run's encoder
+    (the pass whose logits ``source_predictions`` saves)."""
+    logits, tokens = run.source_pass("test")
+    spec = get_task(store.stored_config(config.init_from).data.task)
+    return compute_metrics(spec.metric, predictions_from_logits(logits, logits.shape[1]), tokens.labels)
 
 
 @torch.no_grad()

@@ -5,27 +5,22 @@ fine-tune on B (``RunConfig.init_from``). B's test metric is compared with B fin
 (paired by seed), and A's test metric with A's own saved head on the encoder after B (how much of
 A survives) with A's direct metric.
 
-Verdicts (``verdicts``): B after A against B direct, from per-example test predictions paired by seed
-and example (bootstrap, equivalence at the margin: "room for several tasks"). A after B against A
-direct is measured by the run store as metrics only (``source_after``), so its interval is a
-t-interval over the per-seed paired differences: it covers seed variance, not the test sample's.
+Verdicts (``verdicts``): B after A against B direct, and A read with its own head after B against A
+direct (the store saves A's test predictions after B, ``RunStore.source_predictions``), each from
+per-example test predictions paired by seed and example (bootstrap, equivalence at the margin:
+"room for several tasks").
 """
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..config import RunConfig
 from ..reporting import mean_std
 from ..store import RunStore
 from ..tasks import get_task
-from ..verdicts import DEFAULT_MARGIN, Comparison, compare, decide, run_outcomes, tally, verdict_lines, verdict_row
-
-SEEDS_ONLY = "t over seeds (metrics only)"
-
+from ..verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
 
 def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:
     """B fine-tuned from the encoder of A's direct run (the profile's baseline, whose weights are kept)."""
@@ -55,42 +50,28 @@ def effects(direct: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def seed_comparison(differences: np.ndarray, margin: float, examples: int, claim: str = "equivalent"
-                    ) -> Comparison:
-    """A comparison (points) from per-seed paired differences (metric units) alone: mean with its 95% and
-    90% Student-t intervals over seeds, and the verdict on ``claim`` against ``margin``."""
-    points = 100 * np.asarray(differences, dtype=float)
-    mean, count = float(points.mean()), len(points)
-    spread = float(points.std(ddof=1)) / np.sqrt(count) if count > 1 else np.inf
-    low, high = (mean + sign * stats.t.ppf(0.975, max(count - 1, 1)) * spread for sign in (-1, 1))
-    low90, high90 = (mean + sign * stats.t.ppf(0.95, max(count - 1, 1)) * spread for sign in (-1, 1))
-    return Comparison(mean, low, high, low90, high90, float(margin), claim, decide(claim, low90, high90, margin),
-                      count, examples, True)
-
-
 def verdicts(profile, store: RunStore, cross_runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
-    """Per ordered pair (A, B): B after A against B direct (paired bootstrap over seeds and test examples),
-    and A with its own head after B against A direct (t-interval over seeds: the store keeps metrics
-    only), each an equivalence verdict against ``margin``."""
-    direct = store.collect(profile.baselines()).set_index(["data.task", "train.seed"])
+    """Per ordered pair (A, B): B after A against B direct, and A with its own head after B against A
+    direct, each from per-example test predictions (paired bootstrap over seeds and examples) and an
+    equivalence verdict against ``margin``."""
     rows = []
     for (first, second), block in cross_runs.groupby(["first", "second"], sort=False):
         seeds = [int(s) for s in block["train.seed"]]
-        after = run_outcomes(store, [cross_config(profile, first, second, s) for s in seeds])
+        runs = [cross_config(profile, first, second, s) for s in seeds]
+        after = run_outcomes(store, runs)
         reference = run_outcomes(store, [profile.baseline(second, s) for s in seeds])
         rows.append(verdict_row("05", "B after A matches B direct (room for several tasks)", second,
-                                f"{second} after {first}", f"{second} direct", compare(after, reference, "equivalent",
-                                                                                         margin),
-                                interval="paired bootstrap"))
-        metric = get_task(first).main_metric
-        kept = block[f"source_after.{metric}"].to_numpy() - direct.loc[[(first, s) for s in seeds], "test_score"].to_numpy()
-        examples = len(store.predictions(profile.baseline(first, seeds[0]), "test")["idx"])
+                                f"{second} after {first}", f"{second} direct",
+                                compare(after, reference, "equivalent", margin)))
+        saved = [store.source_predictions(config) for config in runs]
+        kept = Outcomes.from_logits([p["logits"] for p in saved], saved[0]["labels"], saved[0]["idx"], seeds,
+                                    get_task(first).main_metric)
+        own = run_outcomes(store, [profile.baseline(first, s) for s in seeds])
         rows.append(verdict_row("05", "A (own head) after B matches A direct", first, f"{first} after {second}",
-                                f"{first} direct", seed_comparison(kept, margin, examples), interval=SEEDS_ONLY))
+                                f"{first} direct", compare(kept, own, "equivalent", margin)))
     return pd.DataFrame(rows)
 
 
 def verdict(table: pd.DataFrame) -> str:
-    """One line per comparison (B after A; A retained), the interval's kind, and the tally."""
-    return "\n".join(f"{line} [{kind}]" for line, kind in zip(verdict_lines(table).split("\n"), table["interval"])) \
-        + f"\n{tally(table)}."
+    """One line per comparison (B after A; A retained) and the tally."""
+    return verdict_lines(table) + f"\n{tally(table)}."
