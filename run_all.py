@@ -17,7 +17,8 @@ a reproduction report compares the runs this invocation used and the tables it w
 committed reference (``reference/``; never read in place of computing), prints it and writes
 ``figures/reproduction.{csv,md,png}`` (see fewdims_helpers/reproduction.py):
     --strict             exit 3 when anything disagrees with the reference (after writing the report)
-    --update-reference   replace the reference with this invocation's runs and tables (not with --only)
+    --update-reference   replace the reference with this invocation's runs and tables (the committed
+                         one only from a run of every notebook, without --only)
     --reference-dir DIR  another reference folder (default: reference/ in the repository)
 
 Overrides of the profile, for any profile (None: the profile's own), passed to every notebook as
@@ -111,8 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give distinct seeds")
-    if args.update_reference and args.only is not None:
-        parser.error("--update-reference replaces the whole reference; run every notebook (leave out --only)")
+    committed = Path(args.reference_dir).resolve() == REPO_ROOT / "reference"
+    if args.update_reference and args.only is not None and committed:
+        parser.error("--update-reference replaces the whole committed reference; run every notebook (leave out --only)")
     return args
 
 
@@ -174,6 +176,14 @@ def record_timings(path: Path, timings: list[dict]) -> None:
     path.write_text(json.dumps(previous + timings, indent=2) + "\n")
 
 
+def use_this_checkout() -> None:
+    """Make the kernels (and their worker processes) import the package next to this script: with two
+    checkouts on one machine, the editable install may point at the other one."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if paths[0] != str(REPO_ROOT):
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *[p for p in paths if p]])
+
+
 def reference_profile(args: argparse.Namespace) -> dict:
     """What makes two invocations' tables comparable: profile, its overrides, tasks and model."""
     return {"profile": args.profile, "overrides": {k: v for k, v in overrides(args).items() if v is not None
@@ -217,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = RunStore(output_paths(root)["runs"])
     invocation = runs.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
+    use_this_checkout()
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args, root)
     pilot = {name: value for name, value in overrides(args).items() if value is not None}

@@ -150,13 +150,15 @@ def compare_table(recomputed: Path, reference: Path) -> pd.DataFrame:
     values = [c for c in dict.fromkeys([*theirs.columns, *mine.columns]) if c not in keys and "seconds" not in c]
     rows = []
     for index in dict.fromkeys([*a.index, *b.index]):
+        label = index if isinstance(index, tuple) else (index,)
         for column in values:
             old = a.at[index, column] if index in a.index and column in a.columns else None
             new = b.at[index, column] if index in b.index and column in b.columns else None
             x, y = (_number(old), _number(new)) if old is not None and new is not None else (None, None)
-            row = {"kind": "cell", "name": f"{recomputed.stem} | {' / '.join(map(str, index[:-1])) or index[-1]} | "
+            row = {"kind": "cell", "name": f"{recomputed.stem} | {' / '.join(map(str, label[:-1])) or label[-1]} | "
                                             f"{column}", "table": recomputed.stem,
-                   "reference": old, "recomputed": new, "differs": old != new,
+                   "reference": old, "recomputed": new,
+                   "differs": x != y if x is not None and y is not None else old != new,
                    "abs_delta": abs(x - y) if x is not None and y is not None else np.nan}
             if old is None or new is None:
                 row["verdict"] = NO_REFERENCE if old is None else "not recomputed"
@@ -252,7 +254,8 @@ def build_report(local: RunStore, reference_root: Path, figures: Path, invocatio
         for name in sorted(ours & theirs):
             cell_frames.append(compare_table(figures / name, folders["figures"] / name))
         notes += [f"table {Path(n).stem}: no reference" for n in sorted(ours - theirs)]
-        notes += [f"table {Path(n).stem}: in the reference, not written by this invocation" for n in sorted(theirs - ours)]
+        notes += [f"table {Path(n).stem}: in the reference, not written by this invocation"
+                  for n in sorted(theirs - ours)]
     cells = pd.concat(cell_frames, ignore_index=True) if cell_frames else compare_table_empty()
     return Report(run_rows, cells, table_summary(cells), accounting, notes)
 
@@ -272,11 +275,12 @@ def write_report(report: Report, figures: Path) -> list[Path]:
     from .plotting import save
 
     figures.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path, png_path = figures / "reproduction.csv", figures / "reproduction.md", figures / "reproduction.png"
+    csv_path, md_path, png_path = (figures / f"reproduction.{suffix}" for suffix in ("csv", "md", "png"))
     rows = pd.concat([frame for frame in (report.runs, report.cells) if len(frame)], ignore_index=True) \
         if len(report.runs) or len(report.cells) else report.runs
     write_atomically(csv_path, lambda tmp: rows.to_csv(tmp, index=False))
-    text = "# Reproduction against the reference\n\n" + "\n".join(f"- {line}" for line in report.text(most=50).splitlines())
+    lines = report.text(most=50).splitlines()
+    text = "# Reproduction against the reference\n\n" + "\n".join(f"- {line}" for line in lines)
     if len(report.tables):
         text += "\n\n" + to_markdown(report.tables)
     shown = report.runs[report.runs["verdict"] != BITWISE]

@@ -331,7 +331,8 @@ class RunStore:
         Returns what ``summary.json`` records: the run id and whether the test predictions came along."""
         run_id = config if isinstance(config, str) else config.run_id
         source = self.folder(run_id)
-        names = [CONFIG_FILE, METRICS_FILE] + ([_predictions_file("test")] if self.has_predictions(run_id, "test") else [])
+        names = [CONFIG_FILE, METRICS_FILE]
+        names += [_predictions_file("test")] if self.has_predictions(run_id, "test") else []
         for name in names[:2]:
             self._require(run_id, name)
         summary = {"run_id": run_id, "files": names, "test_predictions": len(names) == 3,
