@@ -11,8 +11,15 @@ The profile's parameters are injected into each notebook's ``parameters`` cell. 
 checked before the first notebook starts (model folder, device, output folder, tasks, GLUE files):
 every problem is printed as one ``run_all: ...`` line and the run stops with exit code 2. The first
 failure inside a notebook stops the run with a non-zero exit naming the notebook and the cell.
-Finished training runs are kept in the run store, so a rerun only redoes what is missing
-(``--force`` recomputes).
+Finished training runs are kept in the local run store (``results/runs/`` under the output folder,
+git-ignored), so a rerun only redoes what is missing (``--force`` recomputes). After the notebooks,
+a reproduction report compares the runs this invocation used and the tables it wrote with the
+committed reference (``reference/``; never read in place of computing), prints it and writes
+``figures/reproduction.{csv,md,png}`` (see fewdims_helpers/reproduction.py):
+    --strict             exit 3 when anything disagrees with the reference (after writing the report)
+    --update-reference   replace the reference with this invocation's runs and tables (the committed
+                         one only from a run of every notebook, without --only)
+    --reference-dir DIR  another reference folder (default: reference/ in the repository)
 
 Overrides of the profile, for any profile (None: the profile's own), passed to every notebook as
 parameters of the same name:
@@ -101,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default=None,
                         help="where notebooks, figures and results go (default: the repository for the default "
                              "profile, build/<profile>/ otherwise)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with code 3 when a run or table disagrees with the reference")
+    parser.add_argument("--update-reference", action="store_true",
+                        help="after the notebooks, replace the reference with this invocation's runs and tables")
+    parser.add_argument("--reference-dir", default=str(REPO_ROOT / "reference"),
+                        help="the reference to compare with (default: reference/ in the repository)")
     pilot = parser.add_argument_group("overrides of the profile (for pilots of a big profile; any profile)")
     pilot.add_argument("--max-train-examples", type=example_cap, default=None, metavar="N",
                        help="cap on training examples per task (>= 2)")
@@ -127,6 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give distinct seeds")
+    committed = Path(args.reference_dir).resolve() == REPO_ROOT / "reference"
+    if args.update_reference and args.only is not None and committed:
+        parser.error("--update-reference replaces the whole committed reference; run every notebook (leave out --only)")
     return args
 
 
@@ -189,6 +205,41 @@ def record_timings(path: Path, timings: list[dict]) -> None:
     path.write_text(json.dumps(previous + timings, indent=2) + "\n")
 
 
+def use_this_checkout() -> None:
+    """Make the kernels (and their worker processes) import the package next to this script: with two
+    checkouts on one machine, the editable install may point at the other one."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if paths[0] != str(REPO_ROOT):
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *[p for p in paths if p]])
+
+
+def reference_profile(args: argparse.Namespace) -> dict:
+    """What makes two invocations' tables comparable: profile, its overrides, tasks and model."""
+    return {"profile": args.profile, "overrides": {k: v for k, v in overrides(args).items() if v is not None
+                                                   and k != "workers"}, "tasks": args.tasks, "model": args.model}
+
+
+def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, notebooks: list[Path]) -> int:
+    """Update the reference if asked, then print and write the reproduction report; 3 under --strict
+    when anything disagrees, else 0."""
+    from fewdims_helpers import reproduction
+
+    runs.end_invocation()
+    figures, reference = root / "figures", Path(args.reference_dir).expanduser().resolve()
+    used = runs.invocation_runs(invocation)
+    if args.update_reference:
+        counts = reproduction.update_reference(runs, sorted(used["computed"] + used["reused"]), figures, reference,
+                                               reference_profile(args))
+        print(f"run_all: reference {reference} replaced: {counts['runs']} runs ({counts['with_test_predictions']} "
+              f"with test predictions), {counts['tables']} tables", flush=True)
+    report = reproduction.build_report(runs, reference, figures, invocation, [nb.name[:2] for nb in notebooks],
+                                       reference_profile(args))
+    reproduction.write_report(report, figures)
+    print("\n".join(f"run_all: reproduction: {line}" for line in report.text().splitlines()), flush=True)
+    print(f"run_all: reproduction report: {figures / 'reproduction.md'}", flush=True)
+    return 3 if args.strict and report.disagreements else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     notebooks = select_notebooks(args.only)
@@ -200,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import papermill
 
+    from fewdims_helpers.paths import output_paths
+    from fewdims_helpers.store import RunStore
+
+    runs = RunStore(output_paths(root)["runs"])
+    invocation = runs.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
+    use_this_checkout()
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args, root)
     pilot = {name: value for name, value in overrides(args).items() if value is not None}
@@ -223,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
     report_verdicts(root, args)
-    return 0
+    return reproduce(args, runs, invocation, root, notebooks)
 
 
 def report_verdicts(root: Path, args: argparse.Namespace) -> None:

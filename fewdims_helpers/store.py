@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 PACKAGES = ("torch", "transformers", "datasets", "numpy", "scikit-learn", "scipy", "pandas")
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.json"
 HEAD_FILE, MODEL_FILE, SUBSPACE_FILE, TRAJECTORY_DIR = "head.npz", "model.pt", "subspace.npz", "trajectory"
+# A run folder exported as a summary (the committed reference) holds this file; it is never a finished run.
+SUMMARY_FILE = "summary.json"
+LEDGER_DIR = ".ledgers"  # one file per run_all.py invocation: the runs it computed and used
+INVOCATION_ENV = "FEWDIMS_INVOCATION"  # set by run_all.py; the notebooks' stores note their runs under it
 
 
 def _features_files(split: str) -> list[str]:
@@ -99,8 +103,19 @@ def environment() -> dict[str, Any]:
                                 timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"versions": versions, "git_commit": commit, "host": HOST, "cpu": _cpu_model(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {"versions": versions, "git_commit": commit, "host": HOST, "cpu": _cpu_model(), "cpu_bf16": cpu_bf16_path(),
+            "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def cpu_bf16_path() -> str:
+    """The CPU's bf16 matrix path from /proc/cpuinfo flags: 'amx' (AMX-BF16), 'avx512_bf16' or 'none'.
+    oneDNN picks its bf16 kernels by these flags, so two CPUs with different paths need not agree bitwise."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return "none"
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "none"
 
 
 def _cpu_model() -> str:
@@ -224,9 +239,10 @@ class RunStore:
         return self.root / (config if isinstance(config, str) else config.run_id)
 
     def is_complete(self, config: RunConfig) -> bool:
-        """True when the run's metrics and every artifact its config declares exist."""
+        """True when the run's metrics and every artifact its config declares exist (never for a summary)."""
         folder = self.folder(config)
-        return all((folder / name).exists() for name in [CONFIG_FILE, METRICS_FILE, *artifact_files(config)])
+        return all((folder / name).exists() for name in [CONFIG_FILE, METRICS_FILE, *artifact_files(config)]) \
+            and not self.is_summary(config)
 
     def metrics(self, config: RunConfig | str) -> dict:
         return json.loads(self._require(config, METRICS_FILE).read_text())
@@ -249,7 +265,7 @@ class RunStore:
         hint = f"save_features including {split!r}"
         return np.load(self._require(config, names[0], hint)), np.load(self._require(config, names[1], hint))
 
-    def predictions(self, config: RunConfig, split: str) -> dict[str, np.ndarray]:
+    def predictions(self, config: RunConfig | str, split: str) -> dict[str, np.ndarray]:
         """``idx`` (example ids), ``logits`` (n, num_labels) and ``labels`` of ``split`` under the kept model."""
         with np.load(self._require(config, _predictions_file(split), f"save_predictions including {split!r}")) as f:
             return {name: f[name] for name in f.files}
@@ -304,6 +320,7 @@ class RunStore:
             run_ids = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         else:
             run_ids = [c if isinstance(c, str) else c.run_id for c in configs]
+        self._note("used", run_ids)
         rows = []
         for run_id in run_ids:
             stored, metrics = self.record(run_id), self.metrics(run_id)
@@ -329,11 +346,83 @@ class RunStore:
     def _state_dict(self, run_id: str) -> dict[str, torch.Tensor]:
         return torch.load(self._require(run_id, MODEL_FILE, "save_model=True"), map_location="cpu", weights_only=True)
 
+    # ------------------------------------------------------------------------- summaries (the reference)
+    def run_ids(self) -> list[str]:
+        """The runs in this store (finished runs or summaries), sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def is_summary(self, config: RunConfig | str) -> bool:
+        """True for a run exported by ``export_summary``: read it for comparison, never as a finished run."""
+        return (self.folder(config) / SUMMARY_FILE).exists()
+
+    def has_predictions(self, config: RunConfig | str, split: str) -> bool:
+        return (self.folder(config) / _predictions_file(split)).exists()
+
+    def export_summary(self, config: RunConfig | str, destination_root: str | os.PathLike) -> dict:
+        """Copy the run's config, metrics and, when it has them, test predictions to
+        ``destination_root/<run_id>/``, marked as a summary (so no store ever counts it as finished).
+        Returns what ``summary.json`` records: the run id and whether the test predictions came along."""
+        run_id = config if isinstance(config, str) else config.run_id
+        source = self.folder(run_id)
+        names = [CONFIG_FILE, METRICS_FILE]
+        names += [_predictions_file("test")] if self.has_predictions(run_id, "test") else []
+        for name in names[:2]:
+            self._require(run_id, name)
+        summary = {"run_id": run_id, "files": names, "test_predictions": len(names) == 3,
+                   "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "exported_from": HOST}
+
+        def write(tmp: Path) -> None:
+            tmp.mkdir()
+            for name in names:
+                shutil.copy2(source / name, tmp / name)
+            _write_json(tmp / SUMMARY_FILE, summary)
+        write_atomically(Path(destination_root) / run_id, write)
+        return summary
+
+    # ------------------------------------------------------------------------- accounting per invocation
+    def begin_invocation(self) -> str:
+        """Start accounting for one run_all.py invocation: returns its id and puts it in the environment
+        the notebook kernels inherit, so every store they open notes the runs it computes and uses."""
+        invocation = f"{time.strftime('%Y%m%dT%H%M%S')}-{HOST}-{os.getpid()}"
+        os.environ[INVOCATION_ENV] = invocation
+        (self.root / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
+        return invocation
+
+    def end_invocation(self) -> None:
+        """Stop noting runs in this process (the ledger itself stays)."""
+        os.environ.pop(INVOCATION_ENV, None)
+
+    def invocation_runs(self, invocation: str) -> dict[str, list[str]]:
+        """The runs of one invocation: ``computed`` (trained by it), ``reused`` (read from this store,
+        finished by an earlier invocation) and ``summaries`` (used runs that are exported summaries here;
+        none, since ``execute`` refuses them), each sorted."""
+        path = self.root / LEDGER_DIR / f"{invocation}.jsonl"
+        events = [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+        computed = {e["run_id"] for e in events if e["event"] == "computed"}
+        used = {e["run_id"] for e in events}
+        return {"computed": sorted(computed), "reused": sorted(used - computed),
+                "summaries": sorted(r for r in used if self.is_summary(r))}
+
+    def _note(self, event: str, run_ids: Iterable[str]) -> None:
+        invocation = os.environ.get(INVOCATION_ENV)
+        if not invocation:
+            return
+        lines = "".join(json.dumps({"event": event, "run_id": r, "pid": os.getpid()}) + "\n" for r in run_ids)
+        (self.root / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
+        with open(self.root / LEDGER_DIR / f"{invocation}.jsonl", "a") as ledger:  # appends of whole lines
+            ledger.write(lines)
+
     # ------------------------------------------------------------------------- executing
     def execute(self, config: RunConfig, progress: bool | None = None) -> dict:
         """Metrics of the run ``config``: read from the store, or computed here and stored."""
         progress = self.options.progress if progress is None else progress
+        if self.is_summary(config):
+            raise RuntimeError(f"run {config.run_id} in {self.root} is an exported summary (a reference), "
+                               f"never computed into or read as a finished run; use a local store")
         if not self.options.force and self.is_complete(config):
+            self._note("used", [config.run_id])
             return self.metrics(config)
         for stale in self.root.glob(f".tmp-{config.run_id}-{HOST}-*"):  # left by a killed process of this host
             pid = int(stale.name.split("-")[-2]) if stale.name.split("-")[-2].isdigit() else None
@@ -341,6 +430,7 @@ class RunStore:
                 shutil.rmtree(stale, ignore_errors=True)
         metrics: dict = {}
         write_atomically(self.folder(config), lambda tmp: metrics.update(self._compute(config, tmp, progress)))
+        self._note("computed", [config.run_id])
         log.info("%s: test %s = %.4f (best epoch %d, %.1f s)", config.run_id, metrics["main_metric"],
                  metrics["test"][metrics["main_metric"]], metrics["best_epoch"], metrics["train_seconds"])
         return metrics
@@ -364,6 +454,8 @@ class RunStore:
         for artifact in config.artifacts:
             kind, _, split = artifact.partition(":")
             WRITERS[kind](folder, run, split)
+        if "predictions:test" not in config.artifacts:  # every run keeps its test predictions (the reference's)
+            _write_predictions(folder, run, "test")
         moved = materialize(result.model)  # subspace layers become plain theta_0 + V theta_t (nothing else changes)
         metrics = {"run_id": config.run_id, "task": spec.name, "main_metric": spec.main_metric,
                    "best_epoch": result.best_epoch, "history": result.history,

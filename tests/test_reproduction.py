@@ -1,0 +1,129 @@
+"""The reference and the reproduction report: a reference is never read as a finished run, identical runs
+are bitwise, a perturbed reference is a disagreement (and a non-zero exit under --strict), and two smoke
+runs into two stores agree bitwise."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fewdims_helpers import reproduction, store
+from fewdims_helpers.options import RunOptions
+
+from conftest import tiny_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def synthetic_store(tmp_path, monkeypatch, synthetic_task):
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    return store.RunStore(tmp_path / "local", RunOptions(progress=False, workers=1))
+
+
+def exported(local: store.RunStore, configs, root: Path) -> store.RunStore:
+    for config in configs:
+        local.export_summary(config.run_id, root)
+    return store.RunStore(root)
+
+
+def test_a_reference_is_never_a_finished_run(synthetic_store, tmp_path):
+    config = tiny_config(seed=1)
+    synthetic_store.execute(config)
+    reference = exported(synthetic_store, [config], tmp_path / "reference")
+    assert synthetic_store.is_complete(config) and reference.is_summary(config)
+    assert not reference.is_complete(config)  # config and metrics are there, but it is a summary
+    assert reference.has_predictions(config.run_id, "test")
+    assert reference.metrics(config.run_id) == synthetic_store.metrics(config.run_id)
+    with pytest.raises(RuntimeError, match="exported summary"):
+        reference.execute(config)  # neither read as finished nor computed into
+
+
+def test_the_ledger_counts_computed_and_reused_runs(synthetic_store, monkeypatch):
+    monkeypatch.delenv(store.INVOCATION_ENV, raising=False)
+    first, second = tiny_config(seed=1), tiny_config(seed=2)
+    synthetic_store.execute(first)
+    invocation = synthetic_store.begin_invocation()
+    try:
+        synthetic_store.execute_all([first, second])
+    finally:
+        synthetic_store.end_invocation()
+    assert synthetic_store.invocation_runs(invocation) == {"computed": [second.run_id], "reused": [first.run_id],
+                                                           "summaries": []}
+
+
+def test_identical_runs_are_bitwise_and_a_perturbed_reference_disagrees(synthetic_store, tmp_path):
+    configs, new = [tiny_config(seed=1), tiny_config(seed=2)], tiny_config(seed=3)
+    synthetic_store.execute_all([*configs, new])
+    reference = exported(synthetic_store, configs, tmp_path / "reference")
+    rows = reproduction.compare_runs(synthetic_store, reference, [c.run_id for c in configs] + [new.run_id])
+    assert list(rows["verdict"]) == [reproduction.BITWISE, reproduction.BITWISE, reproduction.NO_REFERENCE]
+
+    logits_file = reference.folder(configs[0]) / "predictions-test.npz"
+    saved = dict(np.load(logits_file))
+    saved["logits"][0, 0] += 1e-3  # one logit of one example
+    np.savez(logits_file, **saved)
+    metrics_file = reference.folder(configs[1]) / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["test"]["accuracy"] += 0.01
+    metrics_file.write_text(json.dumps(metrics))
+    rows = reproduction.compare_runs(synthetic_store, reference, [c.run_id for c in configs])
+    assert list(rows["verdict"]) == [reproduction.DISAGREEMENT, reproduction.DISAGREEMENT]  # same machine, threads
+    assert rows["abs_delta"].iloc[1] == pytest.approx(1.0)
+
+    record_file = reference.folder(configs[1]) / "config.json"
+    record = json.loads(record_file.read_text())
+    record["cpu"] = "another CPU"
+    record_file.write_text(json.dumps(record))
+    row = reproduction.compare_run(synthetic_store, reference, configs[1].run_id)
+    assert row["verdict"] == reproduction.WITHIN and row["interval_low"] < row["recomputed"] < row["interval_high"]
+
+
+def test_tables_are_matched_on_their_text_columns(tmp_path):
+    pd.DataFrame({"task": ["a", "b"], "score": ["74.7 ± 1.8", "60.0 ± 0.5"], "n": [3, 3],
+                  "pair_scan_seconds": [0.1, 0.2]}).to_csv(tmp_path / "ref.csv", index=False)
+    pd.DataFrame({"task": ["b", "a", "c"], "score": ["60.0 ± 0.5", "74.9 ± 1.8", "1.0 ± 0.0"], "n": [3, 3, 3],
+                  "pair_scan_seconds": [0.3, 0.4, 0.5]}).to_csv(tmp_path / "new.csv", index=False)
+    cells = reproduction.compare_table(tmp_path / "new.csv", tmp_path / "ref.csv")
+    [summary] = reproduction.table_summary(cells).to_dict("records")
+    assert summary["cells"] == 4 and summary["differing"] == 1 and summary["without_counterpart"] == 2
+    assert summary["max_abs_delta"] == pytest.approx(0.2)  # seconds are not results: not compared
+
+
+def run_all(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "run_all.py"), "--profile", "smoke", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=1800)
+
+
+def test_two_smoke_runs_into_two_stores_agree_bitwise_and_a_perturbed_reference_fails_strict(tmp_path):
+    # notebooks 01 (classification and regression runs, workers in parallel) and 04 (frozen encoders) keep it short
+    first, second, reference = tmp_path / "first", tmp_path / "second", tmp_path / "reference"
+    notebooks = ("--only", "01", "04")
+    made = run_all(*notebooks, "--output-dir", str(first), "--update-reference", "--reference-dir", str(reference))
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert re.search(r"runs: [1-9]\d* computed now, 0 reused from the local store, 0 read from the reference",
+                     made.stdout), made.stdout[-3000:]
+    again = run_all(*notebooks, "--output-dir", str(second), "--reference-dir", str(reference), "--strict")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    report = pd.read_csv(second / "figures" / "reproduction.csv")
+    runs = report[report["kind"] == "run"]
+    assert len(runs) == json.loads((reference / "reference.json").read_text())["runs"] > 0
+    assert (runs["verdict"] == reproduction.BITWISE).all()
+    cells = report[report["kind"] == "cell"]
+    assert len(cells) and not cells["differs"].any()
+    assert "verdict: agrees with the reference" in again.stdout
+
+    for logits_file in (reference / "runs").glob("*/predictions-test.npz"):
+        saved = dict(np.load(logits_file))
+        saved["logits"][0, 0] += 1e-3
+        np.savez(logits_file, **saved)
+    strict = run_all("--output-dir", str(second), "--reference-dir", str(reference), "--strict", "--only", "01")
+    assert strict.returncode == 3, strict.stdout[-3000:] + strict.stderr[-3000:]
+    assert "0 computed now" in strict.stdout and "verdict: DISAGREES with the reference" in strict.stdout
+    report = pd.read_csv(second / "figures" / "reproduction.csv")
+    runs = report[report["kind"] == "run"]
+    assert len(runs) and (runs["verdict"] == reproduction.DISAGREEMENT).all()  # same machine: must be bitwise
