@@ -40,6 +40,7 @@ class Profile:
     seq_lengths: tuple[tuple[str, int], ...] = ()  # (task, tokens) chosen from the data by ``resolve``
     max_test_examples: int | None = None  # None: the whole test split (the verdicts' power)
     selection_seed: int = 1000  # runs that select (a subset, a rate) use this seed; reported runs use ``seeds``
+    epochs_cap: int | None = None  # --epochs N of a pilot: no run of any study trains longer (studies' own recipes too)
 
     def resolve(self, sources: DataSources) -> "Profile":
         """This profile with each task's sequence length chosen from its data (``data.choose_seq_length``:
@@ -137,7 +138,8 @@ def get_profile(name: str = "default", model: str | None = None, tasks: list[str
         max_train_examples=capped(profile.max_train_examples, max_train_examples),
         max_eval_examples=capped(profile.max_eval_examples, max_eval_examples),
         max_test_examples=capped(profile.max_test_examples, max_eval_examples),
-        train=profile.train if epochs is None else dataclasses.replace(profile.train, epochs=int(epochs)))
+        train=profile.train if epochs is None else dataclasses.replace(profile.train, epochs=int(epochs)),
+        epochs_cap=None if epochs is None else int(epochs))
 
 
 def notebook_setup(profile: str, output_dir=None, model: str | None = None, tasks=None, seeds=None,

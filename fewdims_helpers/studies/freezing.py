@@ -60,7 +60,8 @@ def configs(profile, top_layers: tuple[int, ...]) -> tuple[list[RunConfig], list
         for task in profile.tasks:
             for seed in profile.seeds:
                 chosen.append(profile.baseline(task, seed) if not fields else
-                              frozen_epochs(profile.run_config(task, seed, **fields)))
+                              frozen_epochs(profile.run_config(task, seed, **fields),
+                                            min(FROZEN_EPOCHS, profile.epochs_cap or FROZEN_EPOCHS)))
                 labels.append(label)
     return chosen, labels
 
