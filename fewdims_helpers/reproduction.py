@@ -220,8 +220,12 @@ class Report:
                          + (f", {row.without_counterpart} without counterpart" if row.without_counterpart else ""))
         lines += self.notes
         bad = self.disagreements
-        lines.append(f"verdict: {'DISAGREES' if bad else 'agrees'} with the reference"
-                     + (f" ({len(bad)}: {', '.join(bad[:most])}{', ...' if len(bad) > most else ''})" if bad else ""))
+        if not bad and (self.runs["verdict"] == NO_REFERENCE).all():
+            lines.append("verdict: nothing to compare: the reference has none of these runs (a new design or "
+                         "profile); python run_all.py --update-reference makes one")
+        else:
+            lines.append(f"verdict: {'DISAGREES' if bad else 'agrees'} with the reference"
+                         + (f" ({len(bad)}: {', '.join(bad[:most])}{', ...' if len(bad) > most else ''})" if bad else ""))
         return "\n".join(lines)
 
 

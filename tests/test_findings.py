@@ -27,3 +27,15 @@ def test_generated_findings_are_backed_and_a_planted_mismatch_is_caught(tmp_path
     assert unbacked_numbers(content, figures) == []
     planted = content.replace("-4.3 [", "-3.9 [")
     assert unbacked_numbers(planted, figures) == ["-3.9"]
+
+
+def test_the_readme_findings_are_the_committed_verdicts():
+    from pathlib import Path
+
+    from fewdims_helpers.findings import section
+
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text()
+    bullets = [line for line in section(readme).splitlines() if line.startswith("- ")]
+    assert bullets, "README.md has no generated findings; run python run_all.py (default profile)"
+    assert unbacked_numbers(readme, repo / "figures") == []
