@@ -32,7 +32,8 @@ def findings_markdown(table: pd.DataFrame) -> str:
         code = f"{int(study):02d}" if str(study).isdigit() else str(study)
         lines.append(f"\n**{code} {STUDIES.get(code, '')}** ({tally(block)}):")
         for row in block.itertuples():
-            lines.append(f"- {row.claim}, {row.task}: {row.difference:+.1f} [{row.ci_low:+.1f}, {row.ci_high:+.1f}], "
+            lines.append(f"- {row.claim}, {row.task} ({row.a} vs {row.b}): {row.difference:+.1f} "
+                         f"[{row.ci_low:+.1f}, {row.ci_high:+.1f}], "
                          f"{row.seeds} seeds x {row.examples} examples, margin {row.margin:g}: **{row.verdict}**")
     return "\n".join(lines) + "\n"
 
