@@ -70,7 +70,7 @@ class Outcomes:
 
     def score(self) -> float:
         """The metric, averaged over seeds, on all examples."""
-        return float(_scores(self.metric, self.predictions, self.labels, np.arange(len(self.labels))[None]).mean())
+        return float(self.per_seed().mean())
 
     def per_seed(self) -> np.ndarray:
         return _scores(self.metric, self.predictions, self.labels, np.arange(len(self.labels))[None])[:, 0]
@@ -119,6 +119,13 @@ def _scores(metric: str, predictions: np.ndarray, labels: np.ndarray, draws: np.
         rows = draws[start:start + _CHUNK]  # (chunk, n)
         out[:, start:start + _CHUNK] = SCORES[metric](predictions[:, rows], labels[rows][None])
     return out
+
+
+def _resampled(outcomes: Outcomes, draws: np.ndarray, seed_draws: np.ndarray) -> np.ndarray:
+    """(resamples,) seed-averaged scores: replicate r scores the examples ``draws[r]`` and averages the
+    seeds ``seed_draws[r]``."""
+    scores = _scores(outcomes.metric, outcomes.predictions, outcomes.labels, draws)  # (seeds, resamples)
+    return scores.T[np.arange(len(draws))[:, None], seed_draws].mean(1)
 
 
 # ----------------------------------------------------------------------------- the comparison
@@ -176,14 +183,11 @@ def compare(a: Outcomes, b: Outcomes, claim: str = "equivalent", margin: float =
         raise ValueError("the two sides were scored on different examples; compare predictions on the same split")
     rng = np.random.default_rng(seed)
     n = len(a.labels)
-    draws = rng.integers(0, n, size=(resamples, n))
-    scores_a = _scores(a.metric, a.predictions, a.labels, draws)  # (seeds_a, resamples)
-    scores_b = _scores(b.metric, b.predictions, b.labels, draws)
+    draws = rng.integers(0, n, size=(resamples, n))  # the same examples on both sides
     paired = a.seeds == b.seeds
     seeds_a = rng.integers(0, len(a.seeds), size=(resamples, len(a.seeds)))
     seeds_b = seeds_a if paired else rng.integers(0, len(b.seeds), size=(resamples, len(b.seeds)))
-    columns = np.arange(resamples)[:, None]
-    boot = scores_a.T[columns, seeds_a].mean(1) - scores_b.T[columns, seeds_b].mean(1)
+    boot = _resampled(a, draws, seeds_a) - _resampled(b, draws, seeds_b)
     estimate = a.score() - b.score()
     low, high, low90, high90 = np.percentile(boot, [2.5, 97.5, 5.0, 95.0]) * 100
     return Comparison(100 * estimate, float(low), float(high), float(low90), float(high90), float(margin), claim,
@@ -194,9 +198,8 @@ def score_interval(outcomes: Outcomes, resamples: int = RESAMPLES, seed: int = 0
     """(score, low, high) x 100: the seed-averaged metric and its 95% bootstrap interval over seeds and examples."""
     rng = np.random.default_rng(seed)
     n = len(outcomes.labels)
-    scores = _scores(outcomes.metric, outcomes.predictions, outcomes.labels, rng.integers(0, n, size=(resamples, n)))
-    seeds = rng.integers(0, len(outcomes.seeds), size=(resamples, len(outcomes.seeds)))
-    boot = scores.T[np.arange(resamples)[:, None], seeds].mean(1)
+    draws = rng.integers(0, n, size=(resamples, n))
+    boot = _resampled(outcomes, draws, rng.integers(0, len(outcomes.seeds), size=(resamples, len(outcomes.seeds))))
     low, high = np.percentile(boot, [2.5, 97.5]) * 100
     return 100 * outcomes.score(), float(low), float(high)
 
