@@ -47,8 +47,13 @@ def pivot_mean_std(summary: pd.DataFrame, index: str, columns: str, scale: float
     return table.reindex(index=list(dict.fromkeys(summary[index])), columns=list(dict.fromkeys(summary[columns])))
 
 
+def _has_named_index(table: pd.DataFrame) -> bool:
+    """Whether the index carries data (a named index or MultiIndex level) rather than row numbers."""
+    return any(name is not None for name in table.index.names)
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    frame = table.reset_index() if table.index.name is not None else table
+    frame = table.reset_index() if _has_named_index(table) else table
     header = [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in frame.itertuples(index=False):
@@ -67,6 +72,6 @@ def write_table(table: pd.DataFrame, stem: Path, note: str | None = None) -> lis
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    table.to_csv(csv_path, index=table.index.name is not None)
+    table.to_csv(csv_path, index=_has_named_index(table))
     md_path.write_text(to_markdown(table) + (f"\n{note}\n" if note else ""))
     return [csv_path, md_path]

@@ -1,6 +1,9 @@
 """Shared fixtures: tiny random BERT models and synthetic tokenised tasks (no network, seconds each)."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,31 @@ from fewdims_helpers.config import DataConfig, ModelConfig, RunConfig, TrainConf
 from fewdims_helpers.data import TokenizedSplit
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_all(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """``python run_all.py ARGS`` from the repository root, output captured."""
+    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    result: subprocess.CompletedProcess
+    output: Path  # notebooks/, figures/, results/ of the run
+    reference: Path  # the reference it wrote (--update-reference --reference-dir)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """One run of every notebook on the smoke profile into a fresh store, writing a reference: the most
+    expensive step of the suite, shared by the end-to-end test and the reproduction test."""
+    root = tmp_path_factory.mktemp("smoke")
+    output, reference = root / "out", root / "reference"
+    result = run_all("--profile", "smoke", "--output-dir", str(output), "--update-reference",
+                     "--reference-dir", str(reference))
+    return SmokeRun(result, output, reference)
 
 
 def tiny_config(task: str = "rt-polarity", seed: int = 0, epochs: int = 1, lr: float = 1e-3, **model_fields) -> RunConfig:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.xdist_group("ray")  # one process: its module's Ray cluster, and no two clusters at once
+
 ray = pytest.importorskip("ray", reason="the Ray backend is optional: pip install -r requirements-ray.txt")
 
 from fewdims_helpers import ray_backend, store  # noqa: E402

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers.reporting import mean_std, summarize
+from fewdims_helpers.reporting import mean_std, summarize, write_table
 
 
 def test_mean_std_is_the_sample_statistics_of_the_values_that_exist():
@@ -20,3 +20,13 @@ def test_summarize_applies_mean_std_per_group_in_order_of_appearance():
     assert list(table["task"]) == ["b", "a"]
     assert table.iloc[0][["mean", "std", "n"]].tolist() == pytest.approx([*mean_std([0.9, 0.7])])
     assert table.iloc[1][["mean", "std", "n"]].tolist() == [0.5, 0.0, 1]
+
+
+@pytest.mark.parametrize("index", [["task"], ["task", "setting"]])
+def test_a_tables_named_index_levels_are_written_as_columns(tmp_path, index):
+    table = pd.DataFrame({"task": ["a", "b"], "setting": ["x", "y"], "score": [0.5, 0.25]}).set_index(index)
+    csv, md = write_table(table, tmp_path / "table")
+    assert list(pd.read_csv(csv).columns) == ["task", "setting", "score"]
+    assert md.read_text().splitlines()[0] == "| task | setting | score |"
+    unnamed = write_table(pd.DataFrame({"score": [0.5]}), tmp_path / "plain")[0]
+    assert list(pd.read_csv(unnamed).columns) == ["score"]

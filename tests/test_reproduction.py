@@ -3,8 +3,7 @@ are bitwise, a perturbed reference is a disagreement (and a non-zero exit under 
 runs into two stores agree bitwise."""
 import json
 import re
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,7 @@ import pytest
 from fewdims_helpers import reproduction, store
 from fewdims_helpers.options import RunOptions
 
-from conftest import tiny_config
-
-REPO = Path(__file__).resolve().parent.parent
+from conftest import run_all, tiny_config
 
 
 @pytest.fixture
@@ -94,24 +91,26 @@ def test_tables_are_matched_on_their_text_columns(tmp_path):
     assert summary["max_abs_delta"] == pytest.approx(0.2)  # seconds are not results: not compared
 
 
-def run_all(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run_all.py"), "--profile", "smoke", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=1800)
+def smoke(*args: str):
+    return run_all("--profile", "smoke", *args)
 
 
-def test_two_smoke_runs_into_two_stores_agree_bitwise_and_a_perturbed_reference_fails_strict(tmp_path):
-    # notebooks 01 (classification and regression runs, workers in parallel) and 04 (frozen encoders) keep it short
-    first, second, reference = tmp_path / "first", tmp_path / "second", tmp_path / "reference"
-    notebooks = ("--only", "01", "04")
-    made = run_all(*notebooks, "--output-dir", str(first), "--update-reference", "--reference-dir", str(reference))
+@pytest.mark.xdist_group("smoke")  # shares the session's smoke run
+def test_two_smoke_runs_into_two_stores_agree_bitwise_and_a_perturbed_reference_fails_strict(smoke_run, tmp_path):
+    # the first store and its reference: every notebook (the session's shared smoke run); the second store
+    # recomputes notebooks 01 (classification and regression runs, workers in parallel) and 04 (frozen encoders)
+    made, reference, second = smoke_run.result, tmp_path / "reference", tmp_path / "second"
+    shutil.copytree(smoke_run.reference, reference)  # perturbed below: the session's copy stays as made
     assert made.returncode == 0, made.stderr[-3000:]
     assert re.search(r"runs: [1-9]\d* computed now, 0 reused from the local store, 0 read from the reference",
                      made.stdout), made.stdout[-3000:]
-    again = run_all(*notebooks, "--output-dir", str(second), "--reference-dir", str(reference), "--strict")
+    again = smoke("--only", "01", "04", "--output-dir", str(second), "--reference-dir", str(reference), "--strict")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     report = pd.read_csv(second / "figures" / "reproduction.csv")
     runs = report[report["kind"] == "run"]
-    assert len(runs) == json.loads((reference / "reference.json").read_text())["runs"] > 0
+    computed = {p.parent.name for p in (second / "results" / "runs").glob("*/config.json")}
+    referenced = {p.parent.name for p in (reference / "runs").glob("*/config.json")}
+    assert len(runs) == len(computed) > 0 and computed < referenced  # a partial run reports what it ran
     assert (runs["verdict"] == reproduction.BITWISE).all()
     cells = report[report["kind"] == "cell"]
     assert len(cells) and not cells["differs"].any()
@@ -121,7 +120,7 @@ def test_two_smoke_runs_into_two_stores_agree_bitwise_and_a_perturbed_reference_
         saved = dict(np.load(logits_file))
         saved["logits"][0, 0] += 1e-3
         np.savez(logits_file, **saved)
-    strict = run_all("--output-dir", str(second), "--reference-dir", str(reference), "--strict", "--only", "01")
+    strict = smoke("--output-dir", str(second), "--reference-dir", str(reference), "--strict", "--only", "01")
     assert strict.returncode == 3, strict.stdout[-3000:] + strict.stderr[-3000:]
     assert "0 computed now" in strict.stdout and "verdict: DISAGREES with the reference" in strict.stdout
     report = pd.read_csv(second / "figures" / "reproduction.csv")

@@ -3,7 +3,6 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,27 +14,22 @@ from fewdims_helpers.config import ConfigError
 from fewdims_helpers.profiles import get_profile
 from fewdims_helpers.tasks import TASKS
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO, run_all
 
 
-def run_all(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=1200)
-
-
-def test_smoke_profile_executes_every_notebook(tmp_path):
-    result = run_all("--profile", "smoke", "--output-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.mark.xdist_group("smoke")  # shares the session's smoke run
+def test_smoke_profile_executes_every_notebook(smoke_run):
+    assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-3000:]
     notebooks = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert notebooks
     for notebook in notebooks:
-        executed = json.loads((tmp_path / "notebooks" / notebook.name).read_text())
+        executed = json.loads((smoke_run.output / "notebooks" / notebook.name).read_text())
         errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors
         prefix = notebook.name[:2]
-        written = {p.suffix for p in (tmp_path / "figures").glob(f"{prefix}_*")}
+        written = {p.suffix for p in (smoke_run.output / "figures").glob(f"{prefix}_*")}
         assert {".csv", ".md", ".png"} <= written, f"{notebook.name} wrote {written}"
-    timings = json.loads((tmp_path / "results" / "timings-smoke.json").read_text())
+    timings = json.loads((smoke_run.output / "results" / "timings-smoke.json").read_text())
     assert [t["notebook"] for t in timings] == [nb.name for nb in notebooks]
     assert all(t["seconds"] > 0 for t in timings)
 

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..reporting import mean_std
 from ..store import RunStore
 from ..subsets import (CachedHead, cached_head, drop_one, masked_logits, pair_table, refit_predictions, refit_scores,
                        sample_subsets, scan_all_pairs, score_subsets, top_pairs)
