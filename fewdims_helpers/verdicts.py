@@ -238,18 +238,38 @@ def gather_verdicts(figures: Path) -> pd.DataFrame:
     return table
 
 
+ABOVE = "A is better, beyond the margin"
+
+
+def _above(table: pd.DataFrame) -> pd.Series:
+    """Equivalence claims that fail because A lies significantly *above* B + margin (not below)."""
+    if not {"kind", "ci90_low", "margin"} <= set(table.columns):
+        return pd.Series(False, index=table.index)
+    return (table["kind"] == "equivalent") & (table["verdict"] == DOES_NOT_HOLD) & (table["ci90_low"] >= table["margin"])
+
+
+def verdict_text(table: pd.DataFrame) -> list[str]:
+    """Each row's verdict as printed. An equivalence claim ("A matches B") does not hold both when A is
+    significantly worse and when it is significantly better than B by more than the margin; the second
+    is named, so that "does not hold" is never read as "worse" where A is in fact better."""
+    return [f"{verdict} ({ABOVE})" if above else verdict for verdict, above in zip(table["verdict"], _above(table))]
+
+
 def verdict_lines(table: pd.DataFrame) -> str:
     """One printed line per verdict: task, A vs B, the interval and the verdict."""
     return "\n".join(f"- {r.task}: {r.a} vs {r.b}: {r.difference:+.1f} points [{r.ci_low:+.1f}, {r.ci_high:+.1f}] "
-                     f"(95% CI, {r.seeds} seeds x {r.examples} examples), margin {r.margin:g}: {r.verdict}"
-                     for r in table.itertuples())
+                      f"(95% CI, {r.seeds} seeds x {r.examples} examples), margin {r.margin:g}: {text}"
+                      for r, text in zip(table.itertuples(), verdict_text(table)))
 
 
 def tally(table: pd.DataFrame) -> str:
-    """'3 hold, 5 do not hold, 1 unresolved at this power (of 9)'."""
+    """'3 hold, 5 do not hold, 1 unresolved at this power (of 9)', with how many of those that do not
+    hold have A better than B beyond the margin."""
     counts = table["verdict"].value_counts()
-    return (f"{counts.get(HOLDS, 0)} hold, {counts.get(DOES_NOT_HOLD, 0)} do not hold, "
-            f"{counts.get(UNRESOLVED, 0)} unresolved at this power (of {len(table)})")
+    above = int(_above(table).sum())
+    return (f"{counts.get(HOLDS, 0)} hold, {counts.get(DOES_NOT_HOLD, 0)} do not hold"
+            + (f" ({above} of them because A is better beyond the margin)" if above else "")
+            + f", {counts.get(UNRESOLVED, 0)} unresolved at this power (of {len(table)})")
 
 
 def run_outcomes(store, configs: Iterable, split: str = "test") -> Outcomes:

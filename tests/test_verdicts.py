@@ -1,9 +1,11 @@
 """The verdicts' statistics: bootstrap coverage, the three-way TOST verdict, and the vectorised scores."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from fewdims_helpers.metrics import compute_metrics
-from fewdims_helpers.verdicts import DOES_NOT_HOLD, HOLDS, UNRESOLVED, Outcomes, compare, decide, score_interval
+from fewdims_helpers.verdicts import (ABOVE, DOES_NOT_HOLD, HOLDS, UNRESOLVED, Outcomes, compare, decide, score_interval,
+                                      tally, verdict_text)
 
 
 def _outcomes(predictions, labels, seeds=None, metric="accuracy"):
@@ -95,3 +97,15 @@ def test_unpaired_seeds_and_mismatched_examples():
         compare(a, shifted)
     score, low, high = score_interval(a)
     assert low <= score <= high
+
+
+def test_an_equivalence_that_fails_because_a_is_better_says_so():
+    table = pd.DataFrame([
+        {"kind": "equivalent", "verdict": DOES_NOT_HOLD, "ci90_low": 3.1, "ci90_high": 7.0, "margin": 2.0},
+        {"kind": "equivalent", "verdict": DOES_NOT_HOLD, "ci90_low": -7.0, "ci90_high": -3.1, "margin": 2.0},
+        {"kind": "equivalent", "verdict": HOLDS, "ci90_low": -1.0, "ci90_high": 1.0, "margin": 2.0},
+        {"kind": "better", "verdict": HOLDS, "ci90_low": 3.1, "ci90_high": 7.0, "margin": 2.0}])
+    assert verdict_text(table) == [f"{DOES_NOT_HOLD} ({ABOVE})", DOES_NOT_HOLD, HOLDS, HOLDS]
+    assert tally(table) == (f"2 hold, 2 do not hold (1 of them because A is better beyond the margin), "
+                            f"0 {UNRESOLVED} (of 4)")
+    assert tally(table.iloc[1:]) == f"2 hold, 1 do not hold, 0 {UNRESOLVED} (of 3)"
