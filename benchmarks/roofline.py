@@ -14,8 +14,12 @@ In one run, on one machine, nothing assumed:
 3. Utilisation: achieved over the big-GEMM peak and over the model-shape GEMMs, same precision
    (the one the run used) and threads.
 
-The CPU model and its bf16 path (AMX, AVX512-BF16 or none) are recorded with every row. Writes
-``benchmarks/results/roofline.csv`` and ``roofline.png``.
+The CPU model and its bf16 path (AMX, AVX512-BF16 or none) are recorded with every row. Where the
+CPU has no bf16 path, bf16 products are emulated and hundreds of times slower than fp32: they are
+timed only at the model's shapes, once each (the big ones would take minutes per product), which is
+enough to show why ``precision="auto"`` trains in fp32 there. Writes ``benchmarks/results/roofline.csv``
+(rows of other machine kinds already in it are kept; this kind's are replaced) and ``roofline.png``
+(this machine).
 
     python benchmarks/roofline.py [--seconds 0.5]
 """
@@ -108,7 +112,11 @@ def main() -> None:
         for kind, shapes in (("big", BIG), ("model", MODEL)):
             for name, (m, k, n) in shapes.items():
                 for dtype_name, dtype in DTYPES.items():
-                    rate = gemm_gflops(m, k, n, dtype, threads, args.seconds)
+                    emulated = dtype_name == "bf16" and facts["bf16_path"] == "none"
+                    if emulated and kind == "big":
+                        continue
+                    rate = gemm_gflops(m, k, n, dtype, threads, 0.0 if emulated else args.seconds,
+                                       trials=1 if emulated else 5)
                     rows.append({"measure": "gemm", "kind": kind, "shape": name, "dtype": dtype_name,
                                  "threads": threads, "gflops": rate, **facts})
                     print(f"gemm {name:34s} {dtype_name} {threads} thread(s): {rate:7.1f} GFLOP/s", flush=True)
@@ -133,7 +141,12 @@ def main() -> None:
           f"training here: {resolve_precision('auto', torch.device('cpu'))}")
     frame = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    frame.to_csv(RESULTS / "roofline.csv", index=False)
+    path = RESULTS / "roofline.csv"
+    if path.exists():  # keep what other machine kinds measured
+        earlier = pd.read_csv(path)
+        other = earlier[(earlier["cpu"] != facts["cpu"]) | (earlier["bf16_path"] != facts["bf16_path"])]
+        frame = pd.concat([other, frame], ignore_index=True)
+    frame.to_csv(path, index=False)
     fig, axes = plt.subplots(1, len(thread_counts), figsize=(5 * len(thread_counts), 4), squeeze=False)
     for axis, threads in zip(axes[0], thread_counts):
         part = gemm[gemm.threads == threads]
