@@ -179,12 +179,29 @@ def duplicates_removed(name: str, sources: DataSources) -> int | None:
 
 @lru_cache(maxsize=None)
 def packaged_duplicates(name: str, sources: DataSources) -> np.ndarray:
-    """Source rows of packaged task ``name`` left out as duplicates before splitting (``duplicate_rows``)."""
+    """Source rows of packaged task ``name`` left out as duplicates before splitting (``duplicate_rows``),
+    cached on disk under ``sources.cache`` by a hash of the texts and the threshold: every run records
+    the count, and the tf-idf pass takes seconds, which each notebook and worker process paid before."""
+    import hashlib
+
+    from .paths import write_atomically
+
     spec = get_task(name)
     columns = _packaged_columns(spec, sources)
-    removed = duplicate_rows(columns[spec.text_fields[0]])
+    texts = columns[spec.text_fields[0]]
+    # v1: bump when duplicate_rows changes what it returns
+    digest = hashlib.sha256(f"v1\x00{NEAR_DUPLICATE_COSINE}\x00".encode() + "\x00".join(texts).encode()).hexdigest()[:16]
+    path = sources.cache / "duplicates" / f"{name}-{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    removed = duplicate_rows(texts)
     log.info("%s: %d of %d rows removed as exact or near duplicates before splitting", name, len(removed),
              len(columns["label"]))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # through a file object: np.save would append .npy to the name
+            np.save(handle, removed)
+    write_atomically(path, write)
     return removed
 
 

@@ -122,3 +122,21 @@ def test_metrics_equal_hand_computed_values():
     x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 4.0, 6.0, 9.0])
     expected = ((x - x.mean()) * (y - y.mean())).sum() / np.sqrt(((x - x.mean()) ** 2).sum() * ((y - y.mean()) ** 2).sum())
     assert correlation["pearson"] == pytest.approx(expected)
+
+
+def test_the_duplicates_of_a_packaged_task_are_computed_once_and_read_back(tmp_path, monkeypatch):
+    from fewdims_helpers import tasks
+
+    (tmp_path / "archives").symlink_to(DataSources().cache / "archives")  # the real data, a fresh cache
+    sources = DataSources(cache_dir=str(tmp_path))
+    calls = []
+    monkeypatch.setattr(tasks, "duplicate_rows", lambda texts: calls.append(len(texts)) or np.array([3, 5]))
+    packaged_duplicates.cache_clear()
+    try:
+        assert packaged_duplicates("bbc-news", sources).tolist() == [3, 5] and len(calls) == 1
+        packaged_duplicates.cache_clear()  # as in a new process
+        assert packaged_duplicates("bbc-news", sources).tolist() == [3, 5] and len(calls) == 1
+        assert len(list((tmp_path / "duplicates").glob("bbc-news-*.npy"))) == 1
+        assert not list((tmp_path / "duplicates").glob(".tmp-*"))
+    finally:
+        packaged_duplicates.cache_clear()  # the planted rows must not reach other tests
