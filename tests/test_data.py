@@ -136,7 +136,7 @@ def test_the_duplicates_of_a_packaged_task_are_computed_once_and_read_back(tmp_p
         assert packaged_duplicates("bbc-news", sources).tolist() == [3, 5] and len(calls) == 1
         packaged_duplicates.cache_clear()  # as in a new process
         assert packaged_duplicates("bbc-news", sources).tolist() == [3, 5] and len(calls) == 1
-        assert len(list((tmp_path / "duplicates").glob("bbc-news-*.npy"))) == 1
+        assert len(list((tmp_path / "duplicates").glob("bbc-news-*.npz"))) == 1
         assert not list((tmp_path / "duplicates").glob(".tmp-*"))
     finally:
         packaged_duplicates.cache_clear()  # the planted rows must not reach other tests
