@@ -89,11 +89,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (paper: 5e-5)"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate of the encoder (paper: 5e-5)"})
     batch_size: int = field(default=64, metadata={"help": "training batch size (paper: 64)"})
-    epochs: int = field(default=5, metadata={"help": "maximum epochs; the best epoch on validation is kept"})
+    epochs: int = field(default=5, metadata={
+        "help": "maximum epochs (the step cap); the best validation checkpoint is kept"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.0, metadata={"help": "share of steps with linear warm-up"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "share of the step cap with linear warm-up"})
+    head_learning_rate: float | None = field(default=None, metadata={
+        "help": "AdamW learning rate of the head (None: learning_rate); a freshly initialised head on a "
+                "low layer needs more than the encoder's rate to leave its start within the budget"})
+    eval_every: int = field(default=0, metadata={
+        "help": "validate every this many optimizer steps (0: at the end of each epoch); the validation "
+                "curve is recorded at this grain and the best checkpoint on it is kept"})
+    patience: int = field(default=0, metadata={
+        "help": "stop after this many validations without a new best (0: train to the step cap)"})
     seed: int = field(default=0, metadata={"help": "seed of head initialisation, dropout and batch order"})
     precision: str = field(default="auto", metadata={
         "help": "'auto' (bf16 autocast where the hardware supports it), 'bf16' or 'fp32'"})
@@ -108,6 +117,10 @@ class TrainConfig:
         _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _require(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _require(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        _require(self.head_learning_rate is None or self.head_learning_rate > 0,
+                 f"head_learning_rate must be None or > 0, got {self.head_learning_rate}")
+        _require(self.eval_every >= 0, f"eval_every must be >= 0 steps (0: once per epoch), got {self.eval_every}")
+        _require(self.patience >= 0, f"patience must be >= 0 validations (0: no early stop), got {self.patience}")
 
 
 SUBSPACE_BASES = ("intrinsic", "random", "none")
@@ -172,6 +185,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         _require(self.record_trajectory == 0 or self.record_trajectory >= 2,
                  f"record_trajectory must be 0 or >= 2 checkpoints, got {self.record_trajectory}")
+        _require(self.record_trajectory == 0 or self.train.patience == 0,
+                 "a trajectory run records checkpoints spread over its whole step cap; give it patience 0")
         _require(self.subspace is None or not (self.model.freeze_pretrained or self.model.frozen_layers),
                  "a subspace run trains the embeddings and head in full; do not also freeze the encoder")
         for name in ("save_features", "save_predictions"):

@@ -2,7 +2,9 @@
 
 The paper's recipe (Fukuhata & Kano 2025, Sec. 3): AdamW, lr 5e-5, batch 64, dropout 0.1, up to 5
 epochs with a linear schedule; the epoch kept is the best on validation, and the kept model is
-scored once on test. Speed comes from dynamic padding with length-grouped batches (``data.py``),
+scored once on test. Here validation may run every ``eval_every`` steps (a finer curve than per
+epoch), the head may have its own learning rate, and ``patience`` stops a run on a validation
+plateau; the checkpoint kept is the best validation, scored once on test. Speed comes from dynamic padding with length-grouped batches (``data.py``),
 bf16 autocast where the hardware has native bf16 (CUDA, or CPUs with AMX/AVX512-BF16), fused
 AdamW, and tokenisation done once.
 """
@@ -105,9 +107,12 @@ def evaluate_and_encode(model: SequenceClassifier, split: TokenizedSplit, metric
 
 @dataclass
 class TrainResult:
-    model: SequenceClassifier  # with the best epoch's weights loaded
-    history: list[dict] = field(default_factory=list)  # per epoch: train loss, validation metrics, timings
-    best_epoch: int = 0
+    model: SequenceClassifier  # with the best validation checkpoint's weights loaded
+    history: list[dict] = field(default_factory=list)  # per validation: step, epoch, train loss, metrics, timings
+    best_epoch: int = 0  # the epoch of the kept checkpoint (1-based)
+    best_step: int = 0  # the optimizer step of the kept checkpoint
+    best_index: int = 0  # the kept checkpoint's row of ``history``
+    stopped_early: bool = False  # ``patience`` validations passed without a new best before the step cap
     device: str = "cpu"
     precision: str = "fp32"
     dropout_rng: str = "torch"
@@ -124,25 +129,40 @@ def build_model(config: RunConfig) -> SequenceClassifier:
 
 
 def total_steps(config: RunConfig, num_train: int) -> int:
-    """Optimizer steps of a run: batches per epoch times epochs."""
+    """The step cap of a run: batches per epoch times epochs (early stopping may end it sooner)."""
     return -(-num_train // config.train.batch_size) * config.train.epochs
 
 
-def parameter_groups(model: torch.nn.Module, learning_rate: float) -> list[dict]:
-    """Trainable parameters grouped by learning rate: ``learning_rate``, unless a parameter carries its
-    own ``learning_rate`` attribute (the subspace coordinates theta_t of ``subspace.SubspaceLayer``)."""
+def validation_steps(config: RunConfig, num_train: int) -> list[int]:
+    """The optimizer steps after which a run validates: every ``eval_every`` steps and at the cap, or at
+    the end of each epoch when ``eval_every`` is 0."""
+    steps_per_epoch, cap = -(-num_train // config.train.batch_size), total_steps(config, num_train)
+    every = config.train.eval_every or steps_per_epoch
+    return sorted(set(range(every, cap + 1, every)) | {cap})
+
+
+def parameter_groups(model: torch.nn.Module, learning_rate: float, head_learning_rate: float | None = None
+                     ) -> list[dict]:
+    """Trainable parameters grouped by learning rate: ``learning_rate``; ``head_learning_rate`` for the
+    head's (when given); or a parameter's own ``learning_rate`` attribute (the subspace coordinates
+    theta_t of ``subspace.SubspaceLayer``)."""
+    head = {id(p) for p in model.head.parameters()} if head_learning_rate is not None and hasattr(model, "head") \
+        else set()
     groups: dict[float, list] = {}
     for p in model.parameters():
         if p.requires_grad:
-            groups.setdefault(getattr(p, "learning_rate", learning_rate), []).append(p)
+            rate = head_learning_rate if id(p) in head else getattr(p, "learning_rate", learning_rate)
+            groups.setdefault(rate, []).append(p)
     return [{"params": params, "lr": lr} for lr, params in groups.items()]
 
 
 def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | None = None,
           progress: bool = True, model: SequenceClassifier | None = None,
           cached_features: dict[str, torch.Tensor] | None = None, on_step=None) -> TrainResult:
-    """Fine-tune per ``config``; keep the epoch with the best validation score.
+    """Fine-tune per ``config``; keep the checkpoint with the best validation score.
 
+    Validation runs every ``eval_every`` optimizer steps (else once per epoch) and at the step cap; with
+    ``patience`` > 0 training stops after that many validations without a new best.
     ``cached_features`` (split -> (n, hidden)): head inputs of a frozen encoder computed once
     (``features.frozen_features``); the head then trains on them with the same batches, dropout masks and
     optimizer steps as when the frozen encoder runs every step, at a fraction of the cost.
@@ -164,26 +184,30 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
     # only the word-embedding rows of the training text train (exact at weight decay 0; train_vocabulary.py)
     with train_vocabulary(model, torch.from_numpy(tokens["train"].input_ids), config.train.weight_decay):
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameter_groups(model, hp.learning_rate), lr=hp.learning_rate,
-                                      weight_decay=hp.weight_decay, fused=torch_device.type in ("cpu", "cuda"))
+        optimizer = torch.optim.AdamW(parameter_groups(model, hp.learning_rate, hp.head_learning_rate),
+                                      lr=hp.learning_rate, weight_decay=hp.weight_decay,
+                                      fused=torch_device.type in ("cpu", "cuda"))
         steps_per_epoch = -(-len(tokens["train"]) // hp.batch_size)
         steps = total_steps(config, len(tokens["train"]))
+        checks = set(validation_steps(config, len(tokens["train"])))
         from transformers import get_scheduler
         scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(hp.warmup_ratio * steps),
                                   num_training_steps=steps)
-        log.info("%s | %s | %d train / %d validation / %d test | %d epochs x %d steps | %s %s | %d trainable params",
-                 spec.name, config.model.token_selection, len(tokens["train"]), len(tokens["validation"]),
-                 len(tokens["test"]), hp.epochs, steps_per_epoch, torch_device, precision, sum(p.numel() for p in trainable))
+        log.info("%s | %s | %d train / %d validation / %d test | up to %d epochs x %d steps, %d validations%s | "
+                 "%s %s | %d trainable params", spec.name, config.model.token_selection, len(tokens["train"]),
+                 len(tokens["validation"]), len(tokens["test"]), hp.epochs, steps_per_epoch, len(checks),
+                 f", patience {hp.patience}" if hp.patience else "", torch_device, precision,
+                 sum(p.numel() for p in trainable))
 
         result = TrainResult(model=model, device=str(torch_device), precision=precision, dropout_rng=dropout_rng)
-        best_score, best_state = -np.inf, None
+        best_score, best_state, since_best = -np.inf, None, 0
         labels = torch.from_numpy(tokens["train"].labels)
         bar = tqdm(total=steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
                    disable=not progress, leave=False)
         start, step = time.perf_counter(), 0
+        segment_start, losses = start, []
         model.train()
         for epoch in range(1, hp.epochs + 1):
-            epoch_start, losses = time.perf_counter(), []
             for rows in length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng):
                 with autocast(torch_device, precision):
                     train_cache = None if cached_features is None else cached_features["train"]
@@ -198,19 +222,31 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
                 step += 1
                 if on_step is not None:
                     on_step(step)
-            validation_start = time.perf_counter()
-            validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision, hp.eval_batch_size,
-                                  cached=None if cached_features is None else cached_features["validation"])
-            result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation": validation,
-                                   "train_seconds": validation_start - epoch_start,
-                                   "validation_seconds": time.perf_counter() - validation_start})
-            score = float(np.nan_to_num(validation[spec.main_metric], nan=-np.inf))
-            if score > best_score:
-                best_score, result.best_epoch = score, epoch
-                best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-            bar.set_postfix({spec.main_metric: f"{score:.3f}"})
+                if step not in checks:
+                    continue
+                validation_start = time.perf_counter()
+                validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision,
+                                      hp.eval_batch_size,
+                                      cached=None if cached_features is None else cached_features["validation"])
+                result.history.append({"step": step, "epoch": epoch, "train_loss": float(np.mean(losses)),
+                                       "validation": validation, "train_seconds": validation_start - segment_start,
+                                       "validation_seconds": time.perf_counter() - validation_start})
+                segment_start, losses = time.perf_counter(), []
+                score = float(np.nan_to_num(validation[spec.main_metric], nan=-np.inf))
+                if score > best_score:
+                    best_score, since_best = score, 0
+                    result.best_epoch, result.best_step, result.best_index = epoch, step, len(result.history) - 1
+                    best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+                else:
+                    since_best += 1
+                bar.set_postfix({spec.main_metric: f"{score:.3f}"})
+                if hp.patience and since_best >= hp.patience:
+                    result.stopped_early = True
+                    break
+            if result.stopped_early:
+                break
         bar.close()
-        if best_state is not None and result.best_epoch != hp.epochs:
+        if best_state is not None and result.best_step != step:
             model.load_state_dict(best_state, strict=False)
     result.train_seconds = time.perf_counter() - start
     return result

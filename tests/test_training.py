@@ -81,3 +81,56 @@ def test_training_only_the_train_vocabulary_rows_is_exact(synthetic_task, monkey
     used = np.unique(synthetic_task["train"].input_ids)
     moved = (words != pretrained).any(dim=1).nonzero().squeeze(1).numpy()
     assert set(moved) <= set(used) - {0} and len(moved) > 0  # only training-text rows moved, never padding
+
+
+def _recipe(config, **fields):
+    import dataclasses
+
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **fields))
+
+
+def test_validation_every_k_steps_records_a_finer_curve_and_keeps_its_best(synthetic_task):
+    import dataclasses
+
+    config = _recipe(tiny_config(epochs=3), eval_every=2)
+    steps_per_epoch = -(-len(synthetic_task["train"]) // config.train.batch_size)
+    result = train(config, synthetic_task, device="cpu", progress=False)
+    steps = [h["step"] for h in result.history]
+    assert steps == sorted(set(range(2, 3 * steps_per_epoch + 1, 2)) | {3 * steps_per_epoch})
+    assert len(steps) > 3  # finer than once per epoch
+    scores = [h["validation"]["accuracy"] for h in result.history]
+    assert result.best_index == int(np.argmax(scores)) and result.best_step == steps[result.best_index]
+    kept = evaluate(result.model, synthetic_task["validation"], "accuracy", torch.device("cpu"), "fp32")
+    assert kept["accuracy"] == scores[result.best_index]
+    assert result.history[result.best_index]["epoch"] == result.best_epoch
+
+
+def test_patience_stops_on_a_validation_plateau(synthetic_task):
+    config = _recipe(tiny_config(epochs=20, lr=1e-5), eval_every=1, patience=2)  # a rate too small to improve
+    result = train(config, synthetic_task, device="cpu", progress=False)
+    scores = [h["validation"]["accuracy"] for h in result.history]
+    cap = 20 * -(-len(synthetic_task["train"]) // config.train.batch_size)
+    assert result.stopped_early and result.history[-1]["step"] < cap
+    assert len(scores) - 1 - result.best_index == 2  # two validations without a new best, then stop
+
+
+def test_the_head_trains_at_its_own_learning_rate():
+    from fewdims_helpers.training import build_model, parameter_groups
+
+    model = build_model(tiny_config())
+    groups = parameter_groups(model, 1e-4, 3e-3)
+    head = {id(p) for p in model.head.parameters()}
+    by_rate = {group["lr"]: {id(p) for p in group["params"]} for group in groups}
+    assert by_rate[3e-3] == head and not (by_rate[1e-4] & head)
+    assert len(parameter_groups(model, 1e-4)) == 1  # no head rate: one group
+
+
+def test_a_trajectory_run_refuses_an_early_stop():
+    import dataclasses
+
+    import pytest
+
+    from fewdims_helpers.config import ConfigError
+
+    with pytest.raises(ConfigError, match="patience 0"):
+        dataclasses.replace(_recipe(tiny_config(), patience=3), record_trajectory=4)
