@@ -1,7 +1,7 @@
 """GLUE metric definitions with scikit-learn and scipy (``evaluate``'s scripts need the hub).
 
 Matthews correlation (CoLA), F1 and accuracy (MRPC, QQP), Pearson and Spearman (STS-B,
-rt-valence), accuracy otherwise.
+rt-valence), accuracy otherwise. ``degenerate``: whether a run's predictions show it did not train.
 """
 from __future__ import annotations
 
@@ -35,3 +35,20 @@ def compute_metrics(metric: str, predictions: np.ndarray, labels: np.ndarray) ->
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
     return METRICS[metric](np.asarray(predictions), np.asarray(labels))
+
+
+# A degenerate run (did not train): a classifier that predicts one class for at least ONE_CLASS_SHARE of
+# the examples where the labels' majority class is below MAJORITY_BELOW, or a regression output whose
+# standard deviation is below NO_SPREAD of the labels'.
+ONE_CLASS_SHARE, MAJORITY_BELOW, NO_SPREAD = 0.97, 0.80, 1e-4
+
+
+def degenerate(predictions: np.ndarray, labels: np.ndarray, regression: bool) -> np.ndarray:
+    """(rows,) True for each row of ``predictions`` (rows, n) (class ids or regression outputs) that shows
+    a run that did not train, against ``labels`` (n,)."""
+    predictions, labels = np.atleast_2d(predictions), np.asarray(labels)
+    if regression:
+        return predictions.std(axis=1) <= NO_SPREAD * max(float(np.std(labels)), 1e-12)
+    majority = np.unique(labels, return_counts=True)[1].max() / len(labels)
+    top = np.array([np.unique(row, return_counts=True)[1].max() for row in predictions]) / predictions.shape[1]
+    return (top >= ONE_CLASS_SHARE) & (majority < MAJORITY_BELOW)

@@ -1,25 +1,37 @@
-"""Verdicts with their uncertainty: paired bootstrap intervals and three-way equivalence verdicts.
+"""Verdicts with their uncertainty: intervals over seeds and examples, and three-way verdicts.
 
 Every comparison of the studies is computed from per-example predictions (``Outcomes``: one row of
-predictions per seed, on the same held-out examples for both sides). Its interval comes from a
-two-level paired bootstrap (Dror et al. 2018; rliable's stratified bootstrap): each replicate draws
-the test examples with replacement, the same draw for both sides, and the seeds with replacement,
-the same draw for both sides when they share their seeds (a run and its variant trained with one
-seed share data order and head initialisation). Seeds and examples are both sources of variance
-(Dodge et al. 2020), so both are resampled. ``scipy.stats.bootstrap`` resamples one axis of paired
-samples; the two-level draw is what it does not do, so it is written out here, vectorised. Seeds
-and examples are crossed, not nested, so resampling both counts their interaction twice: the
-interval is somewhat conservative (Owen 2007, the "pigeonhole" bootstrap; tests/test_verdicts.py
-measures about 97% coverage for a nominal 95% with fine-tuning-like seed variance), which errs
-against calling a claim resolved.
+predictions per seed, on the same held-out examples for both sides). The difference A - B of the
+seed-averaged metric has two sources of variance (Dodge et al. 2020; Bouthillier et al. 2021):
+- **seeds**: the spread of the per-seed differences (paired by seed when both sides share their
+  seeds: a run and its variant trained with one seed share data order and head initialisation), or
+  of each side's per-seed scores (Welch) when they do not: ``var / seeds``;
+- **examples**: the test set is a sample too. Its variance is the delete-one **jackknife** over test
+  examples (Efron & Stein 1981; Efron 1982), the same example left out of both sides and every seed.
+  Every metric here (accuracy, Pearson, MCC, F1) is a function of per-example sums, so each
+  leave-one-out score is exact and cheap, and the interval has no Monte Carlo error at all.
+Both terms contain the seed x example interaction once, so it is estimated from the residuals of the
+(seeds x examples) table of jackknife pseudo-values and subtracted once: the unbiased variance of a
+two-way random crossed design, (MS_seed + MS_example - MS_residual) / (seeds x examples). The interval
+is a t interval on it with Welch-Satterthwaite degrees of freedom (Satterthwaite 1946): when seeds
+dominate, the seed-level t interval on the per-seed differences (4 degrees of freedom at 5 seeds);
+when examples dominate, a normal interval on the jackknife. Earlier
+versions used a two-level (seeds x examples) percentile bootstrap, which under-covers when seed
+variance dominates (80% for a nominal 90% at a seed SD of 4 points with 5 seeds); tests/test_verdicts.py
+measures the coverage of this interval in both regimes.
+
+A side whose runs did not train is no evidence: ``Outcomes.degenerate`` flags a seed whose
+classifier predicts one class for at least 97% of the examples where the labels' majority is below
+80%, or whose regression output has no spread. A comparison with such a side is **invalid**.
 
 A claim is decided against a declared margin (``DEFAULT_MARGIN``: 2 points of the metric x 100):
 - ``equivalent`` ("matches", "enough", "comparable"): two one-sided tests (TOST) at 5% each, i.e.
   the 90% interval of the difference lies inside (-margin, +margin): **holds**; the 90% interval lies
-  wholly beyond the margin: **does not hold**; otherwise **unresolved at this power**.
+  wholly beyond the margin: **does not hold**; otherwise **unresolved at this power** (and when that
+  interval excludes 0, the sides differ, by less than the margin could be shown: "differs").
 - ``better`` / ``worse`` (A beats B, A falls short of B): the one-sided 95% bound excludes 0 in the
   claimed direction: holds; it excludes 0 in the other direction: does not hold; else unresolved.
-The printed interval is the 95% one.
+Tables and printed lines show the 90% interval the decision used beside the 95% one.
 """
 from __future__ import annotations
 
@@ -29,14 +41,13 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from .metrics import predictions_from_logits
+from .metrics import degenerate, predictions_from_logits
 
 DEFAULT_MARGIN = 2.0  # points of the metric x 100
-RESAMPLES = 2000
-HOLDS, DOES_NOT_HOLD, UNRESOLVED = "holds", "does not hold", "unresolved at this power"
+HOLDS, DOES_NOT_HOLD, UNRESOLVED, INVALID = "holds", "does not hold", "unresolved at this power", "invalid"
 CLAIMS = ("equivalent", "better", "worse")
-_CHUNK = 250  # bootstrap replicates computed at once (bounds memory: seeds x chunk x examples)
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,13 @@ class Outcomes:
         return float(self.per_seed().mean())
 
     def per_seed(self) -> np.ndarray:
-        return _scores(self.metric, self.predictions, self.labels, np.arange(len(self.labels))[None])[:, 0]
+        return SCORES[self.metric](self.predictions, self.labels[None])
+
+    def degenerate(self) -> np.ndarray:
+        """(seeds,) True where that seed's run did not train: a classifier that predicts one class for at
+        least 97% of the examples although the labels' majority class is below 80%, or a regression
+        output with no spread."""
+        return degenerate(self.predictions, self.labels, regression=self.metric == "pearson")
 
 
 # ----------------------------------------------------------------------------- vectorised scores
@@ -112,26 +129,111 @@ def _f1(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
 SCORES = {"accuracy": _accuracy, "pearson": _pearson, "matthews_correlation": _matthews, "f1": _f1}
 
 
-def _scores(metric: str, predictions: np.ndarray, labels: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """(seeds, draws) scores: each seed's predictions scored on each row of example indices ``draws``."""
-    out = np.empty((predictions.shape[0], len(draws)))
-    for start in range(0, len(draws), _CHUNK):
-        rows = draws[start:start + _CHUNK]  # (chunk, n)
-        out[:, start:start + _CHUNK] = SCORES[metric](predictions[:, rows], labels[rows][None])
-    return out
+def _leave_one_out(metric: str, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(seeds, n): each seed's score with example i left out, for every i, exactly, from per-example sums."""
+    predictions, labels, n = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float), len(labels)
+    if metric == "accuracy":
+        correct = (predictions == labels[None]).astype(float)
+        return (correct.sum(1, keepdims=True) - correct) / (n - 1)
+    if metric == "pearson":
+        x, y = predictions, labels[None]
+        sums = [(x.sum(1, keepdims=True), x), (np.full_like(x[:, :1], y.sum()), np.broadcast_to(y, x.shape)),
+                ((x * x).sum(1, keepdims=True), x * x), (np.full_like(x[:, :1], (y * y).sum()), np.broadcast_to(y * y, x.shape)),
+                ((x * y).sum(1, keepdims=True), x * y)]
+        sx, sy, sxx, syy, sxy = (total - each for total, each in sums)
+        m = n - 1
+        covariance, vx, vy = sxy - sx * sy / m, sxx - sx * sx / m, syy - sy * sy / m
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = covariance / np.sqrt(vx * vy)
+        return np.where((vx > 0) & (vy > 0), r, 0.0)
+    p, t = predictions == 1, (labels == 1)[None]
+    cells = [p & t, ~p & ~t, p & ~t, ~p & t]  # tp, tn, fp, fn per example
+    tp, tn, fp, fn = (c.sum(1, keepdims=True) - c for c in (cell.astype(float) for cell in cells))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric == "f1":
+            return np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+        return np.where(denominator > 0, (tp * tn - fp * fn) / denominator, 0.0)
 
 
-def _resampled(outcomes: Outcomes, draws: np.ndarray, seed_draws: np.ndarray) -> np.ndarray:
-    """(resamples,) seed-averaged scores: replicate r scores the examples ``draws[r]`` and averages the
-    seeds ``seed_draws[r]``."""
-    scores = _scores(outcomes.metric, outcomes.predictions, outcomes.labels, draws)  # (seeds, resamples)
-    return scores.T[np.arange(len(draws))[:, None], seed_draws].mean(1)
+def _pseudo_values(outcomes: "Outcomes") -> np.ndarray:
+    """(seeds, n) jackknife pseudo-values x 100: n * score - (n - 1) * leave-one-out score, per seed and example
+    (for accuracy, exactly each example's 0/1 correctness); their mean over examples is the seed's score."""
+    n = len(outcomes.labels)
+    loo = _leave_one_out(outcomes.metric, outcomes.predictions, outcomes.labels)
+    return 100 * (n * outcomes.per_seed()[:, None] - (n - 1) * loo)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """An estimate (metric x 100) with the variance components of a seeds x examples crossed design:
+    ``seed`` (the spread of the seed means), ``example`` (the jackknife over examples of the seed-averaged
+    estimate) and ``interaction`` (the residual seed x example term, which both of the others contain once
+    and the estimate only once: it is subtracted), each with its degrees of freedom."""
+    estimate: float
+    seed: float
+    example: float
+    interaction: float
+    seed_df: float  # 0: not estimable (a side with one seed)
+    example_df: float
+    interaction_df: float
+
+    @property
+    def variance(self) -> float:
+        """Var of the estimate: seed + example - interaction (the unbiased estimator of a two-way random
+        crossed design, (MS_seed + MS_example - MS_residual) / (seeds x examples)), never below either main term."""
+        return max(self.seed + self.example - self.interaction, self.seed, self.example)
+
+    @property
+    def df(self) -> float:
+        """Welch-Satterthwaite degrees of freedom of ``variance``."""
+        terms = [(self.seed, self.seed_df), (self.example, self.example_df), (self.interaction, self.interaction_df)]
+        denominator = sum(v ** 2 / df for v, df in terms if df > 0 and v > 0)
+        return float(self.variance ** 2 / denominator) if denominator > 0 else np.inf
+
+    def interval(self, level: float) -> tuple[float, float]:
+        half = stats.t.ppf(0.5 + level / 2, self.df) * np.sqrt(self.variance)
+        return self.estimate - half, self.estimate + half
+
+
+def _components(scores: np.ndarray, pseudo: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """(seed, example, interaction) variances of the seed-and-example mean and their degrees of freedom, from
+    per-seed scores (S,) and pseudo-values (S, n) of one side or of a paired difference."""
+    seeds, n = pseudo.shape
+    example = float(np.var(pseudo.mean(0), ddof=1) / n)
+    if seeds < 2:
+        return 0.0, example, 0.0, 0.0, n - 1.0, 0.0
+    residual = pseudo - pseudo.mean(1, keepdims=True) - pseudo.mean(0, keepdims=True) + pseudo.mean()
+    interaction = float((residual ** 2).sum() / ((seeds - 1) * (n - 1)) / (seeds * n))
+    return float(np.var(scores, ddof=1) / seeds), example, interaction, seeds - 1.0, n - 1.0, (seeds - 1.0) * (n - 1)
+
+
+def spread(a: "Outcomes", b: "Outcomes | None" = None) -> Spread:
+    """A's seed-averaged score (x 100), or A - B, with its variance components (module docstring)."""
+    score_a, pseudo_a = 100 * a.per_seed(), _pseudo_values(a)
+    if b is None:
+        return Spread(float(score_a.mean()), *_components(score_a, pseudo_a))
+    score_b, pseudo_b = 100 * b.per_seed(), _pseudo_values(b)
+    estimate = float(score_a.mean() - score_b.mean())
+    if a.seeds == b.seeds:  # paired by seed: the components of the per-seed, per-example difference
+        return Spread(estimate, *_components(score_a - score_b, pseudo_a - pseudo_b))
+    # independent seeds: each side's seed and interaction terms (Welch); the examples are shared
+    sa, _, ia, dfa, _, ida = _components(score_a, pseudo_a)
+    sb, _, ib, dfb, _, idb = _components(score_b, pseudo_b)
+    n = pseudo_a.shape[1]
+    example = float(np.var(pseudo_a.mean(0) - pseudo_b.mean(0), ddof=1) / n)
+    seed = sa + sb
+    seed_df = 0.0 if min(dfa, dfb) == 0 or seed <= 0 else seed ** 2 / (sa ** 2 / dfa + sb ** 2 / dfb)
+    interaction = ia + ib
+    interaction_df = 0.0 if min(ida, idb) == 0 or interaction <= 0 else \
+        interaction ** 2 / (ia ** 2 / ida + ib ** 2 / idb)
+    return Spread(estimate, seed, example, interaction, seed_df, n - 1.0, interaction_df)
 
 
 # ----------------------------------------------------------------------------- the comparison
 @dataclass(frozen=True)
 class Comparison:
-    """A - B on the metric x 100: point estimate, 95% and 90% bootstrap intervals, and the verdict."""
+    """A - B on the metric x 100: point estimate, 95% and 90% intervals, and the verdict."""
     estimate: float
     low: float
     high: float
@@ -143,19 +245,24 @@ class Comparison:
     seeds: int
     examples: int
     paired_seeds: bool
+    seed_sd: float = float("nan")  # standard error of the estimate from the spread of the seeds
+    example_sd: float = float("nan")  # standard error of the estimate from the examples (jackknife)
+    df: float = float("inf")
+    invalid: str = ""  # "a", "b" or "a and b": the side(s) with a run that did not train
 
     def interval(self) -> str:
         return f"{self.estimate:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
 
     def describe(self) -> str:
-        """e.g. '-2.3 points [-4.1, -0.6], 95% CI; margin 2: unresolved at this power'."""
-        return f"{self.estimate:+.1f} points [{self.low:+.1f}, {self.high:+.1f}] (95% CI), margin {self.margin:g}: " \
-               f"{self.verdict}"
+        """e.g. '-2.3 points [-4.1, -0.6] (95% CI; 90% [-3.8, -0.9]), margin 2: unresolved at this power'."""
+        return f"{self.estimate:+.1f} points [{self.low:+.1f}, {self.high:+.1f}] (95% CI; 90% [{self.low90:+.1f}, " \
+               f"{self.high90:+.1f}]), margin {self.margin:g}: {self.verdict}"
 
     def as_row(self) -> dict:
         return {"difference": self.estimate, "ci_low": self.low, "ci_high": self.high, "ci90_low": self.low90,
                 "ci90_high": self.high90, "margin": self.margin, "kind": self.claim, "verdict": self.verdict,
-                "seeds": self.seeds, "examples": self.examples, "paired_seeds": self.paired_seeds}
+                "seeds": self.seeds, "examples": self.examples, "paired_seeds": self.paired_seeds,
+                "seed_se": self.seed_sd, "example_se": self.example_sd, "df": self.df, "invalid_side": self.invalid}
 
 
 def decide(claim: str, low90: float, high90: float, margin: float) -> str:
@@ -171,37 +278,30 @@ def decide(claim: str, low90: float, high90: float, margin: float) -> str:
     return HOLDS if low > 0 else DOES_NOT_HOLD if high < 0 else UNRESOLVED
 
 
-def compare(a: Outcomes, b: Outcomes, claim: str = "equivalent", margin: float = DEFAULT_MARGIN,
-            resamples: int = RESAMPLES, seed: int = 0) -> Comparison:
-    """A - B (metric x 100) with its paired bootstrap intervals and the verdict on ``claim``.
+def compare(a: Outcomes, b: Outcomes, claim: str = "equivalent", margin: float = DEFAULT_MARGIN) -> Comparison:
+    """A - B (metric x 100) with its 95% and 90% intervals (module docstring) and the verdict on ``claim``;
+    **invalid** when a run of either side did not train (``Outcomes.degenerate``).
 
     The examples must be the same on both sides (same ids, same order). Seeds are paired when both
-    sides have the same seeds, else resampled independently."""
+    sides have the same seeds, else independent."""
     if a.metric != b.metric:
         raise ValueError(f"cannot compare {a.metric} with {b.metric}")
     if len(a.idx) != len(b.idx) or not np.array_equal(a.idx, b.idx):
         raise ValueError("the two sides were scored on different examples; compare predictions on the same split")
-    rng = np.random.default_rng(seed)
-    n = len(a.labels)
-    draws = rng.integers(0, n, size=(resamples, n))  # the same examples on both sides
-    paired = a.seeds == b.seeds
-    seeds_a = rng.integers(0, len(a.seeds), size=(resamples, len(a.seeds)))
-    seeds_b = seeds_a if paired else rng.integers(0, len(b.seeds), size=(resamples, len(b.seeds)))
-    boot = _resampled(a, draws, seeds_a) - _resampled(b, draws, seeds_b)
-    estimate = a.score() - b.score()
-    low, high, low90, high90 = np.percentile(boot, [2.5, 97.5, 5.0, 95.0]) * 100
-    return Comparison(100 * estimate, float(low), float(high), float(low90), float(high90), float(margin), claim,
-                      decide(claim, low90, high90, margin), max(len(a.seeds), len(b.seeds)), n, paired)
+    result = spread(a, b)
+    (low, high), (low90, high90) = result.interval(0.95), result.interval(0.90)
+    invalid = " and ".join(side for side, o in (("a", a), ("b", b)) if o.degenerate().any())
+    verdict = INVALID if invalid else decide(claim, low90, high90, margin)
+    return Comparison(result.estimate, float(low), float(high), float(low90), float(high90), float(margin), claim,
+                      verdict, max(len(a.seeds), len(b.seeds)), len(a.labels), a.seeds == b.seeds,
+                      float(np.sqrt(result.seed)), float(np.sqrt(result.example)), result.df, invalid)
 
 
-def score_interval(outcomes: Outcomes, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
-    """(score, low, high) x 100: the seed-averaged metric and its 95% bootstrap interval over seeds and examples."""
-    rng = np.random.default_rng(seed)
-    n = len(outcomes.labels)
-    draws = rng.integers(0, n, size=(resamples, n))
-    boot = _resampled(outcomes, draws, rng.integers(0, len(outcomes.seeds), size=(resamples, len(outcomes.seeds))))
-    low, high = np.percentile(boot, [2.5, 97.5]) * 100
-    return 100 * outcomes.score(), float(low), float(high)
+def score_interval(outcomes: Outcomes) -> tuple[float, float, float]:
+    """(score, low, high) x 100: the seed-averaged metric and its 95% interval over seeds and examples."""
+    result = spread(outcomes)
+    low, high = result.interval(0.95)
+    return result.estimate, float(low), float(high)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -219,9 +319,10 @@ def write_verdicts(rows: list[dict] | pd.DataFrame, figures: Path, study: str) -
     from .reporting import write_table
 
     table = pd.DataFrame(rows).reset_index(drop=True)
-    note = (f"A - B in points (metric x 100) with its 95% paired bootstrap interval over seeds and test examples; "
-            f"verdict by two one-sided tests at 5% against the margin (equivalence), or a one-sided 5% test "
-            f"(better / worse). {tally(table)}.")
+    note = (f"A - B in points (metric x 100) with its 95% and 90% intervals over seeds (t, paired by seed) and "
+            f"test examples (jackknife), Welch-Satterthwaite degrees of freedom; verdict by two one-sided tests at "
+            f"5% against the margin (equivalence: the 90% interval), or a one-sided 5% test (better / worse); "
+            f"invalid where a side's run did not train. {tally(table)}.")
     write_table(table, Path(figures) / f"{study}_{VERDICT_FILE}", note=note)
     return table
 
@@ -239,6 +340,7 @@ def gather_verdicts(figures: Path) -> pd.DataFrame:
 
 
 ABOVE = "A is better, beyond the margin"
+DIFFERS = "differs, within the margin not shown"
 
 
 def _above(table: pd.DataFrame) -> pd.Series:
@@ -246,28 +348,53 @@ def _above(table: pd.DataFrame) -> pd.Series:
     return (table["kind"] == "equivalent") & (table["verdict"] == DOES_NOT_HOLD) & (table["ci90_low"] >= table["margin"])
 
 
+def _differs(table: pd.DataFrame) -> pd.Series:
+    """Unresolved equivalence claims whose 90% interval excludes 0: the sides differ, by less than could be
+    shown to exceed the margin."""
+    return (table["kind"] == "equivalent") & (table["verdict"] == UNRESOLVED) & \
+        ((table["ci90_low"] > 0) | (table["ci90_high"] < 0))
+
+
+def _invalid_sides(table: pd.DataFrame) -> pd.Series:
+    sides = table["invalid_side"] if "invalid_side" in table else pd.Series("", index=table.index)
+    return sides.fillna("").astype(str)
+
+
 def verdict_text(table: pd.DataFrame) -> list[str]:
     """Each row's verdict as printed. An equivalence claim ("A matches B") does not hold both when A is
     significantly worse and when it is significantly better than B by more than the margin; the second
-    is named, so that "does not hold" is never read as "worse" where A is in fact better."""
-    return [f"{verdict} ({ABOVE})" if above else verdict for verdict, above in zip(table["verdict"], _above(table))]
+    is named, so that "does not hold" is never read as "worse" where A is in fact better. An unresolved
+    row whose 90% interval excludes 0 says the sides differ; an invalid row names the side that did not train."""
+    texts = []
+    for row, above, differs, sides in zip(table.itertuples(), _above(table), _differs(table), _invalid_sides(table)):
+        if row.verdict == INVALID:
+            names = [getattr(row, side) for side in sides.split(" and ") if side]
+            texts.append(f"invalid: {' and '.join(names)} did not train")
+        else:
+            texts.append(f"{row.verdict} ({ABOVE})" if above else f"{row.verdict} ({DIFFERS})" if differs
+                         else row.verdict)
+    return texts
 
 
 def verdict_lines(table: pd.DataFrame) -> str:
-    """One printed line per verdict: task, A vs B, the interval and the verdict."""
+    """One printed line per verdict: task, A vs B, the estimate with its 95% and 90% intervals, the verdict."""
     return "\n".join(f"- {r.task}: {r.a} vs {r.b}: {r.difference:+.1f} points [{r.ci_low:+.1f}, {r.ci_high:+.1f}] "
-                      f"(95% CI, {r.seeds} seeds x {r.examples} examples), margin {r.margin:g}: {text}"
+                      f"(95% CI; 90% [{r.ci90_low:+.1f}, {r.ci90_high:+.1f}], {r.seeds} seeds x {r.examples} examples), "
+                      f"margin {r.margin:g}: {text}"
                       for r, text in zip(table.itertuples(), verdict_text(table)))
 
 
 def tally(table: pd.DataFrame) -> str:
-    """'3 hold, 5 do not hold, 1 unresolved at this power (of 9)', with how many of those that do not
-    hold have A better than B beyond the margin."""
+    """'3 hold, 5 do not hold, 1 unresolved at this power, 1 invalid (of 10)', with how many of those that do
+    not hold have A better than B beyond the margin, and how many unresolved rows differ from 0."""
     counts = table["verdict"].value_counts()
-    above = int(_above(table).sum())
+    above, differs = int(_above(table).sum()), int(_differs(table).sum())
     return (f"{counts.get(HOLDS, 0)} hold, {counts.get(DOES_NOT_HOLD, 0)} do not hold"
             + (f" ({above} of them because A is better beyond the margin)" if above else "")
-            + f", {counts.get(UNRESOLVED, 0)} unresolved at this power (of {len(table)})")
+            + f", {counts.get(UNRESOLVED, 0)} unresolved at this power"
+            + (f" ({differs} of them differ from 0, within the margin not shown)" if differs else "")
+            + (f", {counts.get(INVALID, 0)} invalid (a side did not train)" if counts.get(INVALID, 0) else "")
+            + f" (of {len(table)})")
 
 
 def run_outcomes(store, configs: Iterable, split: str = "test") -> Outcomes:
