@@ -9,9 +9,9 @@ computing. Each run is judged against a declared tolerance:
 - ``bitwise``: identical test logits (and example ids) and identical test metrics;
 - ``disagreement``: not bitwise although computed on the same CPU model (or GPU), the same thread
   count and the same precision, where the runs are deterministic and must agree bitwise;
-- across machines, ``within 95% bootstrap interval`` when the recomputed main test metric lies in
-  the reference run's own 95% bootstrap interval over its test examples (``verdicts.score_interval``
-  on the reference predictions), else ``outside 95% bootstrap interval``;
+- across machines, ``within 95% interval`` when the recomputed main test metric lies in
+  the reference run's own 95% interval over its test examples (``verdicts.score_interval``
+  on the reference predictions), else ``outside 95% interval``;
 - without predictions on one side: ``metrics identical (no predictions)`` when the test metrics are
   equal, else ``unchecked (no reference predictions)`` across machines.
 
@@ -41,7 +41,7 @@ from .verdicts import SCORES, Outcomes, score_interval
 log = logging.getLogger(__name__)
 
 BITWISE, DISAGREEMENT = "bitwise", "disagreement"
-WITHIN, OUTSIDE = "within 95% bootstrap interval", "outside 95% bootstrap interval"
+WITHIN, OUTSIDE = "within 95% interval", "outside 95% interval"
 METRICS_IDENTICAL, UNCHECKED = "metrics identical (no predictions)", "unchecked (no reference predictions)"
 NO_REFERENCE = "no reference"
 FAILING = (DISAGREEMENT, OUTSIDE)

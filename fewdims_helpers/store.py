@@ -33,7 +33,7 @@ from .config import RunConfig
 from .data import TokenizedSplit, sorted_batches, split_fingerprint, tokenized_task
 from .features import frozen_features
 from .head import SequenceClassifier
-from .metrics import compute_metrics, predictions_from_logits
+from .metrics import compute_metrics, degenerate, predictions_from_logits
 from .models import pretrained_encoder
 from .options import RunOptions
 from .paths import HOST, REPO_ROOT, write_atomically
@@ -330,7 +330,9 @@ class RunStore:
                 _flatten(key, metrics.get(key, {}), row)
             row.update(test_score=metrics["test"][metrics["main_metric"]],
                        validation_score=metrics["validation"][metrics["main_metric"]], main_metric=metrics["main_metric"],
-                       best_epoch=metrics["best_epoch"], train_seconds=metrics["train_seconds"],
+                       best_epoch=metrics["best_epoch"], best_step=metrics.get("best_step"),
+                       last_step=metrics["history"][-1].get("step"),
+                       degenerate=metrics.get("degenerate"), train_seconds=metrics["train_seconds"],
                        device=stored["device"], precision_used=stored["precision_used"])
             rows.append(row)
         return pd.DataFrame(rows)
@@ -458,9 +460,12 @@ class RunStore:
             _write_predictions(folder, run, "test")
         moved = materialize(result.model)  # subspace layers become plain theta_0 + V theta_t (nothing else changes)
         metrics = {"run_id": config.run_id, "task": spec.name, "main_metric": spec.main_metric,
-                   "best_epoch": result.best_epoch, "history": result.history,
-                   "validation": result.history[result.best_epoch - 1]["validation"], "test": test,
+                   "best_epoch": result.best_epoch, "best_step": result.best_step,
+                   "stopped_early": result.stopped_early, "history": result.history,
+                   "validation": result.history[result.best_index]["validation"], "test": test,
                    "train_seconds": result.train_seconds,
+                   "degenerate": bool(degenerate(predictions_from_logits(logits, logits.shape[1]),
+                                                 tokens["test"].labels, spec.is_regression)[0]),
                    "weight_change": relative_weight_change(moved, pretrained_encoder(config.model.model))}
         for measure in config.measures:
             metrics[measure] = MEASURES[measure](self, config, run)

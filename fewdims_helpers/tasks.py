@@ -42,6 +42,7 @@ class TaskSpec:
     hub_config: str | None = None
     validation_fraction: float = 0.1  # share of train carved out for validation (GLUE, hub tasks)
     length_cap: int | None = None  # tokens read at most, whatever the profile allows (see data.choose_seq_length)
+    corpus: str | None = None  # tasks with the same corpus label the same texts (None: a text pool of its own)
 
     @property
     def is_regression(self) -> bool:
@@ -53,8 +54,9 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in [
-    TaskSpec("rt-polarity", "packaged", ("sentence",), 2, "accuracy", "accuracy"),
-    TaskSpec("rt-valence", "packaged", ("sentence",), 1, "pearson_spearman", "pearson"),
+    TaskSpec("rt-polarity", "packaged", ("sentence",), 2, "accuracy", "accuracy", corpus="rotten-tomatoes-snippets"),
+    TaskSpec("rt-valence", "packaged", ("sentence",), 1, "pearson_spearman", "pearson",
+             corpus="rotten-tomatoes-snippets"),
     # BBC articles (median 430 tokens) are read as their title and first sentence: a deviation for the CPU budget
     TaskSpec("bbc-news", "packaged", ("text",), 5, "accuracy", "accuracy", length_cap=48),
     TaskSpec("cola", "glue", ("sentence",), 2, "matthews", "matthews_correlation", "nyu-mll/glue", "cola"),

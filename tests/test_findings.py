@@ -39,3 +39,15 @@ def test_the_readme_findings_are_the_committed_verdicts():
     bullets = [line for line in section(readme).splitlines() if line.startswith("- ")]
     assert bullets, "README.md has no generated findings; run python run_all.py (default profile)"
     assert unbacked_numbers(readme, repo / "figures") == []
+
+
+def test_the_findings_skip_a_verdict_whose_side_did_not_train(tmp_path):
+    from fewdims_helpers.findings import findings_markdown
+
+    figures = _figures(tmp_path)
+    table = gather_verdicts(figures)
+    invalid = table.iloc[0].to_dict() | {"a": "layer 1, full vector", "verdict": "invalid", "invalid_side": "a",
+                                         "difference": -31.5}
+    text = findings_markdown(pd.concat([table, pd.DataFrame([invalid])], ignore_index=True))
+    assert "-4.3 [-6.0, -2.5]" in text and "1 invalid" in text
+    assert "layer 1, full vector" not in text and "-31.5" not in text

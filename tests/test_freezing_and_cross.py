@@ -72,11 +72,16 @@ def test_new_optional_fields_leave_existing_run_ids_alone():
     assert dataclasses.replace(config, save_model=True).run_id != config.run_id
 
 
-def test_frozen_heads_train_longer_and_other_settings_keep_the_profile_recipe():
-    from fewdims_helpers.studies import freezing
+def test_each_family_trains_with_its_own_recipe():
+    from fewdims_helpers.options import RunOptions
+    from fewdims_helpers.profiles import get_profile
 
-    frozen, trained = tiny_config(freeze_pretrained=True), tiny_config(frozen_layers=1)
-    longer = freezing.frozen_epochs(frozen)
-    assert (longer.train.epochs, longer.train.learning_rate) == (freezing.FROZEN_EPOCHS, freezing.FROZEN_LEARNING_RATE)
-    assert longer.model == frozen.model and longer.save_predictions == frozen.save_predictions
-    assert freezing.frozen_epochs(trained) == trained
+    profile = get_profile("default").resolve(RunOptions().sources)
+    frozen = profile.run_config("rt-polarity", 0, freeze_pretrained=True)
+    low, top = profile.run_config("rt-polarity", 0, layer=1), profile.run_config("rt-polarity", 0, layer=6)
+    partly = profile.run_config("rt-polarity", 0, frozen_layers=5)
+    assert frozen.train == dataclasses.replace(profile.frozen_head_train, seed=0)
+    assert low.train == dataclasses.replace(profile.layer_head_train, seed=0)
+    assert top.train == partly.train == profile.baseline("rt-polarity", 0).train
+    capped = get_profile("default", epochs=2)
+    assert (capped.train.epochs, capped.frozen_head_train.epochs, capped.layer_head_train.epochs) == (2, 2, 2)

@@ -7,7 +7,7 @@ A survives) with A's direct metric.
 
 Verdicts (``verdicts``): B after A against B direct, and A read with its own head after B against A
 direct (the store saves A's test predictions after B, ``RunStore.source_predictions``), each from
-per-example test predictions paired by seed and example (bootstrap, equivalence at the margin:
+per-example test predictions paired by seed and example (interval over seeds and examples, equivalence at the margin:
 "room for several tasks").
 """
 from __future__ import annotations
@@ -21,6 +21,13 @@ from ..reporting import mean_std
 from ..store import RunStore
 from ..tasks import get_task
 from ..verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+
+def shares_text(first: str, second: str) -> bool:
+    """True when two tasks read the same sentences (rt-polarity and rt-valence label one pool of snippets):
+    B after A then trains twice on one text, and A's head after B reads text the encoder was tuned on twice."""
+    corpus = get_task(first).corpus
+    return corpus is not None and corpus == get_task(second).corpus
+
 
 def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:
     """B fine-tuned from the encoder of A's direct run (the profile's baseline, whose weights are kept)."""
@@ -52,7 +59,7 @@ def effects(direct: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
 
 def verdicts(profile, store: RunStore, cross_runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """Per ordered pair (A, B): B after A against B direct, and A with its own head after B against A
-    direct, each from per-example test predictions (paired bootstrap over seeds and examples) and an
+    direct, each from per-example test predictions (interval over seeds and test examples) and an
     equivalence verdict against ``margin``."""
     rows = []
     for (first, second), block in cross_runs.groupby(["first", "second"], sort=False):
@@ -60,15 +67,17 @@ def verdicts(profile, store: RunStore, cross_runs: pd.DataFrame, margin: float =
         runs = [cross_config(profile, first, second, s) for s in seeds]
         after = run_outcomes(store, runs)
         reference = run_outcomes(store, [profile.baseline(second, s) for s in seeds])
-        rows.append(verdict_row("05", "B after A matches B direct (room for several tasks)", second,
-                                f"{second} after {first}", f"{second} direct",
-                                compare(after, reference, "equivalent", margin)))
+        shared = " (same sentences as A: twice the training on one text)" if shares_text(first, second) else ""
+        rows.append(verdict_row("05", "B fine-tuned after A matches B direct (room for several tasks)", second,
+                                f"{second} fine-tuned after {first}{shared}", f"{second} direct",
+                                compare(after, reference, "equivalent", margin), shared_text=bool(shared)))
         saved = [store.source_predictions(config) for config in runs]
         kept = Outcomes.from_logits([p["logits"] for p in saved], saved[0]["labels"], saved[0]["idx"], seeds,
                                     get_task(first).main_metric)
         own = run_outcomes(store, [profile.baseline(first, s) for s in seeds])
-        rows.append(verdict_row("05", "A (own head) after B matches A direct", first, f"{first} after {second}",
-                                f"{first} direct", compare(kept, own, "equivalent", margin)))
+        rows.append(verdict_row("05", "A read with its own head after fine-tuning on B matches A direct", first,
+                                f"{first}, own head after fine-tuning on {second}{shared}", f"{first} direct",
+                                compare(kept, own, "equivalent", margin), shared_text=bool(shared)))
     return pd.DataFrame(rows)
 
 

@@ -15,7 +15,7 @@ layer's [CLS] vector are enough? Three ways to ask it, so their answers can be c
    dimensions; the encoder is unchanged.
 Ways 2 and 3 select on validation within each seed's run and report that seed's test predictions.
 Every "the best k-subset is enough" verdict compares those per-example test predictions with the
-all-dimensions baseline runs (paired bootstrap, equivalence at the margin: ``verdicts.compare``).
+all-dimensions baseline runs (paired interval, equivalence at the margin: ``verdicts.compare``).
 The scoring and the refit live in the core module ``subsets`` (study 03 uses them too).
 """
 from __future__ import annotations
@@ -220,7 +220,7 @@ def way_outcomes(profile, store: RunStore, fixed: pd.DataFrame, scans: dict[str,
 
 def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """Per task, way and k: is the best k-subset enough? Its test predictions against the all-dimensions
-    baseline's, paired by seed and example, with the bootstrap interval and the equivalence verdict."""
+    baseline's, paired by seed and example, with the interval and the equivalence verdict."""
     rows = []
     for task in profile.tasks:
         reference = baseline_outcomes(profile, store, task)
@@ -233,7 +233,7 @@ def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_M
 
 
 def summary_table(profile, store: RunStore, outcomes: dict, fixed: pd.DataFrame, scans: dict[str, Scan]) -> pd.DataFrame:
-    """Best subset per task, k and way: test metric x 100 with its 95% bootstrap interval over seeds and
+    """Best subset per task, k and way: test metric x 100 with its 95% interval over seeds and
     examples, and the subset (way 1: the one retrained; ways 2 and 3: the first seed's)."""
     rows = []
     for task in profile.tasks:

@@ -17,7 +17,7 @@ paper fine-tunes for thousands of steps, the default profile for 50. It is selec
 validation from a small grid, separately for the intrinsic and the random subspace, with the
 profile's ``selection_seed`` (``select_rates``): no selection run is a reported run, so Table 1's
 runs with the profile's seeds are fresh. Every verdict (``verdicts``, ``zeroing_verdicts``) is a
-paired bootstrap over seeds and test examples of per-example test predictions (``verdicts.py``).
+interval over seeds (t, paired by seed) and test examples (jackknife) of per-example test predictions (``verdicts.py``).
 """
 from __future__ import annotations
 
@@ -46,8 +46,11 @@ VERDICT_SEEDS = 3  # the analysis tables (transfer, unified, ablation) carry ver
 
 
 def trajectory_config(profile, task: str, seed: int, checkpoints: int) -> RunConfig:
-    """The profile's baseline fine-tuning of ``task`` that records ``checkpoints`` checkpoints."""
-    return dataclasses.replace(profile.run_config(task, seed), record_trajectory=checkpoints)
+    """The profile's baseline fine-tuning of ``task`` that records ``checkpoints`` checkpoints, spread over
+    the whole step cap (no early stop)."""
+    config = profile.run_config(task, seed)
+    return dataclasses.replace(config, record_trajectory=checkpoints,
+                               train=dataclasses.replace(config.train, patience=0))
 
 
 def subspace_config(profile, task: str, seed: int, save_model: bool = False, **subspace_fields) -> RunConfig:
@@ -461,12 +464,11 @@ def oracle_table(profile, design: Design, trajectory_runs: pd.DataFrame) -> pd.D
     """The oracle theta_t of each task's intrinsic subspace at d = t (``design.dim == design.checkpoints``):
     the SVD rows are the displacements theta_i - theta_0 and the last is the run's end point, so its
     projection onto the subspace is the end point itself, evaluated with no training inside the
-    subspace. It is the trajectory run's kept model only where that run kept its last epoch
+    subspace. It is the trajectory run's kept model only where that run kept its last checkpoint
     (``is_end_point``); one run per task (the trajectory seed): descriptive, no verdict."""
-    epochs = profile.train.epochs
-    frame = trajectory_runs.assign(is_end_point=trajectory_runs["best_epoch"] == epochs,
+    frame = trajectory_runs.assign(is_end_point=trajectory_runs["best_step"] == trajectory_runs["last_step"],
                                    d=design.checkpoints, exact=design.dim == design.checkpoints)
-    return frame[["data.task", "train.seed", "d", "best_epoch", "is_end_point", "exact", "test_score"]].rename(
+    return frame[["data.task", "train.seed", "d", "best_step", "is_end_point", "exact", "test_score"]].rename(
         columns={"test_score": "oracle_test_score"})
 
 

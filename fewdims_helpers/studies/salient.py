@@ -473,7 +473,10 @@ def verdicts(profile, analysis: Analysis, features: Features, margin: float = DE
             return Outcomes(np.stack(chosen["predictions"].to_list()), features.labels[task]["test"],
                             features.test_idx[task], tuple(profile.seeds), spec.main_metric)
         reference = outcomes(ALL)
-        for probe in (p for p in dict.fromkeys(block.probe) if p != ALL):
+        # "greedy natural" is the same probe as "greedy 1" or "greedy 5" when the task's natural size is 1 or 5
+        # (rt-valence, bbc-news): one verdict, not two
+        same = {f"greedy {natural_dimensions(spec)}"} & set(block.probe)
+        for probe in (p for p in dict.fromkeys(block.probe) if p != ALL and not (p == "greedy natural" and same)):
             claim = ("n principal components match all dimensions" if "components" in probe else
                      "a few salient neurons match all dimensions")
             rows.append(verdict_row("06", claim, task, probe, ALL, compare(outcomes(probe), reference, "equivalent",

@@ -43,7 +43,7 @@ def outcomes(profile: Profile, store: RunStore, task: str, selection: str) -> Ou
 def verdicts(profile: Profile, store: RunStore, margin: float = DEFAULT_MARGIN, baseline: str = "cls",
              selections: tuple[str, ...] = TOKEN_SELECTIONS) -> pd.DataFrame:
     """Per task and selection: does it match [CLS]? The difference to the baseline's test metric, paired
-    by seed and example, with its bootstrap interval and the equivalence verdict against ``margin``."""
+    by seed and example, with its interval and the equivalence verdict against ``margin``."""
     rows = []
     for task in profile.tasks:
         reference = outcomes(profile, store, task, baseline)

@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""The sizing study (fewdims_helpers/sizing.py): every family's validation curve on the selection seed.
+
+Trains each family of runs once per task on the profile's ``selection_seed`` with the profile's recipe
+and no early stop (the whole curve to the step cap), into the local run store, then writes
+``figures/sizing_curves.png``, ``figures/sizing.{csv,md}`` (the plateau check per family and task, with
+the sanity orderings) and ``figures/recipes.{csv,md}`` (the recipe table the README shows).
+
+    python benchmarks/sizing.py                    # default profile, every core
+    python benchmarks/sizing.py --profile smoke --output-dir /tmp/sizing   # the code path in seconds
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pandas as pd  # noqa: E402
+
+from fewdims_helpers import sizing  # noqa: E402
+from fewdims_helpers.options import RunOptions  # noqa: E402
+from fewdims_helpers.paths import output_paths  # noqa: E402
+from fewdims_helpers.profiles import get_profile  # noqa: E402
+from fewdims_helpers.reporting import setup_logging, write_table  # noqa: E402
+from fewdims_helpers.store import RunStore  # noqa: E402
+
+
+def subspace_orderings(profile, store: RunStore, checked: pd.DataFrame) -> pd.DataFrame:
+    """07 on the selection seed: its trajectories and its rate sweep (the runs notebook 07 itself starts with,
+    so none is wasted), then Full >= Intrinsic >= Random at their chosen rates, on validation."""
+    from fewdims_helpers.studies import intrinsic
+
+    design = intrinsic.design_for(profile, store, 32, 32, 100, (8, 16), (0,))  # notebook 07's defaults
+    intrinsic.trajectories(profile, design, store)
+    _, _, sweep = intrinsic.select_rates(profile, design, store, (0.01, 0.03, 0.1))
+    best = sweep.groupby(["task", "subspace"])["validation_score"].max().unstack() * 100
+    full = checked[checked.family.str.startswith("baseline")].set_index("task")["best"]
+    rows = []
+    for task in profile.tasks:
+        rows.append({"task": task, "ordering": "07 Full >= Intrinsic (best rate)", "a": full[task],
+                     "b": best.loc[task, "Intrinsic"], "holds": bool(full[task] >= best.loc[task, "Intrinsic"])})
+        rows.append({"task": task, "ordering": "07 Intrinsic >= Random (best rates)", "a": best.loc[task, "Intrinsic"],
+                     "b": best.loc[task, "Random"], "holds": bool(best.loc[task, "Intrinsic"] >= best.loc[task, "Random"])})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--output-dir", default=None, help="where figures/ and results/runs/ are (default: the repo)")
+    parser.add_argument("--workers", default="auto")
+    args = parser.parse_args()
+    setup_logging()
+    options = RunOptions(workers=int(args.workers) if args.workers.isdigit() else args.workers)
+    profile = get_profile(args.profile).resolve(options.sources)
+    out = output_paths(args.output_dir)
+    store = RunStore(out["runs"], options)
+    runs = sizing.sizing_runs(profile)
+    store.execute_all(sizing.sources(profile))
+    store.execute_all(list(runs.config))
+    checked = sizing.check(store, runs)
+    orderings = sizing.sanity_orderings(checked, sizing.pair_refits(store, runs))
+    subspaces = subspace_orderings(profile, store, checked)
+    orderings = pd.concat([orderings, subspaces], ignore_index=True)
+    figures = Path(out["figures"])
+    sizing.plot(sizing.curves(store, runs), checked, figures / "sizing_curves.png")
+    write_table(checked, figures / "sizing", note=f"Sizing on seed {profile.selection_seed} ({profile.name} "
+                f"profile): {sizing.summary_line(checked)}.")
+    write_table(orderings, figures / "sizing_orderings", note="Sanity orderings on validation, selection seed.")
+    write_table(sizing.recipe_table(profile), figures / "recipes", note=f"Recipes of the {profile.name} profile.")
+    print(checked.to_string(index=False))
+    print(orderings.to_string(index=False))
+    print(sizing.summary_line(checked))
+
+
+if __name__ == "__main__":
+    main()
