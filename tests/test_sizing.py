@@ -1,0 +1,29 @@
+"""The sizing study's checks: when a validation curve has plateaued, and the sanity orderings."""
+import pandas as pd
+
+from fewdims_helpers.sizing import PLATEAU_GAIN, plateau, sanity_orderings
+
+
+def _curve(scores):
+    return pd.DataFrame({"step": range(15, 15 * len(scores) + 1, 15), "score": scores})
+
+
+def test_a_curve_still_climbing_in_its_last_third_has_not_plateaued():
+    assert plateau(_curve([50, 60, 70, 74, 75, 75.5, 75.2, 75.4, 75.6]))["plateaued"]
+    rising = plateau(_curve([50, 52, 55, 58, 61, 64, 67, 70, 73]))
+    assert not rising["plateaued"] and rising["gain_last_third"] > PLATEAU_GAIN
+    assert rising["best_step"] == 135 and rising["cap"] == 135
+
+
+def test_sanity_orderings_flag_a_partly_frozen_run_below_the_frozen_head_and_a_refit_above_its_head():
+    checked = pd.DataFrame([
+        {"family": "baseline: all layers", "task": "t", "best": 80.0, "degenerate": False, "chance": 50.0},
+        {"family": "04 (b): frozen encoder, linear head", "task": "t", "best": 70.0, "degenerate": False, "chance": 50.0},
+        {"family": "04 (d): frozen but the top layer", "task": "t", "best": 65.0, "degenerate": False, "chance": 50.0},
+        {"family": "07: Freeze", "task": "t", "best": 50.0, "degenerate": True, "chance": 50.0}])
+    refits = pd.DataFrame([{"family": "03: head on layer 1", "task": "t", "full_vector": 60.0, "pair_refit": 62.0}])
+    table = sanity_orderings(checked, refits).set_index("ordering")["holds"]
+    assert not table["no family degenerate"]
+    assert not table["04 (d) frozen but the top layer >= (b) frozen linear head"]
+    assert not table["03: head on layer 1: full vector >= best pair refit"]
+    assert not table["07: Freeze above chance (majority class; Pearson 0)"]
