@@ -4,8 +4,9 @@ Each configuration family the studies train (the baseline fine-tuning; 03's head
 04's "frozen but the top layer"; 05's second fine-tuning; 07's Freeze) is trained once per task on
 the profile's ``selection_seed``, a seed no reported run uses, with the profile's recipe but no early
 stop, so its whole validation curve up to the step cap is seen. A family's curve **has plateaued**
-when the best validation score of the last third of the steps is at most ``PLATEAU_GAIN`` (1 point of
-the metric x 100) above the best before it. ``benchmarks/sizing.py`` runs it and writes the curves
+when the best validation score of the last third of the steps is above the best before it by at most
+one standard error of a validation score (``validation_noise``: about 1.8 points of accuracy at 80% on
+500 items), and at least ``PLATEAU_GAIN`` (1 point of the metric x 100). ``benchmarks/sizing.py`` runs it and writes the curves
 (``figures/sizing_curves.png``), the check per family and task (``figures/sizing.csv``) and the recipe
 table (``figures/recipes.csv``) that the README shows.
 
@@ -27,7 +28,7 @@ from .store import RunStore
 from .subsets import cached_head, pair_table, refit_scores, scan_all_pairs
 from .tasks import get_task
 
-PLATEAU_GAIN = 1.0  # points: a curve still gaining more than this in its last third has not plateaued
+PLATEAU_GAIN = 1.0  # points: the least gain in a curve's last third that counts as still climbing
 
 
 def _no_early_stop(config: RunConfig) -> RunConfig:
@@ -76,15 +77,27 @@ def curves(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plateau(curve: pd.DataFrame) -> dict:
-    """The plateau check of one curve (rows of one family and task, by step)."""
+def validation_noise(score: float, metric: str, n: int) -> float:
+    """One standard error (points) of a validation score from ``n`` examples: binomial for accuracy, Fisher's
+    (1 - r^2) / sqrt(n) for a correlation. Two checkpoints' scores differing by less are indistinguishable."""
+    value = score / 100
+    if metric == "accuracy":
+        return 100 * float(np.sqrt(max(value * (1 - value), 0.0) / max(n, 1)))
+    return 100 * float((1 - min(value ** 2, 1.0)) / np.sqrt(max(n, 1)))
+
+
+def plateau(curve: pd.DataFrame, noise: float = 0.0) -> dict:
+    """The plateau check of one curve (rows of one family and task, by step): the best score of its last third
+    exceeds the best before it by at most ``PLATEAU_GAIN`` or one validation standard error (``noise``),
+    whichever is larger."""
     curve = curve.sort_values("step")
     cut = curve["step"].max() * 2 / 3
     early, late = curve[curve["step"] <= cut]["score"], curve[curve["step"] > cut]["score"]
     best_step = int(curve.loc[curve["score"].idxmax(), "step"])
     gain = float(late.max() - early.max()) if len(early) and len(late) else float("nan")
+    allowed = max(PLATEAU_GAIN, noise)
     return {"best": float(curve["score"].max()), "best_step": best_step, "cap": int(curve["step"].max()),
-            "gain_last_third": gain, "plateaued": bool(gain <= PLATEAU_GAIN)}
+            "gain_last_third": gain, "allowed_gain": allowed, "plateaued": bool(gain <= allowed)}
 
 
 def check(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +109,8 @@ def check(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
         metrics = store.metrics(config)
         labels = store.predictions(config, "validation")["labels"]
         chance = 0.0 if get_task(task).is_regression else 100 * np.unique(labels, return_counts=True)[1].max() / len(labels)
-        rows.append({"family": family, "task": task, **plateau(curve), "chance": chance,
+        noise = validation_noise(float(curve["score"].max()), metrics["main_metric"], len(labels))
+        rows.append({"family": family, "task": task, **plateau(curve, noise), "chance": chance,
                      "degenerate": bool(metrics.get("degenerate")), "test_score": 100 * metrics["test"][metrics["main_metric"]]})
     return pd.DataFrame(rows)
 
@@ -190,7 +204,8 @@ def plot(frame: pd.DataFrame, checked: pd.DataFrame, path) -> None:
 
 def summary_line(checked: pd.DataFrame) -> str:
     plateaued, runs = int(checked.plateaued.sum()), len(checked)
-    return (f"{plateaued} of {runs} curves plateaued (gain in the last third <= {PLATEAU_GAIN:g} point); "
+    return (f"{plateaued} of {runs} curves plateaued (gain in the last third within one validation standard "
+            f"error, at least {PLATEAU_GAIN:g} point); "
             f"{int(checked.degenerate.sum())} degenerate; largest last-third gain "
             f"{np.nanmax(checked.gain_last_third):+.1f} ({checked.loc[checked.gain_last_third.idxmax(), 'family']}, "
             f"{checked.loc[checked.gain_last_third.idxmax(), 'task']})")
