@@ -413,3 +413,35 @@ def run_outcomes(store, configs: Iterable, split: str = "test") -> Outcomes:
     spec = get_task(configs[0].data.task)
     return Outcomes.from_logits([s["logits"] for s in saved], first["labels"], first["idx"],
                                 [c.train.seed for c in configs], spec.main_metric)
+
+
+# ----------------------------------------------------------------------------- coverage of the interval
+def simulated_pair(rng: np.random.Generator, n: int, seeds: int, p_a: float, p_b: float, seed_sd: float
+                   ) -> tuple[Outcomes, Outcomes]:
+    """Per-seed correctness of two conditions on the same ``n`` examples drawn from a population: a shared
+    example difficulty (SD 0.1), and an independent effect of each run on each side (SD ``seed_sd``: the
+    variance of fine-tuning over seeds). The population difference is ``p_a - p_b`` (x 100 points)."""
+    labels = rng.integers(0, 2, n)
+    difficulty = rng.normal(0, 0.1, n)
+    rows_a, rows_b = [], []
+    for _ in range(seeds):
+        effect_a, effect_b = rng.normal(0, seed_sd, 2)
+        rows_a.append(np.where(rng.random(n) < np.clip(p_a + effect_a + difficulty, 0, 1), labels, 1 - labels))
+        rows_b.append(np.where(rng.random(n) < np.clip(p_b + effect_b + difficulty, 0, 1), labels, 1 - labels))
+    side = lambda rows: Outcomes(np.stack(rows), labels, np.arange(n), tuple(range(seeds)), "accuracy")  # noqa: E731
+    return side(rows_a), side(rows_b)
+
+
+def coverage(replicates: int, n: int, seeds: int, seed_sd: float, p_a: float = 0.78, p_b: float = 0.74,
+             seed: int = 0) -> dict[str, float]:
+    """How often the 90% and 95% intervals of ``compare`` cover the planted difference, over ``replicates``
+    simulated studies (``simulated_pair``), and the 90% interval's mean width."""
+    rng, planted = np.random.default_rng(seed), 100 * (p_a - p_b)
+    hits90, hits95, widths = [], [], []
+    for _ in range(replicates):
+        result = compare(*simulated_pair(rng, n, seeds, p_a, p_b, seed_sd))
+        hits90.append(result.low90 <= planted <= result.high90)
+        hits95.append(result.low <= planted <= result.high)
+        widths.append(result.high90 - result.low90)
+    return {"coverage90": float(np.mean(hits90)), "coverage95": float(np.mean(hits95)),
+            "width90": float(np.mean(widths))}

@@ -6,7 +6,8 @@ import pytest
 
 from fewdims_helpers.metrics import compute_metrics
 from fewdims_helpers.verdicts import (ABOVE, DIFFERS, DOES_NOT_HOLD, HOLDS, INVALID, UNRESOLVED, Outcomes,
-                                      _leave_one_out, compare, decide, score_interval, tally, verdict_text)
+                                      _leave_one_out, compare, coverage, decide, score_interval, simulated_pair,
+                                      tally, verdict_text)
 
 
 def _outcomes(predictions, labels, seeds=None, metric="accuracy"):
@@ -16,16 +17,7 @@ def _outcomes(predictions, labels, seeds=None, metric="accuracy"):
 
 
 def _simulate(rng, n, seeds, p_a, p_b, seed_sd=0.02):
-    """Per-seed correctness of two conditions on the same n examples drawn from a population: shared
-    example difficulty, and a seed effect of each run (fine-tuning's variance over seeds)."""
-    labels = rng.integers(0, 2, n)
-    difficulty = rng.normal(0, 0.1, n)
-    rows_a, rows_b = [], []
-    for _ in range(seeds):
-        effect_a, effect_b = rng.normal(0, seed_sd, 2)
-        rows_a.append(np.where(rng.random(n) < np.clip(p_a + effect_a + difficulty, 0, 1), labels, 1 - labels))
-        rows_b.append(np.where(rng.random(n) < np.clip(p_b + effect_b + difficulty, 0, 1), labels, 1 - labels))
-    return _outcomes(np.stack(rows_a), labels), _outcomes(np.stack(rows_b), labels)
+    return simulated_pair(rng, n, seeds, p_a, p_b, seed_sd)
 
 
 @pytest.mark.parametrize("seed_sd", [0.002, 0.04], ids=["examples dominate", "seed SD 4 points per side"])
@@ -33,14 +25,8 @@ def test_the_ninety_percent_interval_covers_a_planted_difference_in_both_regimes
     """5 seeds x 2,000 examples, 240 replicates: the interval TOST uses covers the planted 4-point difference
     at 87% or more, whether example noise or seed variance dominates (the earlier two-level percentile
     bootstrap covered 80% at a seed SD of 4 points), and is not wildly conservative either."""
-    rng = np.random.default_rng(0)
-    planted = 100 * (0.78 - 0.74)
-    covered = []
-    for _ in range(240):
-        a, b = _simulate(rng, 2000, 5, 0.78, 0.74, seed_sd=seed_sd)
-        comparison = compare(a, b)
-        covered.append(comparison.low90 <= planted <= comparison.high90)
-    assert 0.87 <= np.mean(covered) <= 0.97, np.mean(covered)
+    measured = coverage(240, 2000, 5, seed_sd)
+    assert 0.87 <= measured["coverage90"] <= 0.97, measured
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "pearson", "matthews_correlation", "f1"])
