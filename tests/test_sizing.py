@@ -22,7 +22,8 @@ def test_sanity_orderings_flag_a_partly_frozen_run_below_the_frozen_head_and_a_r
         {"family": "04 (b): frozen encoder, linear head", "task": "t", "best": 70.0, "degenerate": False, "chance": 50.0},
         {"family": "04 (d): frozen but the top layer", "task": "t", "best": 65.0, "degenerate": False, "chance": 50.0},
         {"family": "07: Freeze", "task": "t", "best": 50.0, "degenerate": True, "chance": 50.0}])
-    refits = pd.DataFrame([{"family": "03: head on layer 1", "task": "t", "full_vector": 60.0, "pair_refit": 62.0}])
+    refits = pd.DataFrame([{"family": "03: head on layer 1", "task": "t", "full_vector": 60.0, "pair_refit": 62.0,
+                            "full_vector_test": 59.0, "pair_refit_test": 58.0}])
     table = sanity_orderings(checked, refits).set_index("ordering")["holds"]
     assert not table["no family degenerate"]
     assert not table["04 (d) frozen but the top layer >= (b) frozen linear head"]
