@@ -445,3 +445,25 @@ def coverage(replicates: int, n: int, seeds: int, seed_sd: float, p_a: float = 0
         widths.append(result.high90 - result.low90)
     return {"coverage90": float(np.mean(hits90)), "coverage95": float(np.mean(hits95)),
             "width90": float(np.mean(widths))}
+
+
+# ----------------------------------------------------------------------------- power with fewer seeds
+def projected(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """Each verdict row as it would be decided with ``seeds`` seeds instead of its own, the estimate kept: the
+    seed variance of the mean scales with (its seeds / ``seeds``), the example variance stays, and the
+    degrees of freedom follow (Welch-Satterthwaite, seeds - 1 for the seed term). A power argument from the
+    stored predictions for cutting seeds: a row whose projected verdict differs would lose its resolution."""
+    needed = {"seed_se", "example_se", "seeds", "difference", "margin", "kind"}
+    if not needed <= set(table.columns):
+        raise ValueError(f"the verdict table has no {sorted(needed - set(table.columns))}: it predates the variance "
+                         f"components; regenerate it (python run_all.py)")
+    rows = []
+    for row in table.itertuples():
+        seed_var = float(row.seed_se) ** 2 * row.seeds / seeds if row.seeds > 1 else 0.0
+        spread = Spread(float(row.difference), seed_var, float(row.example_se) ** 2, 0.0,
+                        seeds - 1.0 if seeds > 1 and seed_var > 0 else 0.0, float(row.examples) - 1, 0.0)
+        (low, high), (low90, high90) = spread.interval(0.95), spread.interval(0.90)
+        verdict = row.verdict if row.verdict == INVALID else decide(row.kind, low90, high90, float(row.margin))
+        rows.append({"projected_seeds": seeds, "projected_ci90_low": low90, "projected_ci90_high": high90,
+                     "projected_verdict": verdict, "same_verdict": verdict == row.verdict})
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)

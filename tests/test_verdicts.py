@@ -155,3 +155,18 @@ def test_an_equivalence_that_fails_because_a_is_better_says_so():
     assert tally(table) == (f"2 hold, 2 do not hold (1 of them because A is better beyond the margin), "
                             f"0 {UNRESOLVED} (of 4)")
     assert tally(table.iloc[1:]) == f"2 hold, 1 do not hold, 0 {UNRESOLVED} (of 3)"
+
+
+def test_projecting_fewer_seeds_widens_the_interval_by_the_seed_term_only():
+    from fewdims_helpers.verdicts import projected
+
+    rng = np.random.default_rng(8)
+    a, b = _simulate(rng, 2000, 5, 0.78, 0.765, seed_sd=0.02)
+    comparison = compare(a, b)
+    table = pd.DataFrame([comparison.as_row()])
+    same = projected(table, 5).iloc[0]
+    assert same.projected_ci90_high - same.projected_ci90_low <= comparison.high90 - comparison.low90 + 0.5
+    fewer = projected(table, 3).iloc[0]
+    assert fewer.projected_ci90_high - fewer.projected_ci90_low > same.projected_ci90_high - same.projected_ci90_low
+    with pytest.raises(ValueError, match="regenerate"):
+        projected(table.drop(columns="seed_se"), 3)
