@@ -172,3 +172,18 @@ def test_an_unsupported_architecture_is_refused_naming_the_supported_ones(tmp_pa
     AutoTokenizer.from_pretrained(str(minilm_path())).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="not supported.*RoBERTa.*GPT-2"):
         pretrained_encoder(str(tmp_path))
+
+
+def test_the_ablation_table_names_zhang_et_als_roberta_numbers_only_for_a_roberta(folders):
+    import pandas as pd
+
+    from fewdims_helpers.studies.intrinsic import beside_zhang_roberta
+
+    ours = pd.DataFrame({"sst2": ["90.0 ± 1.0"] * 3, "stsb": ["85.0 ± 2.0"] * 3, "rt-polarity": ["70.0 ± 3.0"] * 3},
+                        index=pd.Index(["dim=8", "dim=16", "dim=32"], name="setting"))
+    table = beside_zhang_roberta(ours, folders["roberta"])
+    paper = table.loc[[name for name in table.index if "Zhang" in name]]
+    assert list(paper["sst2"]) == ["91.93", "92.34", "92.43"] and list(paper["stsb"]) == ["84.10", "88.10", "89.43"]
+    assert set(paper["rt-polarity"]) == {"—"} and table.loc["dim=16", "sst2"] == "90.0 ± 1.0"
+    assert list(table.index[:2]) == ["dim=8", "dim=8 Zhang et al. RoBERTa-base (Table 6)"]
+    assert beside_zhang_roberta(ours, folders["bert"]) is ours
