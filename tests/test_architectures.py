@@ -187,3 +187,11 @@ def test_the_ablation_table_names_zhang_et_als_roberta_numbers_only_for_a_robert
     assert set(paper["rt-polarity"]) == {"—"} and table.loc["dim=16", "sst2"] == "90.0 ± 1.0"
     assert list(table.index[:2]) == ["dim=8", "dim=8 Zhang et al. RoBERTa-base (Table 6)"]
     assert beside_zhang_roberta(ours, folders["bert"]) is ours
+
+
+def test_study_01_keeps_the_papers_selections_and_drops_the_pooler_where_there_is_none(folders):
+    from fewdims_helpers.studies.token_wise import PAPER_SELECTIONS, studied_selections
+
+    assert studied_selections("tiny") == PAPER_SELECTIONS == ("cls", "max_norm_token", "max", "mean", "pooler")
+    assert studied_selections(folders["roberta"]) == PAPER_SELECTIONS
+    assert studied_selections(folders["gpt2"]) == ("cls", "max_norm_token", "max", "mean")
