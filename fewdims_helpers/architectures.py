@@ -50,7 +50,6 @@ class Family:
     final_norm: str | None = None  # attribute path of a norm after the last block
     decoder: bool = False  # causal attention: the summary token is the last one
     bert_attention: bool = False  # BERT's attention modules (fast_dropout.py may route their attention)
-    tested: bool = True  # a tiny random config of it runs in tests/test_architectures.py
 
 
 FAMILIES = (
