@@ -187,6 +187,8 @@ def test_the_ablation_table_names_zhang_et_als_roberta_numbers_only_for_a_robert
     assert set(paper["rt-polarity"]) == {"—"} and table.loc["dim=16", "sst2"] == "90.0 ± 1.0"
     assert list(table.index[:2]) == ["dim=8", "dim=8 Zhang et al. RoBERTa-base (Table 6)"]
     assert beside_zhang_roberta(ours, folders["bert"]) is ours
+    packaged = ours[["rt-polarity"]].rename(index={"dim=8": "dim=3"})
+    assert list(beside_zhang_roberta(packaged, folders["roberta"]).index) == ["dim=3", "dim=16", "dim=32"]
 
 
 def test_study_01_keeps_the_papers_selections_and_drops_the_pooler_where_there_is_none(folders):

@@ -470,8 +470,9 @@ def is_roberta(model: str) -> bool:
 
 def beside_zhang_roberta(ablation_table: pd.DataFrame, model: str) -> pd.DataFrame:
     """The ablation table (rows ``dim=d``, columns tasks) with, when ``model`` is a RoBERTa, Zhang et al.'s
-    RoBERTa-base numbers of Table 6 for the same d and task after each row ("—" where the paper has none:
-    other tasks or d). Unchanged for any other model."""
+    RoBERTa-base numbers of Table 6 for the same d and task after each row ("—" for a task the paper did
+    not run), where the paper has a number for that d and one of the table's tasks. Unchanged for any
+    other model."""
     if not is_roberta(model):
         return ablation_table
     rows = []
@@ -480,6 +481,8 @@ def beside_zhang_roberta(ablation_table: pd.DataFrame, model: str) -> pd.DataFra
         if str(setting).startswith("dim="):
             dim = int(str(setting).removeprefix("dim="))
             paper = [ZHANG_ROBERTA_TABLE6.get(task, {}).get(dim) for task in ablation_table.columns]
+            if all(v is None for v in paper):
+                continue
             rows.append((f"{setting} Zhang et al. RoBERTa-base (Table 6)",
                          pd.Series([f"{v:.2f}" if v is not None else "—" for v in paper], index=ablation_table.columns)))
     table = pd.DataFrame([r for _, r in rows], index=[name for name, _ in rows])
