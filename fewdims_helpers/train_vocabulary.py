@@ -13,11 +13,16 @@ word embeddings are frozen.
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import architectures
+
+log = logging.getLogger(__name__)
 
 
 class TrainVocabularyEmbedding(nn.Module):
@@ -51,18 +56,28 @@ def trainable_ids(input_ids: torch.Tensor, vocabulary: int, padding_idx: int | N
 def train_vocabulary(model: nn.Module, train_input_ids: torch.Tensor, weight_decay: float):
     """Inside the block, only the rows of tokens in ``train_input_ids`` of the word embeddings of
     ``model`` (a ``SequenceClassifier``) are parameters; on exit they are written back into the
-    original ``nn.Embedding``, which is put back. A no-op when it would not be exact."""
-    embeddings = getattr(getattr(model, "encoder", None), "embeddings", None)
-    original = getattr(embeddings, "word_embeddings", None)
-    if not isinstance(original, nn.Embedding) or not original.weight.requires_grad or weight_decay != 0:
+    original ``nn.Embedding``, which is put back. A no-op when it would not be exact (logged)."""
+    embeddings, name = architectures.word_embeddings(model)
+    original = getattr(embeddings, name, None)
+    reason = ("the word embeddings are not an nn.Embedding" if not isinstance(original, nn.Embedding) else
+              "the word embeddings are frozen" if not original.weight.requires_grad else
+              "weight decay moves every row" if weight_decay != 0 else
+              "the word embeddings are shared with another module" if _shared(model, original) else None)
+    if reason is not None:
+        log.debug("training the whole vocabulary: %s", reason)
         yield
         return
     ids = trainable_ids(train_input_ids, original.num_embeddings, original.padding_idx).to(original.weight.device)
     compact = TrainVocabularyEmbedding(original, ids)
-    embeddings.word_embeddings = compact
+    setattr(embeddings, name, compact)
     try:
         yield
     finally:
         with torch.no_grad():
             original.weight[ids] = compact.rows.to(original.weight.dtype)
-        embeddings.word_embeddings = original
+        setattr(embeddings, name, original)
+
+
+def _shared(model: nn.Module, embedding: nn.Embedding) -> bool:
+    """Whether another module reads the embedding's weight (tied weights): the swap would hide it."""
+    return sum(p is embedding.weight for _, p in model.named_parameters(remove_duplicate=False)) > 1

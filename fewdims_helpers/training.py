@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import architectures
 from .config import RunConfig
 from .fast_dropout import install_fast_dropout
 from .data import TokenizedSplit, length_grouped_batches, sorted_batches
@@ -123,7 +124,7 @@ def build_model(config: RunConfig) -> SequenceClassifier:
     """The encoder of ``config.model.model`` with the configured head, seeded by the run's seed."""
     torch.manual_seed(config.train.seed)
     tokenizer = load_tokenizer(config.model.model)
-    special = tuple(t for t in (tokenizer.cls_token_id, tokenizer.sep_token_id) if t is not None)
+    special = architectures.special_token_ids(tokenizer)
     return SequenceClassifier(load_encoder(config.model.model), config.model, get_task(config.data.task).num_labels,
                               special)
 
@@ -255,13 +256,19 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
 @torch.no_grad()
 def relative_weight_change(model: SequenceClassifier, reference: torch.nn.Module) -> dict[str, float]:
     """||theta - theta_0|| / ||theta_0|| of the embeddings and of each encoder layer (all its
-    parameters together), against the pretrained ``reference`` encoder."""
-    blocks = {"embeddings": (model.encoder.embeddings, reference.embeddings)}
-    for index, layer in enumerate(model.encoder.encoder.layer):
-        blocks[f"layer_{index + 1}"] = (layer, reference.encoder.layer[index])
+    parameters together), against the pretrained ``reference`` encoder. The blocks are the model's own
+    (``architectures.py``): a final norm after the last layer (GPT-2, Llama, ModernBERT) is in none."""
+    def parameters(modules):
+        return [p for module in modules for p in module.parameters()]
+
+    blocks = {"embeddings": (parameters(architectures.embedding_modules(model.encoder)),
+                             parameters(architectures.embedding_modules(reference)))}
+    reference_layers = architectures.encoder_layers(reference)
+    for index, layer in enumerate(architectures.encoder_layers(model.encoder)):
+        blocks[f"layer_{index + 1}"] = (list(layer.parameters()), list(reference_layers[index].parameters()))
     change = {}
     for name, (tuned, original) in blocks.items():
-        pairs = list(zip(tuned.parameters(), original.parameters()))
+        pairs = list(zip(tuned, original))
         moved = sum(float((a.float().cpu() - b.float()).pow(2).sum()) for a, b in pairs)
         size = sum(float(b.float().pow(2).sum()) for _, b in pairs)
         change[name] = (moved / size) ** 0.5

@@ -41,6 +41,12 @@ from ..training import evaluate_and_encode, resolve_device, resolve_precision, t
 from ..verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
 
 SETTINGS = ("Full", "Freeze", "Random", "Intrinsic")
+# Zhang, Liu & Shao (2023), Table 6 (ablation over d, RoBERTa-base, GLUE dev, mean of 5 seeds, metric x 100)
+ZHANG_ROBERTA_TABLE6 = {
+    "cola": {8: 58.04, 16: 60.27, 32: 61.07}, "mrpc": {8: 75.59, 16: 78.20, 32: 87.21},
+    "sst2": {8: 91.93, 16: 92.34, 32: 92.43}, "stsb": {8: 84.10, 16: 88.10, 32: 89.43},
+    "qqp": {8: 87.58, 16: 89.25, 32: 90.18}, "mnli": {8: 79.96, 16: 81.77, 32: 82.32},
+    "qnli": {8: 89.35, 16: 89.14, 32: 90.57}, "rte": {8: 74.30, 16: 78.56, 32: 78.77}}
 SELECTION_TEST_EXAMPLES = 64  # rate-selection runs are read on validation only: a token test slice keeps them cheap
 VERDICT_SEEDS = 3  # the analysis tables (transfer, unified, ablation) carry verdicts only with at least this many seeds
 
@@ -458,6 +464,33 @@ def analysis_verdicts(profile, design: Design, store: RunStore, analysis: pd.Dat
             rows.append(verdict_row("07", f"d = {dim} matches d = {design.dim}", task, f"dim={dim}", f"dim={design.dim}",
                                     compare(side(task, f"dim={dim}"), own, "equivalent", margin)))
     return rows
+
+
+def is_roberta(model: str) -> bool:
+    """Whether ``model`` (a profile's model name or folder) is a RoBERTa, Zhang et al.'s second model."""
+    return pretrained_encoder(model).config.model_type in ("roberta", "xlm-roberta")
+
+
+def beside_zhang_roberta(ablation_table: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The ablation table (rows ``dim=d``, columns tasks) with, when ``model`` is a RoBERTa, Zhang et al.'s
+    RoBERTa-base numbers of Table 6 for the same d and task after each row ("—" for a task the paper did
+    not run), where the paper has a number for that d and one of the table's tasks. Unchanged for any
+    other model."""
+    if not is_roberta(model):
+        return ablation_table
+    rows = []
+    for setting, row in ablation_table.iterrows():
+        rows.append((setting, row))
+        if str(setting).startswith("dim="):
+            dim = int(str(setting).removeprefix("dim="))
+            paper = [ZHANG_ROBERTA_TABLE6.get(task, {}).get(dim) for task in ablation_table.columns]
+            if all(v is None for v in paper):
+                continue
+            rows.append((f"{setting} Zhang et al. RoBERTa-base (Table 6)",
+                         pd.Series([f"{v:.2f}" if v is not None else "—" for v in paper], index=ablation_table.columns)))
+    table = pd.DataFrame([r for _, r in rows], index=[name for name, _ in rows])
+    table.index.name = ablation_table.index.name
+    return table
 
 
 def oracle_table(profile, design: Design, trajectory_runs: pd.DataFrame) -> pd.DataFrame:

@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..config import TOKEN_SELECTIONS, RunConfig
+from ..config import RunConfig
 from ..profiles import Profile
 from ..reporting import summarize
 from ..store import RunStore
 from ..verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
 
 SELECTION_COLUMN = "model.token_selection"
+PAPER_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler")  # ``last`` is cls on a decoder: not studied
 
 
-def configs(profile: Profile, selections: tuple[str, ...] = TOKEN_SELECTIONS) -> list[RunConfig]:
-    """One run per task, seed and selection; [CLS] is the profile's baseline run, which later studies reuse."""
+def studied_selections(model: str) -> tuple[str, ...]:
+    """The paper's selections that ``model`` has: ``pooler`` only where a pretrained pooler exists
+    (BERT, RoBERTa; architectures.py)."""
+    from ..models import pretrained_encoder
+
+    has_pooler = getattr(pretrained_encoder(model), "pooler", None) is not None
+    return tuple(s for s in PAPER_SELECTIONS if s != "pooler" or has_pooler)
+
+
+def configs(profile: Profile, selections: tuple[str, ...] | None = None) -> list[RunConfig]:
+    """One run per task, seed and selection (None: ``studied_selections``); [CLS] is the profile's baseline
+    run, which later studies reuse."""
+    selections = selections or studied_selections(profile.model)
     return [profile.baseline(task, seed) if selection == "cls" else profile.run_config(task, seed, token_selection=selection)
             for task in profile.tasks for seed in profile.seeds for selection in selections]
 
@@ -41,13 +53,13 @@ def outcomes(profile: Profile, store: RunStore, task: str, selection: str) -> Ou
 
 
 def verdicts(profile: Profile, store: RunStore, margin: float = DEFAULT_MARGIN, baseline: str = "cls",
-             selections: tuple[str, ...] = TOKEN_SELECTIONS) -> pd.DataFrame:
+             selections: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Per task and selection: does it match [CLS]? The difference to the baseline's test metric, paired
     by seed and example, with its interval and the equivalence verdict against ``margin``."""
     rows = []
     for task in profile.tasks:
         reference = outcomes(profile, store, task, baseline)
-        for selection in selections:
+        for selection in selections or studied_selections(profile.model):
             if selection != baseline:
                 comparison = compare(outcomes(profile, store, task, selection), reference, "equivalent", margin)
                 rows.append(verdict_row("01", f"{selection} matches [CLS]", task, selection, baseline, comparison))
