@@ -260,10 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args, root)
     pilot = {name: value for name, value in overrides(args).items() if value is not None}
-    timings = []
+    timings, notes = [], study_notes(args)
     for notebook in notebooks:
         target = root / "notebooks" / notebook.name
         print(f"run_all: {notebook.name} ({args.profile}) -> {target}", flush=True)
+        if notebook.name[:2] in notes:
+            print(f"run_all: {notebook.name}: {notes[notebook.name[:2]]}", flush=True)
         start = time.perf_counter()
         try:
             papermill.execute_notebook(str(notebook), str(target), parameters=parameters, cwd=str(NOTEBOOKS),
@@ -281,6 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
     report_verdicts(root, args)
     return reproduce(args, runs, invocation, root, notebooks)
+
+
+def study_notes(args: argparse.Namespace) -> dict[str, str]:
+    """Per notebook prefix, the one line saying why it runs nothing with these arguments (05 on one task)."""
+    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.studies import cross
+
+    note = cross.missing_tasks(get_profile(args.profile, tasks=args.tasks))
+    return {"05": note} if note else {}
 
 
 def report_verdicts(root: Path, args: argparse.Namespace) -> None:
