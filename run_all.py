@@ -40,6 +40,7 @@ Where the runs execute (never part of a run id), passed to every notebook as par
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -101,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", default=None, metavar="NN",
                         help="run only the notebooks whose names start with these prefixes, e.g. --only 01 03")
     parser.add_argument("--force", action="store_true", help="recompute runs already in the store")
+    parser.add_argument("--plan", action="store_true",
+                        help="print per notebook the runs to compute and in the store, the examples and evaluation "
+                             "items, and the minutes on this machine (a calibration of at most 60 s); train nothing")
     parser.add_argument("--glue-dir", default=None, help="local GLUE copy in the original TSV layout")
     parser.add_argument("--model", default=None, help="model name on the hub or a local model folder")
     parser.add_argument("--tasks", nargs="+", default=None, help="override the profile's tasks")
@@ -249,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all: {problem}", file=sys.stderr)
     if problems:
         return 2
+    if args.plan:
+        print(make_plan(args, root, notebooks).text(), flush=True)
+        return 0
     import papermill
 
     from fewdims_helpers.paths import output_paths
@@ -283,6 +290,48 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
     report_verdicts(root, args)
     return reproduce(args, runs, invocation, root, notebooks)
+
+
+STUDIES = {"01": "token_wise", "02": "dimension_wise", "03": "layer_wise", "04": "freezing", "05": "cross",
+           "06": "salient", "07": "intrinsic"}  # notebook prefix -> its study module
+
+
+def notebook_design(notebook: Path) -> dict:
+    """The defaults of a notebook's ``parameters`` cell that are literals (its design: subsets_per_k, rates...)."""
+    import papermill
+
+    design = {}
+    for name, parameter in papermill.inspect_notebook(str(notebook)).items():
+        try:
+            design[name] = ast.literal_eval(parameter["default"])
+        except (ValueError, SyntaxError):
+            pass
+    return design
+
+
+def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calibrate: bool = True):
+    """The plan of this invocation (fewdims_helpers.planning): each notebook's study lists its runs from
+    the profile the notebooks get and the design in the notebook's parameters cell. Trains nothing."""
+    import contextlib
+    import importlib
+    import inspect
+    import io
+
+    from fewdims_helpers.planning import build_plan
+    from fewdims_helpers.profiles import notebook_setup
+    from fewdims_helpers.workers import worker_count
+
+    parameters = {k: v for k, v in notebook_parameters(args, root).items() if k != "output_dir"}
+    with contextlib.redirect_stdout(io.StringIO()):  # the banner each notebook prints
+        profile, _, store = notebook_setup(output_dir=root, **parameters)
+    studies = []
+    for notebook in notebooks:
+        planner = importlib.import_module(f"fewdims_helpers.studies.{STUDIES[notebook.name[:2]]}").planned_runs
+        accepted = set(inspect.signature(planner).parameters) - {"profile", "store"}
+        design = {k: v for k, v in notebook_design(notebook).items() if k in accepted}
+        studies.append((notebook.name, planner(profile, store, **design)))
+    workers = worker_count(store.options.workers, store.options.device) if store.options.backend == "local" else 1
+    return build_plan(studies, store, workers, calibrate_rates=calibrate)
 
 
 def study_notes(args: argparse.Namespace) -> dict[str, str]:

@@ -17,6 +17,7 @@ import dataclasses
 import pandas as pd
 
 from ..config import RunConfig
+from ..planning import PlannedRun, StudyPlan
 from ..reporting import mean_std
 from ..store import RunStore
 from ..tasks import get_task
@@ -47,6 +48,13 @@ def cross_configs(profile) -> list[RunConfig]:
 def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:
     """B fine-tuned from the encoder of A's direct run (the profile's baseline, whose weights are kept)."""
     return dataclasses.replace(profile.run_config(second, seed), init_from=profile.baseline(first, seed).run_id)
+
+
+def planned_runs(profile, store: RunStore) -> StudyPlan:
+    """The runs ``run`` executes (none, with a note, on one task), for ``run_all.py --plan``."""
+    if missing_tasks(profile):
+        return StudyPlan(note=missing_tasks(profile))
+    return StudyPlan([PlannedRun(c) for c in profile.baselines() + cross_configs(profile)])
 
 
 def run(profile, store: RunStore) -> tuple[pd.DataFrame, pd.DataFrame]:

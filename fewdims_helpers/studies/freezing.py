@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..features import frozen_features
+from ..planning import PlannedRun, StudyPlan
 from ..probes import refit, refit_predictions
 from ..store import RunStore
 from ..tasks import get_task
@@ -74,6 +75,12 @@ def frozen_epochs(config: RunConfig, epochs: int = FROZEN_EPOCHS, learning_rate:
         return config
     return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs,
                                                                  learning_rate=learning_rate))
+
+
+def planned_runs(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3)) -> StudyPlan:
+    """The runs ``run`` executes, for ``run_all.py --plan`` (the linear probes read the frozen runs' cached
+    features: no encoder work of their own)."""
+    return StudyPlan([PlannedRun(c) for c in configs(profile, tuple(top_layers))[0]])
 
 
 def run(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3)) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import TOKEN_SELECTIONS, RunConfig
+from ..planning import PlannedRun, StudyPlan
 from ..profiles import Profile
 from ..reporting import summarize
 from ..store import RunStore
@@ -21,6 +22,11 @@ def configs(profile: Profile, selections: tuple[str, ...] = TOKEN_SELECTIONS) ->
     """One run per task, seed and selection; [CLS] is the profile's baseline run, which later studies reuse."""
     return [profile.baseline(task, seed) if selection == "cls" else profile.run_config(task, seed, token_selection=selection)
             for task in profile.tasks for seed in profile.seeds for selection in selections]
+
+
+def planned_runs(profile: Profile, store: RunStore) -> StudyPlan:
+    """The runs ``run`` executes, for ``run_all.py --plan``."""
+    return StudyPlan([PlannedRun(c) for c in configs(profile)])
 
 
 def run(profile: Profile, store: RunStore) -> pd.DataFrame:
