@@ -402,14 +402,22 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int, calibr
     planned = {p.config.run_id: p.config for _, study in studies for p in study.runs}
     frozen_done: set = set()
     notebooks = []
+    split_cache: dict = {}
+
+    def tokens_of(config: RunConfig) -> dict[str, TokenizedSplit]:  # many runs share one task's splits
+        key = (config.data, config.model.model)
+        if key not in split_cache:
+            split_cache[key] = store.tokens(config)
+        return split_cache[key]
+
     for name, study, fresh, in_store, earlier in rows:
         train_examples = eval_items = 0
         run_seconds: dict[str, float] = {}
         missing_rates = False
         for index, run in enumerate(fresh):
             config = run.config
-            tokens = store.tokens(config)
-            source = len(store.tokens(planned.get(config.init_from) or store.stored_config(config.init_from))["test"]) \
+            tokens = tokens_of(config)
+            source = len(tokens_of(planned.get(config.init_from) or store.stored_config(config.init_from))["test"]) \
                 if config.init_from else 0
             work = run_work(config, tokens, pretrained_encoder(config.model.model).config.num_hidden_layers, source)
             train_examples, eval_items = train_examples + work.train_examples, eval_items + work.eval_items
@@ -445,3 +453,53 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int, calibr
                 warning=(f"the machine was busy while calibrating (load {load:.1f} on {os.cpu_count()} cores): the "
                          f"minutes are too high; delete {Path(store.options.sources.cache) / 'calibration'} and plan "
                          f"again on an idle machine") if load > (os.cpu_count() or 1) + 0.5 else None)
+
+
+# ----------------------------------------------------------------------------- progress of an invocation
+def clock(seconds: float) -> str:
+    """h:mm:ss or m:ss."""
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """The whole invocation's progress, from the ledger its notebooks' stores write (``RunStore._note``):
+    runs computed of the plan's total, time elapsed and time left. Time left comes from the planned
+    seconds of the runs still to compute, scaled by how the finished ones compared with the plan (the
+    plan's own minutes until a tenth of its work is done; without calibrated rates, from the run counts)."""
+
+    def __init__(self, plan: Plan | None, store, invocation: str, started: float | None = None):
+        self.plan, self.store, self.invocation = plan, store, invocation
+        self.started = time.time() if started is None else started
+        self.total = plan.to_compute if plan is not None else None
+        costs = plan.run_seconds() if plan is not None else {}
+        self.costs = costs
+        self.mean_cost = sum(costs.values()) / len(costs) if costs else None
+
+    def done(self) -> list[str]:
+        return self.store.invocation_runs(self.invocation)["computed"]
+
+    def status(self, now: float | None = None) -> tuple[int, float, float | None]:
+        """(runs computed, seconds elapsed, seconds left or None)."""
+        elapsed = (time.time() if now is None else now) - self.started
+        computed = self.done()
+        if not self.total:
+            return len(computed), elapsed, None
+        if self.costs and self.plan.seconds:
+            work = sum(self.costs.values())
+            finished = min(sum(self.costs.get(r, self.mean_cost) for r in computed), work)
+            fraction = finished / work
+            if fraction < 0.1:
+                return len(computed), elapsed, max(self.plan.seconds - elapsed, 0.0)
+        else:
+            fraction = min(len(computed) / self.total, 1.0)
+            if fraction == 0:
+                return 0, elapsed, None
+        return len(computed), elapsed, elapsed * (1 - fraction) / fraction
+
+    def line(self, now: float | None = None) -> str:
+        done, elapsed, left = self.status(now)
+        total = f" of {self.total}" if self.total is not None else ""
+        return (f"all notebooks: {done}{total} runs, {clock(elapsed)} elapsed"
+                + (f", about {clock(left)} left" if left is not None else ""))
