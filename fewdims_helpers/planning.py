@@ -165,6 +165,7 @@ class Rates:
     load_seconds: float
     relative_to: tuple | None = None  # a subspace kind: the full run's key of the task it was measured on
     load_average: float | None = None  # the machine's 1-minute load when measured (busy: rates too low)
+    estimated: bool = False  # not measured: the calibration ran out of time (``_estimated``)
 
 
 def _subset(split: TokenizedSplit, rows: np.ndarray) -> TokenizedSplit:
@@ -174,8 +175,9 @@ def _subset(split: TokenizedSplit, rows: np.ndarray) -> TokenizedSplit:
 
 def _measure(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | None, seconds: float,
              store) -> Rates:
-    """Train ``config`` (one epoch, then enough examples to fill about half of ``seconds``) on a seeded
-    sample of its own training split with the training function, and evaluate a sample of validation."""
+    """Train ``config`` with the training function on a seeded sample of its own training split and
+    evaluate a sample of validation: a probe of one batch each (which also warms the kernels up), then,
+    on the same model, as many examples as fit in about ``seconds`` in all (the probe's rates if none fit)."""
     from .training import build_model, train
 
     rng = np.random.default_rng(0)
@@ -183,26 +185,26 @@ def _measure(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str |
     model = store.initial_model(config) if config.subspace is not None else build_model(config)
     load_seconds = time.perf_counter() - start
 
-    def timed(train_rows: int, eval_rows: int, epochs: int, model) -> tuple[float, float]:
+    def timed(train_rows: int, eval_rows: int, epochs: int) -> tuple[float, float]:
         rows = {"train": rng.choice(len(tokens["train"]), min(train_rows, len(tokens["train"])), replace=False),
                 "validation": rng.choice(len(tokens["validation"]), min(eval_rows, len(tokens["validation"])),
                                          replace=False)}
         sample = {split: _subset(tokens[split], rows[split]) for split in rows}
         sample["test"] = sample["validation"]
         short = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
-        result = train(short, sample, device=device, progress=False, model=model)
-        history = result.history
+        history = train(short, sample, device=device, progress=False, model=model).history
         return (len(rows["train"]) * epochs / max(sum(h["train_seconds"] for h in history), 1e-6),
                 len(rows["validation"]) / max(history[-1]["validation_seconds"], 1e-6))
 
-    batch = config.train.batch_size
-    probe_train, probe_eval = timed(2 * batch, config.train.eval_batch_size, 1, model)  # also warms up the kernels
-    left = max(seconds - (time.perf_counter() - start) - load_seconds, 1.0)  # a second model to load
-    train_rows = max(batch, int(probe_train * left * 0.5))
+    batch, eval_batch = config.train.batch_size, config.train.eval_batch_size
+    probe_train, probe_eval = timed(batch, eval_batch, 1)
+    left = seconds - (time.perf_counter() - start)
+    if left < 2 * (batch / probe_train + eval_batch / probe_eval):
+        return Rates(probe_train, probe_eval, load_seconds)
+    train_rows = max(batch, int(probe_train * left * 0.55))
     epochs = min(20, max(1, math.ceil(train_rows / len(tokens["train"]))))
-    eval_rows = max(config.train.eval_batch_size, int(probe_eval * left * 0.2))
-    model = store.initial_model(config) if config.subspace is not None else build_model(config)
-    train_rate, eval_rate = timed(min(train_rows, len(tokens["train"])), eval_rows, epochs, model)
+    eval_rows = max(eval_batch, int(probe_eval * left * 0.2))
+    train_rate, eval_rate = timed(min(train_rows, len(tokens["train"])), eval_rows, epochs)
     return Rates(train_rate, eval_rate, load_seconds)
 
 
@@ -272,6 +274,8 @@ def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CA
     try:
         for index, (key, config, path) in enumerate(missing):
             budget = (seconds - (time.perf_counter() - start)) / (len(missing) - index)
+            if budget < 1.0:  # out of time: estimated from the measured rates below, not cached
+                continue
             measured = dataclasses.replace(_measure(config, store.tokens(config), store.options.device, budget, store),
                                            load_average=os.getloadavg()[0])
             if run_kind(config) == "subspace":
@@ -284,7 +288,24 @@ def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CA
                      rates[key].eval_per_second)
     finally:
         torch.set_num_threads(previous)
-    return rates
+    for key, config, _ in missing:
+        if key not in rates:
+            rates[key] = _estimated(rates, config)
+    return {key: rate for key, rate in rates.items() if rate is not None}
+
+
+def _estimated(rates: dict[tuple, Rates], config: RunConfig) -> Rates | None:
+    """Rates of a key the calibration had no time for: a measured plain run of the same model, scaled by
+    sequence length (a subspace: as costly as a plain run). Marked ``estimated``."""
+    if run_kind(config) == "subspace":
+        plain = next((k for k, r in rates.items() if k[6] == "full" and k[0] == config.model.model), None)
+        return None if plain is None else dataclasses.replace(rates[plain], relative_to=plain, estimated=True)
+    for key, rate in rates.items():
+        if key[6] == "full" and key[0] == config.model.model and not rate.estimated:
+            scale = key[2] / config.data.max_seq_length
+            return Rates(rate.train_per_second * scale, rate.eval_per_second * scale, rate.load_seconds,
+                         estimated=True)
+    return None
 
 
 def process_start_seconds(cache_dir: Path, measure: bool = True) -> float | None:
@@ -332,6 +353,7 @@ class Plan:
     calibrated: bool
     calibration_seconds: float = 0.0
     warning: str | None = None
+    estimated: int = 0  # rates the calibration had no time to measure
 
     @property
     def to_compute(self) -> int:
@@ -365,6 +387,9 @@ class Plan:
                      + "; runs and kernel starts only, analysis cells not counted)")
         if self.warning:
             lines.append(f"warning: {self.warning}")
+        if self.estimated:
+            lines.append(f"warning: {self.estimated} rate(s) estimated from the others: the calibration ran out of its "
+                         f"{CALIBRATION_SECONDS:.0f} s; the next plan measures them")
         return "\n".join(lines)
 
 
@@ -398,6 +423,7 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int, calibr
     rates = calibrate(configs, store, threads, seconds - (time.perf_counter() - began), measure=calibrate_rates)
     calibration_seconds = time.perf_counter() - began
     load = max((r.load_average or 0.0 for r in rates.values()), default=0.0)
+    estimated = sum(r.estimated for r in rates.values())
     precision = resolve_precision(configs[0].train.precision, device) if configs else "-"
     planned = {p.config.run_id: p.config for _, study in studies for p in study.runs}
     frozen_done: set = set()
@@ -449,7 +475,7 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int, calibr
                                       study.note))
     return Plan(notebooks, workers, threads, precision,
                 calibrated=start is not None and all(n.seconds is not None for n in notebooks),
-                calibration_seconds=calibration_seconds,
+                calibration_seconds=calibration_seconds, estimated=estimated,
                 warning=(f"the machine was busy while calibrating (load {load:.1f} on {os.cpu_count()} cores): the "
                          f"minutes are too high; delete {Path(store.options.sources.cache) / 'calibration'} and plan "
                          f"again on an idle machine") if load > (os.cpu_count() or 1) + 0.5 else None)
