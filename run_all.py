@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         events = runs.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
         used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
-                        "invocation": invocation, "runs_used": len(used[notebook.name[:2]]),
+                        "invocation": invocation, "ledger_lines": [ledger, ledger + len(events)],
+                        "runs_used": len(used[notebook.name[:2]]),
                         "runs_computed": len({e["run_id"] for e in events if e["event"] == "computed"}),
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
                         **({"overrides": pilot} if pilot else {})})  # a pilot's times are not the profile's
