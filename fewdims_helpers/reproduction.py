@@ -360,15 +360,20 @@ def refusal(local: RunStore, notebooks: dict[str, list[str]], reference_root: Pa
             baselines: list[str]) -> str | None:
     """Why notebooks ``notebooks`` (prefix -> the runs it used) cannot replace their part of the reference
     alone, or None when they can: the reference must record its notebooks, have been made with the same
-    profile, and every baseline run they read must be the reference's own, with the same run id and the
-    same metrics (else the other notebooks' tables rest on other baselines than these)."""
+    profile, and, where it holds other notebooks, every baseline run they read must be the reference's own,
+    with the same run id and the same metrics (else the other notebooks' tables rest on other baselines
+    than these). Where there is no reference yet, these notebooks start one."""
     folders = reference_folders(reference_root)
+    if not folders["root"].exists():
+        return None  # no reference yet: these notebooks start one
     about = json.loads(folders["about"].read_text()) if folders["about"].exists() else {}
     if "notebooks" not in about:
         return (f"{folders['about']} records no notebooks (a reference made before per-notebook refreshes, or none "
                 f"at all); replace it whole: python run_all.py --update-reference")
     if about.get("made_by") != made_by:
         return f"the reference was made with {about.get('made_by')}, this invocation with {made_by}"
+    if not set(about["notebooks"]) - set(notebooks):
+        return None  # no other notebook rests on the reference's baselines
     reference, known = RunStore(folders["runs"]), set(RunStore(folders["runs"]).run_ids())
     wanted = set(baselines)
     for prefix, run_ids in sorted(notebooks.items()):
@@ -398,6 +403,11 @@ def update_notebooks(local: RunStore, notebooks: dict[str, list[str]], figures: 
     if reason:
         return {}, reason
     source = reference_folders(reference_root)
+    if not source["root"].exists():  # a new reference of these notebooks only
+        source["runs"].mkdir(parents=True)
+        source["figures"].mkdir()
+        source["about"].write_text(json.dumps({"made_by": made_by, "note": None, "notebooks": {},
+                                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
     about = json.loads(source["about"].read_text())
     entries = dict(about["notebooks"])
     others = {r for prefix, entry in entries.items() if prefix not in notebooks for r in entry["runs"]}

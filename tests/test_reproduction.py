@@ -180,3 +180,16 @@ def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s
     _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["baseline"]]}, figures, reference,
                                                made_by, [ids["baseline"]])
     assert "records no notebooks" in refused
+
+
+def test_a_notebook_starts_a_reference_where_there_is_none(synthetic_store, tmp_path):
+    baseline = tiny_config(seed=1)
+    synthetic_store.execute(baseline)
+    figures, reference = tmp_path / "figures", tmp_path / "reference"
+    figures.mkdir()
+    (figures / "03_c.csv").write_text("z\n1\n")
+    (figures / "04_d.csv").write_text("w\n1\n")  # another notebook's table: not this reference's
+    counts, refused = reproduction.update_notebooks(synthetic_store, {"03": [baseline.run_id]}, figures, reference,
+                                                    {"profile": "smoke"}, [baseline.run_id], {"git_commit": "abc"})
+    assert refused is None and counts["runs"] == 1 and list(counts["notebooks"]) == ["03"]
+    assert sorted(p.name for p in (reference / "figures").iterdir()) == ["03_c.csv"]
