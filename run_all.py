@@ -396,6 +396,7 @@ class show_progress:
     few seconds from a thread; on a terminal only (nothing in logs or executed notebooks)."""
 
     def __init__(self, plan, runs, invocation: str, every: float = 5.0):
+        import shutil
         import threading
 
         from tqdm.auto import tqdm
@@ -403,8 +404,9 @@ class show_progress:
         from fewdims_helpers.planning import Progress
 
         self.progress, self.every, self.stop = Progress(plan, runs, invocation), every, threading.Event()
-        self.bar = tqdm(total=self.progress.total, position=0, leave=True, bar_format="{desc}",
-                        disable=not sys.stderr.isatty())
+        size = shutil.get_terminal_size((120, 20))  # a terminal that reports no size (0 rows hide every bar)
+        self.bar = tqdm(total=self.progress.total, position=0, leave=True, bar_format="{desc}", ncols=size.columns,
+                        nrows=size.lines, disable=not sys.stderr.isatty())
         self.thread = threading.Thread(target=self._run, daemon=True)
         if not self.bar.disable:
             self.thread.start()
