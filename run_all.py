@@ -17,8 +17,9 @@ a reproduction report compares the runs this invocation used and the tables it w
 committed reference (``reference/``; never read in place of computing), prints it and writes
 ``figures/reproduction.{csv,md,png}`` (see fewdims_helpers/reproduction.py):
     --strict             exit 3 when anything disagrees with the reference (after writing the report)
-    --update-reference   replace the reference with this invocation's runs and tables (the committed
-                         one only from a run of every notebook, without --only)
+    --update-reference   replace the reference with this invocation's runs and tables; with --only NN,
+                         replace notebook NN's runs and tables only, and only when the baseline runs it
+                         read are the reference's own (same run ids and metrics); else it refuses (exit 4)
     --reference-dir DIR  another reference folder (default: reference/ in the repository)
 
 Overrides of the profile, for any profile (None: the profile's own), passed to every notebook as
@@ -40,6 +41,7 @@ Where the runs execute (never part of a run id), passed to every notebook as par
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -101,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", default=None, metavar="NN",
                         help="run only the notebooks whose names start with these prefixes, e.g. --only 01 03")
     parser.add_argument("--force", action="store_true", help="recompute runs already in the store")
+    parser.add_argument("--plan", action="store_true",
+                        help="print per notebook the runs to compute and in the store, the examples and evaluation "
+                             "items, and the minutes on this machine (a calibration of at most 60 s); train nothing")
     parser.add_argument("--glue-dir", default=None, help="local GLUE copy in the original TSV layout")
     parser.add_argument("--model", default=None, help="model name on the hub or a local model folder")
     parser.add_argument("--tasks", nargs="+", default=None, help="override the profile's tasks")
@@ -140,9 +145,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give distinct seeds")
-    committed = Path(args.reference_dir).resolve() == REPO_ROOT / "reference"
-    if args.update_reference and args.only is not None and committed:
-        parser.error("--update-reference replaces the whole committed reference; run every notebook (leave out --only)")
     return args
 
 
@@ -219,25 +221,66 @@ def reference_profile(args: argparse.Namespace) -> dict:
                                                    and k != "workers"}, "tasks": args.tasks, "model": args.model}
 
 
-def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, notebooks: list[Path]) -> int:
-    """Update the reference if asked, then print and write the reproduction report; 3 under --strict
-    when anything disagrees, else 0."""
+def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, notebooks: list[Path],
+              by_notebook: dict[str, list[str]]) -> int:
+    """Update the reference if asked (``by_notebook``: the runs each notebook used), then print and write
+    the reproduction report; 3 under --strict when anything disagrees, 4 when --update-reference --only
+    was refused, else 0."""
     from fewdims_helpers import reproduction
 
     runs.end_invocation()
     figures, reference = root / "figures", Path(args.reference_dir).expanduser().resolve()
     used = runs.invocation_runs(invocation)
+    refused = None
     if args.update_reference:
-        counts = reproduction.update_reference(runs, sorted(used["computed"] + used["reused"]), figures, reference,
-                                               reference_profile(args))
-        print(f"run_all: reference {reference} replaced: {counts['runs']} runs ({counts['with_test_predictions']} "
-              f"with test predictions), {counts['tables']} tables", flush=True)
+        provenance = reference_provenance(args)
+        if args.only is None:
+            counts = reproduction.update_reference(runs, sorted(used["computed"] + used["reused"]), figures,
+                                                   reference, reference_profile(args), notebooks=by_notebook,
+                                                   provenance=provenance)
+            print(f"run_all: reference {reference} replaced: {counts['runs']} runs ({counts['with_test_predictions']} "
+                  f"with test predictions), {counts['tables']} tables", flush=True)
+        else:
+            counts, refused = reproduction.update_notebooks(runs, by_notebook, figures, reference,
+                                                            reference_profile(args), baseline_ids(args, root),
+                                                            provenance)
+            if refused:
+                print(f"run_all: reference not updated: {refused}", file=sys.stderr, flush=True)
+            else:
+                print(f"run_all: reference {reference}: notebook(s) {', '.join(sorted(by_notebook))} replaced; now "
+                      f"{counts['runs']} runs ({counts['with_test_predictions']} with test predictions), "
+                      f"{counts['tables']} tables", flush=True)
     report = reproduction.build_report(runs, reference, figures, invocation, [nb.name[:2] for nb in notebooks],
                                        reference_profile(args))
     reproduction.write_report(report, figures)
     print("\n".join(f"run_all: reproduction: {line}" for line in report.text().splitlines()), flush=True)
     print(f"run_all: reproduction report: {figures / 'reproduction.md'}", flush=True)
-    return 3 if args.strict and report.disagreements else 0
+    return 4 if refused else 3 if args.strict and report.disagreements else 0
+
+
+def reference_provenance(args: argparse.Namespace) -> dict:
+    """Where a reference's notebooks came from: the code commit and the machine (CPU model and bf16 path,
+    cores, GPU, package versions) and the device asked for."""
+    from fewdims_helpers.store import environment
+
+    return {**environment(), "device": args.device or "auto"}
+
+
+def baseline_ids(args: argparse.Namespace, root: Path) -> list[str]:
+    """The run ids of the profile's baseline runs, as the notebooks of this invocation build them."""
+    return [c.run_id for c in invocation_setup(args, root)[0].baselines()]
+
+
+def invocation_setup(args: argparse.Namespace, root: Path):
+    """(profile, output paths, run store) exactly as each notebook's setup cell makes them, without its banner."""
+    import contextlib
+    import io
+
+    from fewdims_helpers.profiles import notebook_setup
+
+    parameters = {k: v for k, v in notebook_parameters(args, root).items() if k != "output_dir"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        return notebook_setup(output_dir=root, **parameters)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,38 +292,145 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all: {problem}", file=sys.stderr)
     if problems:
         return 2
+    if args.plan:
+        print(make_plan(args, root, notebooks).text(), flush=True)
+        return 0
     import papermill
 
     from fewdims_helpers.paths import output_paths
     from fewdims_helpers.store import RunStore
 
+    plan = invocation_plan(args, root, notebooks)  # before the invocation begins: planning notes no run
     runs = RunStore(output_paths(root)["runs"])
     invocation = runs.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
+    progress = show_progress(plan, runs, invocation)
     use_this_checkout()
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args, root)
     pilot = {name: value for name, value in overrides(args).items() if value is not None}
-    timings = []
+    timings, notes, used = [], study_notes(args), {}
     for notebook in notebooks:
         target = root / "notebooks" / notebook.name
         print(f"run_all: {notebook.name} ({args.profile}) -> {target}", flush=True)
-        start = time.perf_counter()
+        if notebook.name[:2] in notes:
+            print(f"run_all: {notebook.name}: {notes[notebook.name[:2]]}", flush=True)
+        start, ledger = time.perf_counter(), len(runs.invocation_events(invocation))
         try:
             papermill.execute_notebook(str(notebook), str(target), parameters=parameters, cwd=str(NOTEBOOKS),
                                        kernel_name="python3", progress_bar=True, request_save_on_cell_execute=True)
         except papermill.PapermillExecutionError as error:
+            progress.close()
             print(f"run_all: {notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
                   f"(executed notebook with the traceback: {target})", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
+        events = runs.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
+        used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
+                        "invocation": invocation, "ledger_lines": [ledger, ledger + len(events)],
+                        "runs_used": len(used[notebook.name[:2]]),
+                        "runs_computed": len({e["run_id"] for e in events if e["event"] == "computed"}),
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
                         **({"overrides": pilot} if pilot else {})})  # a pilot's times are not the profile's
         record_timings(root / "results" / f"timings-{args.profile}.json", timings[-1:])  # kept if interrupted
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
+    progress.close()
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
     report_verdicts(root, args)
-    return reproduce(args, runs, invocation, root, notebooks)
+    return reproduce(args, runs, invocation, root, notebooks, used)
+
+
+STUDIES = {"01": "token_wise", "02": "dimension_wise", "03": "layer_wise", "04": "freezing", "05": "cross",
+           "06": "salient", "07": "intrinsic"}  # notebook prefix -> its study module
+
+
+def notebook_design(notebook: Path) -> dict:
+    """The defaults of a notebook's ``parameters`` cell that are literals (its design: subsets_per_k, rates...)."""
+    import papermill
+
+    design = {}
+    for name, parameter in papermill.inspect_notebook(str(notebook)).items():
+        try:
+            design[name] = ast.literal_eval(parameter["default"])
+        except (ValueError, SyntaxError):
+            pass
+    return design
+
+
+def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calibrate: bool = True):
+    """The plan of this invocation (fewdims_helpers.planning): each notebook's study lists its runs from
+    the profile the notebooks get and the design in the notebook's parameters cell. Trains nothing."""
+    import importlib
+    import inspect
+
+    from fewdims_helpers.planning import build_plan
+    from fewdims_helpers.workers import worker_count
+
+    profile, _, store = invocation_setup(args, root)
+    studies = []
+    for notebook in notebooks:
+        planner = importlib.import_module(f"fewdims_helpers.studies.{STUDIES[notebook.name[:2]]}").planned_runs
+        accepted = set(inspect.signature(planner).parameters) - {"profile", "store"}
+        design = {k: v for k, v in notebook_design(notebook).items() if k in accepted}
+        studies.append((notebook.name, planner(profile, store, **design)))
+    workers = worker_count(store.options.workers, store.options.device) if store.options.backend == "local" else 1
+    return build_plan(studies, store, workers, calibrate_rates=calibrate)
+
+
+def invocation_plan(args: argparse.Namespace, root: Path, notebooks: list[Path]):
+    """The plan of this invocation from the cached rates only (no calibration), for the progress line; None
+    when it cannot be made (the line then counts runs without a total)."""
+    try:
+        plan = make_plan(args, root, notebooks, calibrate=False)
+    except Exception as error:  # the run goes on without a total: say why, in one line
+        print(f"run_all: no plan for the progress line ({type(error).__name__}: {error})", file=sys.stderr)
+        return None
+    seconds = f", about {plan.seconds / 60:.0f} min" if plan.seconds else ""
+    print(f"run_all: plan: {plan.to_compute} runs to compute{seconds} (python run_all.py --plan for the details)",
+          flush=True)
+    return plan
+
+
+class show_progress:
+    """The whole invocation's progress line (``planning.Progress``) beside the notebooks' bars, redrawn every
+    few seconds from a thread; on a terminal only (nothing in logs or executed notebooks)."""
+
+    def __init__(self, plan, runs, invocation: str, every: float = 5.0):
+        import shutil
+        import threading
+
+        from tqdm.auto import tqdm
+
+        from fewdims_helpers.planning import Progress
+
+        self.progress, self.every, self.stop = Progress(plan, runs, invocation), every, threading.Event()
+        size = shutil.get_terminal_size((120, 20))  # a terminal that reports no size (0 rows hide every bar)
+        self.bar = tqdm(total=self.progress.total, position=0, leave=True, bar_format="{desc}", ncols=size.columns,
+                        nrows=size.lines, disable=not sys.stderr.isatty())
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        if not self.bar.disable:
+            self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.bar.set_description_str(f"run_all: {self.progress.line()}")
+            self.stop.wait(self.every)
+
+    def close(self) -> None:
+        self.stop.set()
+        if not self.bar.disable:
+            self.thread.join()
+            self.bar.set_description_str(f"run_all: {self.progress.line()}")
+        self.bar.close()
+
+
+def study_notes(args: argparse.Namespace) -> dict[str, str]:
+    """Per notebook prefix, the one line saying why it runs nothing with these arguments (05 on one task)."""
+    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.studies import cross
+
+    note = cross.missing_tasks(get_profile(args.profile, tasks=args.tasks))
+    return {"05": note} if note else {}
 
 
 def report_verdicts(root: Path, args: argparse.Namespace) -> None:

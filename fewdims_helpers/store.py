@@ -400,18 +400,25 @@ class RunStore:
         """The runs of one invocation: ``computed`` (trained by it), ``reused`` (read from this store,
         finished by an earlier invocation) and ``summaries`` (used runs that are exported summaries here;
         none, since ``execute`` refuses them), each sorted."""
-        path = self.root / LEDGER_DIR / f"{invocation}.jsonl"
-        events = [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+        events = self.invocation_events(invocation)
         computed = {e["run_id"] for e in events if e["event"] == "computed"}
         used = {e["run_id"] for e in events}
         return {"computed": sorted(computed), "reused": sorted(used - computed),
                 "summaries": sorted(r for r in used if self.is_summary(r))}
 
+    def invocation_events(self, invocation: str) -> list[dict]:
+        """The invocation's ledger in the order written: ``event`` ("computed" or "used"), ``run_id``, ``pid``
+        and ``time`` (seconds since the epoch; absent in ledgers written before it was recorded)."""
+        path = self.root / LEDGER_DIR / f"{invocation}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
     def _note(self, event: str, run_ids: Iterable[str]) -> None:
         invocation = os.environ.get(INVOCATION_ENV)
         if not invocation:
             return
-        lines = "".join(json.dumps({"event": event, "run_id": r, "pid": os.getpid()}) + "\n" for r in run_ids)
+        now = round(time.time(), 3)
+        lines = "".join(json.dumps({"event": event, "run_id": r, "pid": os.getpid(), "time": now}) + "\n"
+                        for r in run_ids)
         (self.root / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
         with open(self.root / LEDGER_DIR / f"{invocation}.jsonl", "a") as ledger:  # appends of whole lines
             ledger.write(lines)

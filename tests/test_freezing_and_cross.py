@@ -85,3 +85,22 @@ def test_each_family_trains_with_its_own_recipe():
     assert top.train == partly.train == profile.baseline("rt-polarity", 0).train
     capped = get_profile("default", epochs=2)
     assert (capped.train.epochs, capped.frozen_head_train.epochs, capped.layer_head_train.epochs) == (2, 2, 2)
+
+
+def test_cross_fine_tuning_on_one_task_says_so_in_one_line_and_writes_no_table(tmp_path):
+    from conftest import run_all
+    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.studies import cross
+
+    one, two = get_profile("smoke", tasks=["rt-polarity"]), get_profile("smoke", tasks=["rt-polarity", "bbc-news"])
+    assert cross.missing_tasks(two) is None and len(cross.pairs(two)) == 2 * len(two.seeds)
+    line = cross.missing_tasks(one)
+    assert "needs at least 2 tasks" in line and "\n" not in line and cross.pairs(one) == []
+    with pytest.raises(ValueError, match="needs at least 2 tasks"):
+        cross.run(one, store.RunStore(tmp_path / "never"))
+    # the notebook itself, through run_all.py (no run trains: nothing to pair)
+    result = run_all("--profile", "smoke", "--tasks", "rt-polarity", "--only", "05", "--output-dir", str(tmp_path / "out"),
+                     timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "needs at least 2 tasks" in result.stdout
+    assert not list((tmp_path / "out" / "figures").glob("05_*"))

@@ -126,3 +126,70 @@ def test_two_smoke_runs_into_two_stores_agree_bitwise_and_a_perturbed_reference_
     report = pd.read_csv(second / "figures" / "reproduction.csv")
     runs = report[report["kind"] == "run"]
     assert len(runs) and (runs["verdict"] == reproduction.DISAGREEMENT).all()  # same machine: must be bitwise
+
+
+def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s_own_baselines(synthetic_store,
+                                                                                               tmp_path):
+    baseline, old, new, other, elsewhere = (tiny_config(seed=s) for s in range(1, 6))
+    synthetic_store.execute_all([baseline, old, new, other, elsewhere])
+    ids = {name: c.run_id for name, c in
+           {"baseline": baseline, "old": old, "new": new, "other": other, "elsewhere": elsewhere}.items()}
+    figures, reference, made_by = tmp_path / "figures", tmp_path / "reference", {"profile": "smoke"}
+    figures.mkdir()
+    (figures / "01_a.csv").write_text("x\n1\n")
+    (figures / "02_b.csv").write_text("y\n2\n")
+    reproduction.update_reference(synthetic_store, [ids["baseline"], ids["old"], ids["other"]], figures, reference,
+                                  made_by, notebooks={"01": [ids["baseline"], ids["other"]],
+                                                      "02": [ids["baseline"], ids["old"]]},
+                                  provenance={"git_commit": "abc", "cpu": "first"})
+
+    def about():
+        return json.loads((reference / "reference.json").read_text())
+
+    # accepted: 02 read the reference's own baseline; its old run goes, its new run and table come in
+    (figures / "02_b.csv").write_text("y\n3\n")
+    counts, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["baseline"], ids["new"]]}, figures,
+                                                    reference, made_by, [ids["baseline"]],
+                                                    {"git_commit": "def", "cpu": "second"})
+    assert refused is None and counts["runs"] == 3
+    assert about()["notebooks"]["02"]["runs"] == sorted([ids["baseline"], ids["new"]])
+    assert (about()["notebooks"]["02"]["commit"], about()["notebooks"]["02"]["machine"]["cpu"]) == ("def", "second")
+    assert (about()["notebooks"]["01"]["commit"], about()["notebooks"]["01"]["machine"]["cpu"]) == ("abc", "first")
+    assert store.RunStore(reference / "runs").run_ids() == sorted([ids["baseline"], ids["new"], ids["other"]])
+    assert (reference / "figures" / "02_b.csv").read_text() == "y\n3\n"
+    assert (reference / "figures" / "01_a.csv").read_text() == "x\n1\n"
+
+    # refused: a baseline the reference does not have (another recipe), then one whose metrics differ
+    before = about()
+    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["elsewhere"], ids["new"]]}, figures,
+                                               reference, made_by, [ids["elsewhere"]])
+    assert "baseline run(s) the reference does not have" in refused and about() == before
+    metrics = reference / "runs" / ids["baseline"] / "metrics.json"
+    changed = json.loads(metrics.read_text())
+    changed["test"] = {k: v + 0.01 for k, v in changed["test"].items()}
+    metrics.write_text(json.dumps(changed))
+    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["baseline"], ids["new"]]}, figures,
+                                               reference, made_by, [ids["baseline"]])
+    assert "test metrics differ from the reference's" in refused and about() == before
+    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["new"]]}, figures, reference,
+                                               {"profile": "default"}, [ids["baseline"]])
+    assert "the reference was made with" in refused
+
+    # refused: a reference that records no notebooks (made whole, before per-notebook refreshes)
+    reproduction.update_reference(synthetic_store, [ids["baseline"]], figures, reference, made_by)
+    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["baseline"]]}, figures, reference,
+                                               made_by, [ids["baseline"]])
+    assert "records no notebooks" in refused
+
+
+def test_a_notebook_starts_a_reference_where_there_is_none(synthetic_store, tmp_path):
+    baseline = tiny_config(seed=1)
+    synthetic_store.execute(baseline)
+    figures, reference = tmp_path / "figures", tmp_path / "reference"
+    figures.mkdir()
+    (figures / "03_c.csv").write_text("z\n1\n")
+    (figures / "04_d.csv").write_text("w\n1\n")  # another notebook's table: not this reference's
+    counts, refused = reproduction.update_notebooks(synthetic_store, {"03": [baseline.run_id]}, figures, reference,
+                                                    {"profile": "smoke"}, [baseline.run_id], {"git_commit": "abc"})
+    assert refused is None and counts["runs"] == 1 and list(counts["notebooks"]) == ["03"]
+    assert sorted(p.name for p in (reference / "figures").iterdir()) == ["03_c.csv"]

@@ -17,6 +17,7 @@ import dataclasses
 import pandas as pd
 
 from ..config import RunConfig
+from ..planning import PlannedRun, StudyPlan
 from ..reporting import mean_std
 from ..store import RunStore
 from ..tasks import get_task
@@ -29,17 +30,48 @@ def shares_text(first: str, second: str) -> bool:
     return corpus is not None and corpus == get_task(second).corpus
 
 
+MIN_TASKS = 2  # an ordered pair (A, B) of distinct tasks
+
+
+def missing_tasks(profile) -> str | None:
+    """None when the profile has the tasks the study needs (two), else the one line saying so: with one
+    task there is no pair, so the notebook runs nothing and writes no table."""
+    if len(profile.tasks) >= MIN_TASKS:
+        return None
+    return (f"cross fine-tuning needs at least {MIN_TASKS} tasks (an ordered pair A, B); given {len(profile.tasks)} "
+            f"({', '.join(profile.tasks)}): nothing run, no table written")
+
+
+def pairs(profile) -> list[tuple[str, str, int]]:
+    """(A, B, seed) of every cross run: ordered pairs of distinct tasks, every seed."""
+    return [(a, b, s) for a in profile.tasks for b in profile.tasks if a != b for s in profile.seeds]
+
+
+def cross_configs(profile) -> list[RunConfig]:
+    """Every cross run, in the order of ``pairs``."""
+    return [cross_config(profile, a, b, s) for a, b, s in pairs(profile)]
+
+
 def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:
     """B fine-tuned from the encoder of A's direct run (the profile's baseline, whose weights are kept)."""
     return dataclasses.replace(profile.run_config(second, seed), init_from=profile.baseline(first, seed).run_id)
 
 
+def planned_runs(profile, store: RunStore) -> StudyPlan:
+    """The runs ``run`` executes (none, with a note, on one task), for ``run_all.py --plan``."""
+    if missing_tasks(profile):
+        return StudyPlan(note=missing_tasks(profile))
+    return StudyPlan([PlannedRun(c) for c in profile.baselines() + cross_configs(profile)])
+
+
 def run(profile, store: RunStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(direct runs, cross runs) with ``first``/``second`` task columns on the cross runs."""
+    if missing_tasks(profile):
+        raise ValueError(missing_tasks(profile))
     direct = store.execute_all(profile.baselines())
-    pairs = [(a, b, s) for a in profile.tasks for b in profile.tasks if a != b for s in profile.seeds]
-    cross = store.execute_all([cross_config(profile, a, b, s) for a, b, s in pairs])
-    return direct, cross.assign(first=[a for a, _, _ in pairs], second=[b for _, b, _ in pairs])
+    ordered = pairs(profile)
+    cross = store.execute_all(cross_configs(profile))
+    return direct, cross.assign(first=[a for a, _, _ in ordered], second=[b for _, b, _ in ordered])
 
 
 def effects(direct: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:

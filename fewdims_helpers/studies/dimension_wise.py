@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..planning import PlannedRun, StudyPlan
 from ..store import RunStore
 from ..subsets import (CachedHead, cached_head, drop_one, masked_logits, pair_table, refit_predictions, refit_scores,
                        sample_subsets, scan_all_pairs, score_subsets, top_pairs)
@@ -187,12 +188,42 @@ def run_fixed_subsets(profile, store: RunStore, subsets_per_k: int, ks: tuple[in
                 continue
             subset = tuple(best_on_validation(random_runs[random_runs["model.selected_dims"].map(len) == k])
                            ["model.selected_dims"])
-            labelled += [(c, "reported") for c in fixed_configs(profile, task, subset)]
-            if effective and k == 3:
-                labelled += [(profile.run_config(task, profile.selection_seed, selected_dims=s), "drop-one")
-                             for s in drop_one(subset)]
+            labelled += selected_configs(profile, task, k, subset, effective)
     frame = store.execute_all([c for c, _ in labelled]).assign(source=[s for _, s in labelled])
     return frame.assign(k=frame["model.selected_dims"].map(len))
+
+
+def selected_configs(profile, task: str, k: int, subset: tuple[int, ...], effective: bool
+                     ) -> list[tuple[RunConfig, str]]:
+    """Way 1's second stage for the validation-best k-subset of ``task``: its reported runs and, if
+    ``effective`` and k = 3, the drop-one runs (selection seed), each with its source label."""
+    labelled = [(c, "reported") for c in fixed_configs(profile, task, subset)]
+    if effective and k == 3:
+        labelled += [(profile.run_config(task, profile.selection_seed, selected_dims=s), "drop-one")
+                     for s in drop_one(subset)]
+    return labelled
+
+
+def planned_runs(profile, store: RunStore, subsets_per_k: int = 3, fixed_cut: tuple = (),
+                 effective_dimensions: bool = False, ks: tuple[int, ...] = (1, 2, 3)) -> StudyPlan:
+    """The runs the notebook executes, for ``run_all.py --plan``: the scanned runs of both heads, way 1's
+    random subsets, and per task and k the runs of the validation-best subset: exact when its random
+    subsets are all in the store, else counted from the design with the first subset as a stand-in."""
+    cut = tuple(tuple(c) for c in fixed_cut)
+    runs = [PlannedRun(c) for head in ("dropconnect", "standard") for task in profile.tasks
+            for c in head_configs(profile, task, head)]
+    selection = random_subset_configs(profile, subsets_per_k, ks, cut=cut)
+    runs += [PlannedRun(c) for c in selection]
+    for task in profile.tasks:
+        for k in ks:
+            candidates = [c for c in selection if c.data.task == task and len(c.model.selected_dims) == k]
+            if not candidates:
+                continue
+            known = all(store.is_complete(c) for c in candidates)
+            subset = tuple(best_on_validation(store.collect(candidates))["model.selected_dims"]) if known else \
+                candidates[0].model.selected_dims
+            runs += [PlannedRun(c, known) for c, _ in selected_configs(profile, task, k, subset, effective_dimensions)]
+    return StudyPlan(runs)
 
 
 # ----------------------------------------------------------------------------- tables and verdicts

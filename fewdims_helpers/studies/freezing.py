@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..features import frozen_features
+from ..planning import PlannedRun, StudyPlan
 from ..probes import refit, refit_predictions
 from ..store import RunStore
 from ..tasks import get_task
@@ -55,6 +56,12 @@ def configs(profile, top_layers: tuple[int, ...]) -> tuple[list[RunConfig], list
                 chosen.append(profile.baseline(task, seed) if not fields else profile.run_config(task, seed, **fields))
                 labels.append(label)
     return chosen, labels
+
+
+def planned_runs(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3)) -> StudyPlan:
+    """The runs ``run`` executes, for ``run_all.py --plan`` (the linear probes read the frozen runs' cached
+    features: no encoder work of their own)."""
+    return StudyPlan([PlannedRun(c) for c in configs(profile, tuple(top_layers))[0]])
 
 
 def run(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3)) -> pd.DataFrame:

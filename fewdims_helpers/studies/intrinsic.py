@@ -34,6 +34,7 @@ import torch
 from ..config import RunConfig, SubspaceConfig
 from ..models import pretrained_encoder
 from ..paths import write_atomically
+from ..planning import PlannedRun, StudyPlan
 from ..store import RunStore
 from ..subspace import basis_affinity, deltas, encoder_layers, materialize, parameter_slices
 from ..tasks import get_task
@@ -186,6 +187,30 @@ def run_analysis(profile, design: Design, store: RunStore) -> pd.DataFrame:
     frame = store.execute_all(list(plan["config"]))
     return frame.assign(setting=plan["setting"].to_numpy(), source=plan["source"].to_numpy(),
                         config=plan["config"].to_numpy())
+
+
+def planned_runs(profile, store: RunStore, dim: int = 32, checkpoints: int = 32, trajectory_seed: int = 100,
+                 rates: tuple[float, ...] = (0.01, 0.03, 0.1), ablation_dims: tuple[int, ...] = (8, 16),
+                 analysis_seeds: tuple[int, ...] = (0,)) -> StudyPlan:
+    """The runs the notebook executes, for ``run_all.py --plan``: trajectories, Freeze, the rate sweep,
+    Table 1 and the analysis runs. The subspace runs' rates are chosen on the sweep: exact when the sweep
+    is in the store, else counted from the design with the first rate as a stand-in."""
+    design = design_for(profile, store, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds)
+    sweep = list(rate_sweep_configs(profile, design, tuple(rates))["config"])
+    runs = [PlannedRun(trajectory_config(profile, t, design.trajectory_seed, design.checkpoints)) for t in profile.tasks]
+    runs += [PlannedRun(c) for c in freeze_configs(profile) + sweep]
+    known = all(store.is_complete(c) for c in sweep)
+    if known:
+        chosen, chosen_random, _ = select_rates(profile, design, store, tuple(rates))
+    else:
+        chosen = chosen_random = {task: rates[0] for task in profile.tasks}
+    design = design.with_rates(chosen, chosen_random)
+
+    def depends(config: RunConfig) -> bool:  # on the chosen rates
+        return config.subspace is not None and config.subspace.basis != "none"
+    runs += [PlannedRun(c, known or not depends(c)) for c in table_configs(profile, design)[0]]
+    runs += [PlannedRun(c, known) for c in analysis_configs(profile, design)["config"]]
+    return StudyPlan(runs)
 
 
 # ----------------------------------------------------------------------------- outlier dimensions

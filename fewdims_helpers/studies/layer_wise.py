@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..planning import PlannedRun, StudyPlan
 from ..profiles import BASELINE_FEATURES
 from ..reporting import summarize
 from ..store import RunStore
@@ -40,6 +41,11 @@ def layer_configs(profile) -> list[tuple[int, RunConfig]]:
     top = profile.num_layers
     return [(layer, layer_config(profile, task, seed, layer))
             for task in profile.tasks for seed in profile.seeds for layer in range(1, top + 1)]
+
+
+def planned_runs(profile, store: RunStore) -> StudyPlan:
+    """The runs the notebook executes (every layer-k run; the baselines among them), for ``run_all.py --plan``."""
+    return StudyPlan([PlannedRun(c) for _, c in layer_configs(profile)] + [PlannedRun(c) for c in profile.baselines()])
 
 
 def run(profile, store: RunStore) -> pd.DataFrame:

@@ -46,6 +46,7 @@ from ..features import frozen_features
 from ..models import load_tokenizer
 from ..options import DataSources
 from ..paths import save_npz_atomically, write_atomically
+from ..planning import ExtraPass, PlannedRun, StudyPlan
 from ..profiles import BASELINE_FEATURES
 from ..metrics import compute_metrics
 from ..probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_predictions, probe_results
@@ -214,6 +215,15 @@ def encode_states(profile, store: RunStore, pool_texts: tuple[str, ...], folder:
             states[state] = {**saved, **_load(paths[state])}
             keys[state] = paths[state].name
     return Features(states, labels, test_idx, keys)
+
+
+def planned_runs(profile, store: RunStore, pool_size: int = 2000) -> StudyPlan:
+    """The runs the notebook executes (the baselines) and its encoder passes over the general pool (the
+    pretrained model and each fine-tuned one; ``encode_states``), for ``run_all.py --plan``. The splits'
+    features come from 04's frozen-encoder cache and the baselines' saved features."""
+    baselines = profile.baselines()
+    return StudyPlan([PlannedRun(c) for c in baselines],
+                     [ExtraPass(baselines[0], pool_size * (1 + len(baselines)), "general pool, every model state")])
 
 
 def fine_tuned_runs(profile, store: RunStore) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import RunConfig
+from ..planning import PlannedRun, StudyPlan
 from ..profiles import Profile
 from ..reporting import summarize
 from ..store import RunStore
@@ -33,6 +34,11 @@ def configs(profile: Profile, selections: tuple[str, ...] | None = None) -> list
     selections = selections or studied_selections(profile.model)
     return [profile.baseline(task, seed) if selection == "cls" else profile.run_config(task, seed, token_selection=selection)
             for task in profile.tasks for seed in profile.seeds for selection in selections]
+
+
+def planned_runs(profile: Profile, store: RunStore) -> StudyPlan:
+    """The runs ``run`` executes, for ``run_all.py --plan``."""
+    return StudyPlan([PlannedRun(c) for c in configs(profile)])
 
 
 def run(profile: Profile, store: RunStore) -> pd.DataFrame:
