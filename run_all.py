@@ -136,6 +136,17 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return chosen
 
 
+def record_relative_paths(target: Path, notebook: Path, root: Path) -> None:
+    """Papermill records where it read and wrote a notebook; keep those paths relative (to the
+    repository and to the output folder), so a notebook does not record where its checkout lies."""
+    import nbformat
+
+    executed = nbformat.read(target, as_version=4)
+    recorded = executed.metadata.get("papermill", {})
+    recorded.update(input_path=str(notebook.relative_to(REPO_ROOT)), output_path=str(target.relative_to(root)))
+    nbformat.write(executed, target)
+
+
 def record_timings(path: Path, timings: list[dict]) -> None:
     """Append this invocation's notebook times to the history in ``path`` (first runs and reruns both count)."""
     previous = json.loads(path.read_text()) if path.exists() else []
@@ -191,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from fewdims_helpers.paths import output_paths
     from fewdims_helpers.store import RunStore
+    from fewdims_helpers.terminal import HEADLESS
 
     runs = RunStore(output_paths(root)["runs"])
     invocation = runs.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
     use_this_checkout()
+    os.environ[HEADLESS] = "1"  # the kernels' progress bars and log lines go to this terminal, not the notebooks
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args, root)
     pilot = {name: value for name, value in overrides(args).items() if value is not None}
@@ -211,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(executed notebook with the traceback: {target})", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
+        record_relative_paths(target, notebook, root)
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
                         **({"overrides": pilot} if pilot else {})})  # a pilot's times are not the profile's
@@ -222,18 +236,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_verdicts(root: Path, args: argparse.Namespace) -> None:
-    """Gather every notebook's verdicts into figures/verdicts.csv, write figures/findings.md from them
-    and, for the default profile in place, the README's generated findings section."""
+    """Gather every notebook's verdicts into figures/verdicts.csv, write figures/findings.md and
+    figures/verdicts.png from them and, for the default profile in place, the README's summary table
+    and docs/findings.md."""
     from fewdims_helpers.findings import write_findings
     from fewdims_helpers.verdicts import gather_verdicts, tally
 
     table = gather_verdicts(root / "figures")
     if table.empty:
         return
-    readme = REPO_ROOT / "README.md" if root == REPO_ROOT and args.profile == "default" else None
-    write_findings(root / "figures", table, readme)
-    print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md"
-          f"{', README.md' if readme else ''})", flush=True)
+    in_place = root == REPO_ROOT and args.profile == "default"
+    write_findings(root / "figures", table, REPO_ROOT / "README.md" if in_place else None,
+                   REPO_ROOT / "docs" if in_place else None)
+    print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md, figures/verdicts.png"
+          f"{', README.md, docs/findings.md' if in_place else ''})", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,26 @@ def test_smoke_profile_executes_every_notebook(smoke_run):
     assert all(t["seconds"] > 0 for t in timings)
 
 
+@pytest.mark.xdist_group("smoke")  # shares the session's smoke run
+def test_notebooks_run_through_run_all_render_clean(smoke_run):
+    """Progress bars and log lines went to run_all's terminal, not into the saved notebooks, and no
+    notebook records where the checkout lies: the output folder (outside the repository here) appears
+    only in the parameters run_all injected."""
+    assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-3000:]
+    assert "runs: 100%" in smoke_run.result.stderr  # the bars were shown, on the terminal
+    for notebook in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        executed = json.loads((smoke_run.output / "notebooks" / notebook.name).read_text())
+        stderr = [(i, "".join(o["text"])[:200]) for i, c in enumerate(executed["cells"]) for o in c.get("outputs", [])
+                  if o.get("name") == "stderr"]
+        assert not stderr, f"{notebook.name}: {stderr}"
+        injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        text = json.dumps({**executed, "cells": [c for c in executed["cells"] if c not in injected],
+                           "metadata": {**executed["metadata"], "papermill": {
+                               k: v for k, v in executed["metadata"]["papermill"].items() if k != "parameters"}}})
+        for absolute in (str(REPO), str(smoke_run.output), str(Path.home()), "PosixPath("):
+            assert absolute not in text, f"{notebook.name} holds {absolute}"
+
+
 def test_unknown_profile_is_rejected_in_one_line():
     result = run_all("--profile", "huge")
     assert result.returncode == 2
