@@ -125,6 +125,30 @@ def default_cache_dir() -> str:
     return str(Path(os.environ.get("FEWDIMS_CACHE", Path.home() / ".cache" / "fewdims")).expanduser())
 
 
+def resolve_device(device: str | None = None) -> "torch.device":
+    """``device`` if given, else CUDA when present, else CPU: the package's one resolution of the device.
+    It runs in the process that trains (a Ray worker on a GPU node resolves its own), never ahead of it."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: "torch.device") -> str:
+    """'bf16' or 'fp32' on ``device``; 'auto' picks bf16 where the hardware computes it natively (CUDA
+    with bf16, CPUs with AMX or AVX512-BF16): the package's one resolution of the precision."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()) else "fp32"
+    return "fp32"
+
+
 @dataclass(frozen=True)
 class DataSources:
     """Where task data and caches live. Workers on other machines need the same paths (a shared filesystem)."""
@@ -171,3 +195,11 @@ class RunOptions:
             raise ConfigError("ray_address and gpus_per_run need backend ray; set it or leave them out")
         if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address.strip()):
             raise ConfigError(f"ray_address must be 'auto' or 'host:port', got {self.ray_address!r}")
+
+    def torch_device(self) -> "torch.device":
+        """The device runs use in this process (``resolve_device``)."""
+        return resolve_device(self.device)
+
+    def precision_for(self, requested: str) -> str:
+        """The precision a run asking for ``requested`` ('auto', 'bf16', 'fp32') uses on this process's device."""
+        return resolve_precision(requested, self.torch_device())

@@ -154,13 +154,11 @@ def notebook_setup(profile: str, output_dir=None, options: dict | None = None):
     from .paths import REPO_ROOT, output_paths
     from .reporting import setup_logging
     from .store import RunStore
-    from .training import resolve_device, resolve_precision
 
     setup_logging()
     overrides, run_options = build(options, default_workers=get_profile(profile).workers)
     chosen = get_profile(profile, **dataclasses.asdict(overrides)).resolve(run_options.sources)
     out = output_paths(None if output_dir is None else REPO_ROOT / output_dir)
-    device = resolve_device(run_options.device)
     print(f"profile {chosen.name}: {chosen.description}; seeds {list(chosen.seeds)}")
     print(f"tasks {', '.join(chosen.tasks)}; model {chosen.model}; tokens per example (95th percentile of train, "
           f"up to {chosen.max_seq_length}): " + ", ".join(f"{task} {length}" for task, length in chosen.seq_lengths))
@@ -168,7 +166,8 @@ def notebook_setup(profile: str, output_dir=None, options: dict | None = None):
     print(f"examples: train {chosen.max_train_examples or 'all'}, validation {chosen.max_eval_examples or 'all'}, "
           f"test {chosen.max_test_examples or 'all'}"
           f"; {epochs}; data: {'a local GLUE copy' if run_options.sources.glue_dir else 'packaged / hub'}; "
-          f"device {device} ({resolve_precision(chosen.train.precision, device)}); workers {run_options.workers}"
+          f"device {run_options.torch_device()} ({run_options.precision_for(chosen.train.precision)}); "
+          f"workers {run_options.workers}"
           + (f"; backend ray at {run_options.ray_address or 'a private Ray'}" if run_options.backend == "ray" else ""))
     own_tasks = set(chosen.tasks) <= set(PROFILES[profile].tasks)
     print("\n".join(f"deviation: {d}" for d in chosen.deviations if own_tasks or not d.startswith("tasks:")))
