@@ -22,26 +22,18 @@ committed reference (``reference/``; never read in place of computing), prints i
                          read are the reference's own (same run ids and metrics); else it refuses (exit 4)
     --reference-dir DIR  another reference folder (default: reference/ in the repository)
 
-Overrides of the profile, for any profile (None: the profile's own), passed to every notebook as
-parameters of the same name:
-    --max-train-examples N   cap on training examples per task (N >= 2; stratified subsample)
-    --max-eval-examples N    cap on validation and on test examples per task (N >= 2)
-    --epochs N               training epochs of every run (N >= 1)
-    --seeds S [S ...]        seeds of every study (distinct, >= 0; three or more for mean +- std)
-    --workers W              parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or N >= 1
-Caps and epochs are part of each run's configuration (its run id), so a pilot's runs are stored
-beside the full runs, never in their place.
-
-Where the runs execute (never part of a run id), passed to every notebook as parameters of the same name:
+The options (``python run_all.py --help``) are the fields of fewdims_helpers/options.py, each with its
+help text: overrides of the profile (for any profile; caps and epochs are part of each run's id, so a
+pilot's runs are stored beside the full runs, never in their place), where data lives, and where and
+how the runs execute (never part of a run id). Those given reach every notebook as its ``options``:
     --backend ray            the missing runs as Ray tasks (pip install -r requirements-ray.txt)
-    --ray-address ADDR       "auto" (the cluster `ray start` made here) or host:port; default: a private Ray
-    --gpus-per-run F         GPUs per run: 1 where the cluster has GPUs, or a fraction (0.25) to pack runs
-    python run_all.py --backend ray --ray-address auto     # after `ray start --head` (README: Many GPUs or machines)
+    python run_all.py --backend ray --ray-address auto     # after `ray start --head` (docs/scale-out.md)
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import os
 import sys
@@ -53,63 +45,21 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (epochs, worker counts)."""
-    return _int_at_least(text, 1)
-
-
-def example_cap(text: str) -> int:
-    """argparse type: an example cap; at least 2, since the stratified split needs two examples."""
-    return _int_at_least(text, 2)
-
-
-def seed(text: str) -> int:
-    """argparse type: a seed >= 0 (numpy's generators reject negative seeds)."""
-    return _int_at_least(text, 0)
-
-
-def worker_count(text: str) -> int | str:
-    """argparse type: "auto" or a positive number of parallel runs."""
-    return "auto" if text == "auto" else _int_at_least(text, 1, or_auto=True)
-
-
-def gpu_share(text: str) -> float:
-    """argparse type: GPUs per run, a fraction in (0, 1] or a whole number (Ray's rule)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs") from None
-    if not (value > 0 and (value <= 1 or value.is_integer())):
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1] or a whole number of GPUs")
-    return value
-
-
-def _int_at_least(text: str, low: int, or_auto: bool = False) -> int:
-    expected = f"an integer >= {low}" + (' or "auto"' if or_auto else "")
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{value} is not {expected}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """run_all's own arguments, then one flag per option declared in fewdims_helpers/options.py
+    (fewdims_helpers/parameters.py), checked by the dataclasses that declare them."""
+    from fewdims_helpers import parameters
+    from fewdims_helpers.config import ConfigError
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--profile", default="default", help=f"one of {PROFILE_NAMES} (default: default)")
     parser.add_argument("--only", nargs="+", default=None, metavar="NN",
                         help="run only the notebooks whose names start with these prefixes, e.g. --only 01 03")
-    parser.add_argument("--force", action="store_true", help="recompute runs already in the store")
     parser.add_argument("--plan", action="store_true",
                         help="print per notebook the runs to compute and in the store, the examples and evaluation "
                              "items, and the minutes on this machine (a calibration of at most 60 s); train nothing")
-    parser.add_argument("--glue-dir", default=None, help="local GLUE copy in the original TSV layout")
-    parser.add_argument("--model", default=None, help="model name on the hub or a local model folder")
-    parser.add_argument("--tasks", nargs="+", default=None, help="override the profile's tasks")
-    parser.add_argument("--device", default=None, help="torch device (default: CUDA when present, else CPU)")
     parser.add_argument("--output-dir", default=None,
                         help="where notebooks, figures and results go (default: the repository for the default "
                              "profile, build/<profile>/ otherwise)")
@@ -119,28 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="after the notebooks, replace the reference with this invocation's runs and tables")
     parser.add_argument("--reference-dir", default=str(REPO_ROOT / "reference"),
                         help="the reference to compare with (default: reference/ in the repository)")
-    pilot = parser.add_argument_group("overrides of the profile (for pilots of a big profile; any profile)")
-    pilot.add_argument("--max-train-examples", type=example_cap, default=None, metavar="N",
-                       help="cap on training examples per task (>= 2)")
-    pilot.add_argument("--max-eval-examples", type=example_cap, default=None, metavar="N",
-                       help="cap on validation and on test examples per task (>= 2)")
-    pilot.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="training epochs (>= 1)")
-    pilot.add_argument("--seeds", type=seed, nargs="+", default=None, metavar="S",
-                       help="seeds of every study (distinct integers >= 0)")
-    pilot.add_argument("--workers", type=worker_count, default=None, metavar="W",
-                       help='parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or a number')
-    cluster = parser.add_argument_group("where the runs execute (README: Many GPUs or machines)")
-    cluster.add_argument("--backend", choices=("local", "ray"), default="local",
-                         help="local: this machine's worker processes (default); ray: Ray tasks on a cluster")
-    cluster.add_argument("--ray-address", default=None, metavar="ADDR",
-                         help='with --backend ray: "auto" (the cluster `ray start` made on this machine) or '
-                              'host:port of its head; default: a private Ray on this machine')
-    cluster.add_argument("--gpus-per-run", type=gpu_share, default=None, metavar="F",
-                         help="with --backend ray: GPUs one run asks for (default: 1 where the cluster has GPUs, "
-                              "else a CPU); a fraction such as 0.25 packs several runs onto one GPU")
+    parameters.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.backend != "ray" and (args.ray_address is not None or args.gpus_per_run is not None):
-        parser.error("--ray-address and --gpus-per-run need --backend ray")
+    try:
+        parameters.build(parameters.given(args))
+    except ConfigError as error:
+        parser.error(parameters.as_flags(str(error)))
     if args.profile not in PROFILE_NAMES:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
@@ -173,19 +107,25 @@ def local_path(name: str | None) -> str | None:
 
 
 def notebook_parameters(args: argparse.Namespace, root: Path) -> dict:
-    """The parameters every notebook's ``parameters`` cell receives (None: the profile's own)."""
-    return {"profile": args.profile, "output_dir": str(root), "model": local_path(args.model),
-            "tasks": args.tasks, "glue_dir": local_path(args.glue_dir), "device": args.device,
-            "force": args.force, "progress": False, "backend": args.backend, "ray_address": args.ray_address,
-            "gpus_per_run": args.gpus_per_run, **overrides(args)}
+    """What every notebook's ``parameters`` cell receives: the profile, the output folder relative to
+    the repository (None: the repository itself; so no notebook records where its checkout lies) and
+    the options given on the command line, by name (``options`` left out of it: the declared default)."""
+    from fewdims_helpers import parameters
 
-
-OVERRIDES = ("max_train_examples", "max_eval_examples", "epochs", "seeds", "workers")
+    options = parameters.given(args)
+    options.update({name: local_path(options[name]) for name in ("model", "glue_dir") if name in options})
+    inside = root == REPO_ROOT or REPO_ROOT in root.parents
+    output_dir = None if root == REPO_ROOT else str(root.relative_to(REPO_ROOT)) if inside else str(root)
+    return {"profile": args.profile, "output_dir": output_dir, "options": options}
 
 
 def overrides(args: argparse.Namespace) -> dict:
-    """The pilot options, by their parameter names."""
-    return {name: getattr(args, name) for name in OVERRIDES}
+    """The options that change a profile's runs or its time (caps, epochs, seeds, workers), by name;
+    None where not given. The model and tasks are recorded beside them (``reference_profile``)."""
+    from fewdims_helpers.options import ProfileOverrides
+
+    names = [spec.name for spec in dataclasses.fields(ProfileOverrides) if spec.name not in ("model", "tasks")]
+    return {name: getattr(args, name) for name in [*names, "workers"]}
 
 
 def select_notebooks(only: list[str] | None) -> list[Path]:
@@ -198,6 +138,17 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
         names = ", ".join(nb.name for nb in notebooks)
         sys.exit(f"run_all: no notebook starts with {', '.join(unknown)}; notebooks are: {names}")
     return chosen
+
+
+def record_relative_paths(target: Path, notebook: Path, root: Path) -> None:
+    """Papermill records where it read and wrote a notebook; keep those paths relative (to the
+    repository and to the output folder), so a notebook does not record where its checkout lies."""
+    import nbformat
+
+    executed = nbformat.read(target, as_version=4)
+    recorded = executed.metadata.get("papermill", {})
+    recorded.update(input_path=str(notebook.relative_to(REPO_ROOT)), output_path=str(target.relative_to(root)))
+    nbformat.write(executed, target)
 
 
 def record_timings(path: Path, timings: list[dict]) -> None:
@@ -299,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from fewdims_helpers.paths import output_paths
     from fewdims_helpers.store import RunStore
+    from fewdims_helpers.terminal import HEADLESS
 
     plan = invocation_plan(args, root, notebooks)  # before the invocation begins: planning notes no run
     runs = RunStore(output_paths(root)["runs"])
     invocation = runs.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
     progress = show_progress(plan, runs, invocation)
     use_this_checkout()
+    os.environ[HEADLESS] = "1"  # the kernels' progress bars and log lines go to this terminal, not the notebooks
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args, root)
     pilot = {name: value for name, value in overrides(args).items() if value is not None}
@@ -326,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         events = runs.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
         used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
+        record_relative_paths(target, notebook, root)
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
                         "invocation": invocation, "ledger_lines": [ledger, ledger + len(events)],
                         "runs_used": len(used[notebook.name[:2]]),
@@ -434,18 +388,20 @@ def study_notes(args: argparse.Namespace) -> dict[str, str]:
 
 
 def report_verdicts(root: Path, args: argparse.Namespace) -> None:
-    """Gather every notebook's verdicts into figures/verdicts.csv, write figures/findings.md from them
-    and, for the default profile in place, the README's generated findings section."""
+    """Gather every notebook's verdicts into figures/verdicts.csv, write figures/findings.md and
+    figures/verdicts.png from them and, for the default profile in place, the README's summary table
+    and docs/findings.md."""
     from fewdims_helpers.findings import write_findings
     from fewdims_helpers.verdicts import gather_verdicts, tally
 
     table = gather_verdicts(root / "figures")
     if table.empty:
         return
-    readme = REPO_ROOT / "README.md" if root == REPO_ROOT and args.profile == "default" else None
-    write_findings(root / "figures", table, readme)
-    print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md"
-          f"{', README.md' if readme else ''})", flush=True)
+    in_place = root == REPO_ROOT and args.profile == "default"
+    write_findings(root / "figures", table, REPO_ROOT / "README.md" if in_place else None,
+                   REPO_ROOT / "docs" if in_place else None)
+    print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md, figures/verdicts.png"
+          f"{', README.md, docs/findings.md' if in_place else ''})", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from .config import RunConfig
 from .data import SPLITS, TokenizedSplit
 from .options import RunOptions
 from .paths import save_npz_atomically
-from .training import build_model, predict, resolve_device, resolve_precision
+from .training import build_model, predict
 
 
 def _cache_path(config: RunConfig, tokens: dict[str, TokenizedSplit], precision: str, options: RunOptions):
@@ -36,8 +36,7 @@ def frozen_features(config: RunConfig, tokens: dict[str, TokenizedSplit], option
                     ) -> dict[str, torch.Tensor]:
     """Head inputs (n, hidden) of every split under the frozen pretrained encoder of ``config``, cached
     in the options' cache folder."""
-    device = resolve_device(options.device)
-    precision = resolve_precision(config.train.precision, device)
+    device, precision = options.torch_device(), options.precision_for(config.train.precision)
     path = _cache_path(config, tokens, precision, options)
     if path.exists():
         with np.load(path) as stored:

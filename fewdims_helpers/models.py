@@ -48,10 +48,19 @@ def _source(name: str) -> str:
     return name
 
 
+def _quiet_transformers() -> None:
+    """No "Loading weights" bars or load reports from transformers: the package logs what it loads."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
+    _quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(_source(name))
     except OSError as error:
@@ -87,6 +96,7 @@ def _load_hint(name: str, error: Exception) -> str:
 def _pretrained(name: str) -> nn.Module:
     from transformers import AutoModel, BertConfig, BertModel
 
+    _quiet_transformers()
     if name == "tiny":
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(1234)  # the "pretrained" tiny model is the same random model every time

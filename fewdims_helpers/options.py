@@ -1,17 +1,27 @@
-"""How runs execute, as one frozen value: device, data locations, workers, force, progress, backend
-(the local process pool or a Ray cluster, its address and the GPU share of a run).
+"""The options of a study, each declared once, as a field with its help text: the profile overrides
+(``ProfileOverrides``), where data lives (``DataSources``) and how runs execute (``RunOptions``: device,
+workers, force, progress, backend: the local process pool or a Ray cluster, its address and the GPU
+share of a run).
 
 A ``RunConfig`` says *what* a run computes (its hash names its folder); ``RunOptions`` says *how*
-runs are executed and where their inputs come from, which never changes a result. It is built once,
-from ``run_all.py``'s arguments or a notebook's ``parameters`` cell, and handed to the run store,
-which passes it on to every place that loads data or executes runs (transformers' ``TrainingArguments``
-plays the same part). Every data loader takes ``DataSources`` as a required argument, so no call can
-silently fall back to the Hugging Face hub when the user gave a local GLUE folder.
+runs are executed and where their inputs come from, which never changes a result. The overrides
+change what a study computes (caps and epochs enter every run id). ``parameters.py`` derives
+``run_all.py``'s arguments and the notebooks' ``options`` dictionary from these fields (as
+``HfArgumentParser`` does for ``TrainingArguments``): adding a field here adds the flag and the
+notebook option. A field's ``metadata`` holds its ``help`` and, where the annotation does not say
+enough, the ``type`` that converts and checks a value (a command-line string or a notebook value),
+a ``metavar`` and ``choices``.
+
+``RunOptions`` is built once, from ``run_all.py``'s arguments or a notebook's ``options``, and handed
+to the run store, which passes it on to every place that loads data or executes runs (transformers'
+``TrainingArguments`` plays the same part). Every data loader takes ``DataSources`` as a required
+argument, so no call can silently fall back to the Hugging Face hub when the user gave a local GLUE folder.
 """
 from __future__ import annotations
 
+import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .config import ConfigError
@@ -19,9 +29,124 @@ from .config import ConfigError
 BACKENDS = ("local", "ray")
 
 
+# ---------------------------------------------------------------------------- value types
+# Each converts a command-line string or a notebook value and checks it, raising ArgumentTypeError
+# (argparse prints "argument --NAME: ..."; the dataclasses raise ConfigError("NAME: ...")).
+def _int_at_least(value, low: int, or_auto: bool = False) -> int | str:
+    if or_auto and value == "auto":
+        return "auto"
+    expected = f"an integer >= {low}" + (' or "auto"' if or_auto else "")
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) else None
+    except ValueError:
+        number = None
+    if number is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not {expected}")
+    if number < low:
+        raise argparse.ArgumentTypeError(f"{number} is not {expected}")
+    return number
+
+
+def positive_int(value) -> int:
+    """An integer >= 1 (epochs)."""
+    return _int_at_least(value, 1)
+
+
+def example_cap(value) -> int:
+    """An example cap; at least 2, since the stratified split needs two examples."""
+    return _int_at_least(value, 2)
+
+
+def seed(value) -> int:
+    """A seed >= 0 (numpy's generators reject negative seeds)."""
+    return _int_at_least(value, 0)
+
+
+def worker_count(value) -> int | str:
+    """"auto" or a positive number of parallel runs."""
+    return _int_at_least(value, 1, or_auto=True)
+
+
+def gpu_share(value) -> float:
+    """GPUs per run, a fraction in (0, 1] or a whole number (Ray's rule for GPU requests)."""
+    try:
+        share = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        share = None
+    if share is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of GPUs")
+    if not (share > 0 and (share <= 1 or share.is_integer())):
+        raise argparse.ArgumentTypeError(f"{value} is not a fraction in (0, 1] or a whole number of GPUs; "
+                                         f"e.g. 1, 0.5 or 0.25")
+    return share
+
+
+def check_fields(options) -> None:
+    """Convert and check every field that declares a ``type`` (a tuple: each element), in place."""
+    for spec in fields(options):
+        convert, value = spec.metadata.get("type"), getattr(options, spec.name)
+        if convert is None or value is None:
+            continue
+        try:
+            checked = tuple(convert(v) for v in value) if spec.metadata.get("many") else convert(value)
+        except argparse.ArgumentTypeError as error:
+            raise ConfigError(f"{spec.name}: {error}") from None
+        object.__setattr__(options, spec.name, checked)
+
+
+@dataclass(frozen=True)
+class ProfileOverrides:
+    """Changes to the profile, for pilots of a big profile (any profile); None: the profile's own.
+    Caps and epochs are part of each run's configuration (its run id), so a pilot's runs are stored
+    beside the full runs, never in their place."""
+    model: str | None = field(default=None, metadata={"help": "model name on the hub or a local model folder"})
+    tasks: tuple[str, ...] | None = field(default=None, metadata={"help": "override the profile's tasks",
+                                                                  "many": True, "type": str})
+    seeds: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "seeds of every study (distinct integers >= 0)", "many": True, "type": seed, "metavar": "S"})
+    max_train_examples: int | None = field(default=None, metadata={
+        "help": "cap on training examples per task (>= 2)", "type": example_cap, "metavar": "N"})
+    max_eval_examples: int | None = field(default=None, metadata={
+        "help": "cap on validation and on test examples per task (>= 2)", "type": example_cap, "metavar": "N"})
+    epochs: int | None = field(default=None, metadata={"help": "training epochs (>= 1)", "type": positive_int,
+                                                       "metavar": "N"})
+
+    def __post_init__(self) -> None:
+        for name in ("tasks", "seeds"):
+            if isinstance(getattr(self, name), (str, int)):
+                object.__setattr__(self, name, (getattr(self, name),))
+        check_fields(self)
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds {' '.join(map(str, self.seeds))} repeats a seed; give distinct seeds")
+
+
 def default_cache_dir() -> str:
     """Download and tokenisation cache: ``$FEWDIMS_CACHE`` or ``~/.cache/fewdims``."""
     return str(Path(os.environ.get("FEWDIMS_CACHE", Path.home() / ".cache" / "fewdims")).expanduser())
+
+
+def resolve_device(device: str | None = None) -> "torch.device":
+    """``device`` if given, else CUDA when present, else CPU: the package's one resolution of the device.
+    It runs in the process that trains (a Ray worker on a GPU node resolves its own), never ahead of it."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: "torch.device") -> str:
+    """'bf16' or 'fp32' on ``device``; 'auto' picks bf16 where the hardware computes it natively (CUDA
+    with bf16, CPUs with AMX or AVX512-BF16): the package's one resolution of the precision."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()) else "fp32"
+    return "fp32"
 
 
 @dataclass(frozen=True)
@@ -46,46 +171,35 @@ class DataSources:
 class RunOptions:
     """How a batch of runs executes; none of it changes what a run computes."""
     sources: DataSources = field(default_factory=DataSources, metadata={"help": "where data and caches live"})
-    device: str | None = field(default=None, metadata={"help": "torch device; None: CUDA when present, else CPU"})
+    device: str | None = field(default=None, metadata={"help": "torch device (default: CUDA when present, else CPU)"})
     workers: int | str = field(default="auto", metadata={
-        "help": "parallel runs: 'auto' (1 on a GPU, one per CPU core up to 4) or a number"})
+        "help": 'parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or a number '
+                "(default: the profile's)", "type": worker_count, "metavar": "W"})
     force: bool = field(default=False, metadata={"help": "recompute runs already in the store"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
     backend: str = field(default="local", metadata={
-        "help": f"where runs execute: {BACKENDS}: this machine's process pool, or Ray tasks (ray_backend.py)"})
+        "help": "local: this machine's worker processes (default); ray: Ray tasks on a cluster (ray_backend.py)",
+        "choices": BACKENDS})
     ray_address: str | None = field(default=None, metadata={
-        "help": "backend='ray': None (a private Ray on this machine), 'auto' (the cluster started here with "
-                "`ray start`) or 'host:port' of a cluster's head"})
+        "help": 'with backend ray: "auto" (the cluster `ray start` made on this machine) or host:port of its '
+                "head; default: a private Ray on this machine", "metavar": "ADDR"})
     gpus_per_run: float | None = field(default=None, metadata={
-        "help": "backend='ray': GPUs one run asks for; None: 1 where the cluster has GPUs, else a CPU; a fraction "
-                "(0.25) packs several runs onto one GPU"})
+        "help": "with backend ray: GPUs one run asks for (default: 1 where the cluster has GPUs, else a CPU); "
+                "a fraction such as 0.25 packs several runs onto one GPU", "type": gpu_share, "metavar": "F"})
 
     def __post_init__(self) -> None:
-        if not (self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1)):
-            raise ConfigError(f"workers must be 'auto' or a positive integer, got {self.workers!r}")
+        check_fields(self)
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
         if self.backend != "ray" and (self.ray_address is not None or self.gpus_per_run is not None):
-            raise ConfigError("ray_address and gpus_per_run apply to the Ray backend only; set backend='ray' "
-                              "(run_all.py --backend ray) or leave them out")
+            raise ConfigError("ray_address and gpus_per_run need backend ray; set it or leave them out")
         if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address.strip()):
             raise ConfigError(f"ray_address must be 'auto' or 'host:port', got {self.ray_address!r}")
-        if self.gpus_per_run is not None:
-            share = self.gpus_per_run
-            if isinstance(share, bool) or not isinstance(share, (int, float)) or not (
-                    share > 0 and (share <= 1 or float(share).is_integer())):
-                raise ConfigError(f"gpus_per_run must be a fraction in (0, 1] or a whole number of GPUs, got {share!r}"
-                                  f"; e.g. 1, 0.5 or 0.25 (Ray's rule for GPU requests)")
-            object.__setattr__(self, "gpus_per_run", float(share))
 
-    @classmethod
-    def from_parameters(cls, glue_dir: str | None = None, device: str | None = None, workers: int | str | None = None,
-                        force: bool = False, progress: bool = True, default_workers: int | str = "auto",
-                        cache_dir: str | None = None, backend: str = "local", ray_address: str | None = None,
-                        gpus_per_run: float | None = None) -> "RunOptions":
-        """The options of a notebook's ``parameters`` cell (``workers=None``: the profile's ``default_workers``)."""
-        sources = DataSources(glue_dir=glue_dir, **({"cache_dir": cache_dir} if cache_dir else {}))
-        chosen = default_workers if workers is None else workers
-        return cls(sources=sources, device=device, workers=int(chosen) if str(chosen).isdigit() else chosen,
-                   force=bool(force), progress=bool(progress), backend=backend or "local", ray_address=ray_address,
-                   gpus_per_run=None if gpus_per_run is None else float(gpus_per_run))
+    def torch_device(self) -> "torch.device":
+        """The device runs use in this process (``resolve_device``)."""
+        return resolve_device(self.device)
+
+    def precision_for(self, requested: str) -> str:
+        """The precision a run asking for ``requested`` ('auto', 'bf16', 'fp32') uses on this process's device."""
+        return resolve_precision(requested, self.torch_device())

@@ -291,3 +291,35 @@ def best_neuron_activations(frames: dict[str, tuple[int, pd.DataFrame]]) -> matp
     axes[0].set_ylabel("activation (test)")
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLORS = {"holds": "tab:green", "does not hold": "tab:red", "unresolved at this power": "tab:gray"}
+
+
+def verdict_intervals(table: pd.DataFrame) -> matplotlib.figure.Figure:
+    """Every verdict of ``figures/verdicts.csv`` as A - B with its 95% interval, coloured by verdict,
+    with the margin of its equivalence test shaded; one panel per study, one row per claim and task."""
+    studies = list(dict.fromkeys(table["study"]))
+    sizes = [int((table["study"] == study).sum()) for study in studies]
+    fig, axes = plt.subplots(len(studies), 1, figsize=(8.0, 1.2 + 0.17 * sum(sizes) + 0.5 * len(studies)),
+                             gridspec_kw={"height_ratios": sizes}, squeeze=False)
+    for ax, study in zip(axes[:, 0], studies):
+        block = table[table["study"] == study].reset_index(drop=True)
+        y = np.arange(len(block))[::-1]
+        margin = float(block["margin"].max())
+        ax.axvspan(-margin, margin, color="tab:green", alpha=0.08, lw=0)
+        ax.axvline(0, color="black", lw=0.6)
+        for verdict, color in VERDICT_COLORS.items():
+            rows = block["verdict"] == verdict
+            ax.errorbar(block.loc[rows, "difference"], y[rows.to_numpy()],
+                        xerr=[block.loc[rows, "difference"] - block.loc[rows, "ci_low"],
+                              block.loc[rows, "ci_high"] - block.loc[rows, "difference"]],
+                        fmt="o", ms=3, lw=1, color=color, label=verdict)
+        labels = [f"{r.task}: {r.a} vs {r.b}" for r in block.itertuples()]
+        ax.set_yticks(y, labels, fontsize=6)
+        ax.set_title(f"study {int(study):02d}" if str(study).isdigit() else str(study), fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("A - B, points of the test metric x 100 (95% interval; shaded: the margin)")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper right", fontsize="small", ncols=3)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    return fig

@@ -5,9 +5,10 @@
   2-core CPU (the deviations from the paper are listed in ``DEVIATIONS`` and the README).
 - ``paper``: bert-base-uncased on the eight GLUE tasks at the paper's hyperparameters (GPU expected).
 
-Notebooks call ``notebook_setup`` with their parameters (``run_all.py`` injects them): it resolves the
-profile (overrides, pilot caps, and each task's sequence length from its data), builds the one
-``RunOptions`` value and the notebook's ``RunStore``, and prints a banner of the facts of the run.
+Notebooks call ``notebook_setup`` with their parameters (the profile, the output folder and one
+``options`` dictionary; ``run_all.py`` injects them): it resolves the profile (overrides, pilot caps,
+and each task's sequence length from its data), builds the one ``RunOptions`` value and the notebook's
+``RunStore``, and prints a banner of the facts of the run.
 """
 from __future__ import annotations
 
@@ -178,35 +179,32 @@ def get_profile(name: str = "default", model: str | None = None, tasks: list[str
         epochs_cap=None if epochs is None else int(epochs))
 
 
-def notebook_setup(profile: str, output_dir=None, model: str | None = None, tasks=None, seeds=None,
-                   max_train_examples: int | None = None, max_eval_examples: int | None = None,
-                   epochs: int | None = None, glue_dir: str | None = None, device: str | None = None,
-                   workers: int | str | None = None, force: bool = False, progress: bool = True,
-                   backend: str = "local", ray_address: str | None = None, gpus_per_run: float | None = None):
+def notebook_setup(profile: str, output_dir=None, options: dict | None = None):
     """(profile, output paths, run store) for a study notebook, from its ``parameters`` cell: the
-    profile with its overrides and sequence lengths resolved, and a ``RunStore`` carrying the one
-    ``RunOptions`` value. Prints a banner: profile, lengths, sizes, options and deviations from the paper."""
-    from .paths import output_paths
+    profile with the overrides in ``options`` and its sequence lengths resolved, and a ``RunStore``
+    carrying the one ``RunOptions`` value. ``options`` holds any option of ``options.py`` by name
+    (``python run_all.py --help`` lists them), e.g. ``{"epochs": 1, "device": "cpu"}``; ``output_dir``
+    is relative to the repository (None: the repository). Prints a banner: profile, lengths, sizes,
+    options, the device and precision the runs use here, and the deviations from the paper."""
+    from .parameters import build
+    from .paths import REPO_ROOT, output_paths
     from .reporting import setup_logging
     from .store import RunStore
 
     setup_logging()
-    chosen = get_profile(profile, model=model, tasks=tasks, seeds=seeds, max_train_examples=max_train_examples,
-                         max_eval_examples=max_eval_examples, epochs=epochs)
-    options = RunOptions.from_parameters(glue_dir=glue_dir, device=device, workers=workers, force=force,
-                                         progress=progress, default_workers=chosen.workers, backend=backend,
-                                         ray_address=ray_address, gpus_per_run=gpus_per_run)
-    chosen = chosen.resolve(options.sources)
-    out = output_paths(output_dir)
+    overrides, run_options = build(options, default_workers=get_profile(profile).workers)
+    chosen = get_profile(profile, **dataclasses.asdict(overrides)).resolve(run_options.sources)
+    out = output_paths(None if output_dir is None else REPO_ROOT / output_dir)
     print(f"profile {chosen.name}: {chosen.description}; seeds {list(chosen.seeds)}")
     print(f"tasks {', '.join(chosen.tasks)}; model {chosen.model}; tokens per example (95th percentile of train, "
           f"up to {chosen.max_seq_length}): " + ", ".join(f"{task} {length}" for task, length in chosen.seq_lengths))
     epochs = f"{chosen.train.epochs} epoch{'s' if chosen.train.epochs != 1 else ''}"
     print(f"examples: train {chosen.max_train_examples or 'all'}, validation {chosen.max_eval_examples or 'all'}, "
           f"test {chosen.max_test_examples or 'all'}"
-          f"; {epochs}; data: {options.sources.glue_dir or 'packaged / hub'}; "
-          f"device {options.device or 'auto'}; workers {options.workers}"
-          + (f"; backend ray at {options.ray_address or 'a private Ray'}" if options.backend == "ray" else ""))
+          f"; {epochs}; data: {'a local GLUE copy' if run_options.sources.glue_dir else 'packaged / hub'}; "
+          f"device {run_options.torch_device()} ({run_options.precision_for(chosen.train.precision)}); "
+          f"workers {run_options.workers}"
+          + (f"; backend ray at {run_options.ray_address or 'a private Ray'}" if run_options.backend == "ray" else ""))
     own_tasks = set(chosen.tasks) <= set(PROFILES[profile].tasks)
     print("\n".join(f"deviation: {d}" for d in chosen.deviations if own_tasks or not d.startswith("tasks:")))
-    return chosen, out, RunStore(out["runs"], options)
+    return chosen, out, RunStore(out["runs"], run_options)

@@ -25,29 +25,12 @@ from .fast_dropout import install_fast_dropout
 from .data import TokenizedSplit, length_grouped_batches, sorted_batches
 from .head import SequenceClassifier
 from .metrics import compute_metrics, predictions_from_logits
+from .options import resolve_device, resolve_precision  # noqa: F401 (the store and studies import them here)
 from .models import load_encoder, load_tokenizer
 from .tasks import get_task
 from .train_vocabulary import train_vocabulary
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when present, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'bf16' or 'fp32'; 'auto' picks bf16 where the hardware computes it natively."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()) else "fp32"
-    return "fp32"
 
 
 def autocast(device: torch.device, precision: str):

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from .subspace import default_cache_bytes, set_basis_cache
-from .training import resolve_device
+from .options import resolve_device
 
 
 def default_workers(device: str | None = None) -> int:

@@ -1,8 +1,14 @@
-"""The README's findings come from the verdict tables, and a number not in figures/ fails the check."""
+"""The README's results and docs/findings.md come from the verdict tables, and a number not in the
+committed measurements (figures/, results/, benchmarks/results/) fails the check."""
+from pathlib import Path
+
 import pandas as pd
 
-from fewdims_helpers.findings import END, START, unbacked_numbers, write_findings
+from fewdims_helpers.findings import (END, START, findings_markdown, section, summary_markdown, unbacked_numbers,
+                                      unbacked_prose_numbers, write_findings)
 from fewdims_helpers.verdicts import gather_verdicts
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _figures(tmp_path):
@@ -18,27 +24,37 @@ def _figures(tmp_path):
 
 def test_generated_findings_are_backed_and_a_planted_mismatch_is_caught(tmp_path):
     figures = _figures(tmp_path)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\n{START}\nold text 99.9\n{END}\n\nafter\n")
-    text = write_findings(figures, gather_verdicts(figures), readme)
-    content = readme.read_text()
-    assert "-4.3 [-6.0, -2.5]" in text and "does not hold" in content
-    assert "old text" not in content and content.endswith("after\n")
-    assert unbacked_numbers(content, figures) == []
-    planted = content.replace("-4.3 [", "-3.9 [")
+    readme, docs = tmp_path / "README.md", tmp_path / "docs"
+    docs.mkdir()
+    for page in (readme, docs / "findings.md"):
+        page.write_text(f"# title\n\n{START}\nold text 99.9\n{END}\n\nafter\n")
+    text = write_findings(figures, gather_verdicts(figures), readme, docs)
+    summary, full = readme.read_text(), (docs / "findings.md").read_text()
+    assert "-4.3 [-6.0, -2.5]" in text and "-4.3 [-6.0, -2.5]" in full and (figures / "verdicts.png").exists()
+    assert "| 0 hold, 1 do not hold, 0 unresolved at this power (of 1) |" in summary  # one row per study
+    assert "02 Dimension-wise" in summary and "no verdicts" in summary  # a study without verdicts is listed
+    for content in (summary, full):
+        assert "old text" not in content and content.endswith("after\n")
+    assert section(summary).strip() == summary_markdown(gather_verdicts(figures)).strip()
+    assert unbacked_numbers(full, figures) == []
+    planted = full.replace("-4.3 [", "-3.9 [")
     assert unbacked_numbers(planted, figures) == ["-3.9"]
 
 
-def test_the_readme_findings_are_the_committed_verdicts():
-    from pathlib import Path
+def test_the_readme_and_docs_findings_are_the_committed_verdicts():
+    table = gather_verdicts(REPO / "figures")
+    readme, full = (REPO / "README.md").read_text(), (REPO / "docs" / "findings.md").read_text()
+    assert section(readme).strip() == summary_markdown(table).strip(), "python run_all.py rewrites it"
+    assert section(full).strip() == findings_markdown(table).strip()
+    assert unbacked_numbers(readme, REPO / "figures") == [] and unbacked_numbers(full, REPO / "figures") == []
 
-    from fewdims_helpers.findings import section
 
-    repo = Path(__file__).resolve().parent.parent
-    readme = (repo / "README.md").read_text()
-    bullets = [line for line in section(readme).splitlines() if line.startswith("- ")]
-    assert bullets, "README.md has no generated findings; run python run_all.py (default profile)"
-    assert unbacked_numbers(readme, repo / "figures") == []
+def test_the_readme_is_short_and_every_number_in_it_is_measured():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300
+    assert unbacked_prose_numbers(readme, REPO) == []
+    planted = readme.replace("## How to read a verdict", "## How to read a verdict\n\nIt takes 1234.5 s.")
+    assert unbacked_prose_numbers(planted, REPO) == ["1234.5"]
 
 
 def test_the_findings_skip_a_verdict_whose_side_did_not_train(tmp_path):

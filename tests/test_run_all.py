@@ -34,6 +34,26 @@ def test_smoke_profile_executes_every_notebook(smoke_run):
     assert all(t["seconds"] > 0 for t in timings)
 
 
+@pytest.mark.xdist_group("smoke")  # shares the session's smoke run
+def test_notebooks_run_through_run_all_render_clean(smoke_run):
+    """Progress bars and log lines went to run_all's terminal, not into the saved notebooks, and no
+    notebook records where the checkout lies: the output folder (outside the repository here) appears
+    only in the parameters run_all injected."""
+    assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-3000:]
+    assert "runs: 100%" in smoke_run.result.stderr  # the bars were shown, on the terminal
+    for notebook in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        executed = json.loads((smoke_run.output / "notebooks" / notebook.name).read_text())
+        stderr = [(i, "".join(o["text"])[:200]) for i, c in enumerate(executed["cells"]) for o in c.get("outputs", [])
+                  if o.get("name") == "stderr"]
+        assert not stderr, f"{notebook.name}: {stderr}"
+        injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        text = json.dumps({**executed, "cells": [c for c in executed["cells"] if c not in injected],
+                           "metadata": {**executed["metadata"], "papermill": {
+                               k: v for k, v in executed["metadata"]["papermill"].items() if k != "parameters"}}})
+        for absolute in (str(REPO), str(smoke_run.output), str(Path.home()), "PosixPath("):
+            assert absolute not in text, f"{notebook.name} holds {absolute}"
+
+
 def test_unknown_profile_is_rejected_in_one_line():
     result = run_all("--profile", "huge")
     assert result.returncode == 2
@@ -200,7 +220,7 @@ def test_complete_model_folder_is_accepted_and_passed_as_an_absolute_path(tmp_pa
     monkeypatch.chdir(tmp_path)  # the kernels run in notebooks/: a relative path must reach them absolute
     assert RUN_ALL.main(["--profile", "smoke", "--only", "01", "--model", "models/mine",
                          "--output-dir", str(tmp_path / "out")]) == 0
-    assert [c["model"] for c in calls] == [str(folder)]
+    assert [c["options"]["model"] for c in calls] == [str(folder)]
 
 
 def test_caps_seeds_and_workers_reach_the_notebooks_as_parameters(tmp_path, monkeypatch, capsys):
@@ -213,18 +233,16 @@ def test_caps_seeds_and_workers_reach_the_notebooks_as_parameters(tmp_path, monk
                          "16", "--max-eval-examples", "8", "--epochs", "2", "--seeds", "3", "4", "--workers", "2"]) == 0
     [(name, parameters)] = calls
     assert name.startswith("01_")
-    assert parameters == {"profile": "smoke", "output_dir": str(tmp_path.resolve()), "model": None, "tasks": None,
-                          "glue_dir": None, "device": None, "force": False, "progress": False,
-                          "backend": "local", "ray_address": None, "gpus_per_run": None, "max_train_examples": 16, "max_eval_examples": 8, "epochs": 2, "seeds": [3, 4], "workers": 2}
+    assert parameters == {"profile": "smoke", "output_dir": str(tmp_path.resolve()),  # outside the repository
+                          "options": {"max_train_examples": 16, "max_eval_examples": 8, "epochs": 2, "seeds": [3, 4],
+                                      "workers": 2}}  # only the options given
     timings = json.loads((tmp_path / "results" / "timings-smoke.json").read_text())
     assert timings[-1]["overrides"] == {"max_train_examples": 16, "max_eval_examples": 8, "epochs": 2,
                                         "seeds": [3, 4], "workers": 2}  # a pilot's time is marked as such
 
     calls.clear()
     assert RUN_ALL.main(["--profile", "smoke", "--only", "01", "--output-dir", str(tmp_path), "--workers", "auto"]) == 0
-    parameters = calls[0][1]
-    assert parameters["workers"] == "auto"
-    assert all(parameters[name] is None for name in ("max_train_examples", "max_eval_examples", "epochs", "seeds"))
+    assert calls[0][1]["options"] == {"workers": "auto"}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -252,7 +270,7 @@ def test_the_ray_backend_reaches_every_notebook_as_parameters(tmp_path, monkeypa
     assert RUN_ALL.main(["--profile", "smoke", "--output-dir", str(tmp_path), "--backend", "ray",
                          "--ray-address", "auto", "--gpus-per-run", "0.25"]) == 0
     assert len(calls) == len(list((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")))
-    assert all((c["backend"], c["ray_address"], c["gpus_per_run"]) == ("ray", "auto", 0.25) for c in calls)
+    assert all(c["options"] == {"backend": "ray", "ray_address": "auto", "gpus_per_run": 0.25} for c in calls)
 
 
 def test_the_ray_backend_without_ray_is_one_line(tmp_path, capsys, no_kernel, monkeypatch):
@@ -270,3 +288,62 @@ def test_bad_backend_options_are_argparse_errors(argv, message, capsys):
     with pytest.raises(SystemExit):
         RUN_ALL.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- each option declared once
+@pytest.fixture
+def threads_option(monkeypatch):
+    """RunOptions with one more field, as a developer would add it in fewdims_helpers/options.py."""
+    import dataclasses
+
+    from fewdims_helpers import options
+
+    extended = dataclasses.make_dataclass("RunOptions", [("threads_per_run", "int | None", dataclasses.field(
+        default=None, metadata={"help": "torch threads of each run (a new option)", "type": options.positive_int,
+                                "metavar": "T"}))], bases=(options.RunOptions,), frozen=True)
+    monkeypatch.setattr(options, "RunOptions", extended)
+    return extended
+
+
+def test_a_new_option_reaches_the_command_line_and_every_notebook(threads_option, tmp_path, monkeypatch, capsys):
+    import papermill
+
+    from fewdims_helpers import parameters
+
+    with pytest.raises(SystemExit):
+        RUN_ALL.parse_args(["--help"])
+    assert "--threads-per-run T torch threads of each run (a new option)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        RUN_ALL.parse_args(["--threads-per-run", "0"])
+    assert "argument --threads-per-run: 0 is not an integer >= 1" in capsys.readouterr().err
+
+    calls = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda notebook, target, **kw: calls.append(kw["parameters"]))
+    assert RUN_ALL.main(["--profile", "smoke", "--output-dir", str(tmp_path), "--threads-per-run", "3"]) == 0
+    assert len(calls) == len(list((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    assert all(c["options"] == {"threads_per_run": 3} for c in calls)
+    _, run_options = parameters.build(calls[0]["options"])  # what notebook_setup builds from the injected options
+    assert isinstance(run_options, threads_option) and run_options.threads_per_run == 3
+    with pytest.raises(ConfigError, match="threads_per_run: 0 is not an integer >= 1"):
+        parameters.build({"threads_per_run": 0})
+
+
+def test_every_notebook_takes_its_options_as_one_dictionary():
+    """The parameters cell holds the profile, the output folder and one options dictionary, and the
+    setup call passes them on: no option is listed in a notebook."""
+    from fewdims_helpers import parameters
+
+    names = {option.name for option in parameters.option_fields()}
+    for notebook in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        [cell] = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+        assigned = {line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines() if "=" in line}
+        assert {"profile", "output_dir", "options"} <= assigned and not assigned & names, notebook.name
+        assert any("profiles.notebook_setup(profile, output_dir, options)" in "".join(c["source"]) for c in cells)
+
+
+def test_an_unknown_notebook_option_names_the_known_ones():
+    from fewdims_helpers import parameters
+
+    with pytest.raises(ConfigError, match="unknown option 'epoch'; the options are model, tasks, seeds"):
+        parameters.build({"epoch": 1})
