@@ -36,7 +36,7 @@ from .head import SequenceClassifier
 from .metrics import compute_metrics, predictions_from_logits
 from .models import pretrained_encoder
 from .options import RunOptions
-from .paths import HOST, REPO_ROOT, write_atomically
+from .paths import HOST, REPO_ROOT, remove_stale_temporaries, write_atomically
 from .subspace import TrajectoryRecorder, basis_affinity, materialize, reparameterize, subspace_state
 from .tasks import duplicates_removed, get_task
 from .training import TrainResult, autocast, build_model, evaluate_and_encode, predict, relative_weight_change, \
@@ -238,6 +238,15 @@ class RunStore:
     def folder(self, config: RunConfig | str) -> Path:
         return self.root / (config if isinstance(config, str) else config.run_id)
 
+    def sweep(self) -> list[Path]:
+        """Remove every temporary in the store whose writer is gone (a killed process of this host, or
+        another host's writer that stopped touching it: a lost node); returns what was removed."""
+        removed = remove_stale_temporaries(self.root)
+        if removed:
+            log.info("removed %d temporaries left by writers that are gone: %s", len(removed),
+                     ", ".join(p.name for p in removed))
+        return removed
+
     def is_complete(self, config: RunConfig) -> bool:
         """True when the run's metrics and every artifact its config declares exist (never for a summary)."""
         folder = self.folder(config)
@@ -424,10 +433,7 @@ class RunStore:
         if not self.options.force and self.is_complete(config):
             self._note("used", [config.run_id])
             return self.metrics(config)
-        for stale in self.root.glob(f".tmp-{config.run_id}-{HOST}-*"):  # left by a killed process of this host
-            pid = int(stale.name.split("-")[-2]) if stale.name.split("-")[-2].isdigit() else None
-            if pid is None or not _alive(pid):
-                shutil.rmtree(stale, ignore_errors=True)
+        remove_stale_temporaries(self.root, config.run_id)  # left by a killed writer of this run, on any host
         metrics: dict = {}
         write_atomically(self.folder(config), lambda tmp: metrics.update(self._compute(config, tmp, progress)))
         self._note("computed", [config.run_id])
@@ -500,6 +506,7 @@ class RunStore:
         them instead of starting them again. With one worker they are not started here. With
         ``options.backend == "ray"`` the missing runs are Ray tasks (``ray_backend.RayPool``)."""
         configs, force = list(dict.fromkeys(configs)), self.options.force
+        self.sweep()
         todo = [c for c in configs if force or not self.is_complete(c)]
         pool, waiting = self._pool, set(todo)
         queued = {c: pool.pending.pop(c.run_id, None) for c in configs} if pool is not None else {}  # by an earlier call
@@ -531,6 +538,7 @@ class RunStore:
                                     pool.submit_runs(_execute_in_worker, root, self.options, later)))
             pool.wait(futures, bar, lambda m: log.info("%s: test %s = %.4f", m["run_id"], m["main_metric"],
                                                        m["test"][m["main_metric"]]))
+            self.sweep()  # a worker lost mid-run (a dead node) leaves its temporary; its retry wrote the run
         bar.close()
         return self.collect(configs)
 
@@ -564,18 +572,6 @@ class RunStore:
         for config, cost in costs.items():
             groups[basis_affinity(config)] = groups.get(basis_affinity(config), 0.0) + cost
         return sorted(configs, key=lambda c: (-groups[basis_affinity(c)], basis_affinity(c), -costs[c]))
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _source_after(store: RunStore, config: RunConfig, run: _Trained) -> dict[str, float]:

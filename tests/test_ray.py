@@ -21,7 +21,7 @@ pytestmark = pytest.mark.xdist_group("ray")  # one process: its module's Ray clu
 
 ray = pytest.importorskip("ray", reason="the Ray backend is optional: pip install -r requirements-ray.txt")
 
-from fewdims_helpers import ray_backend, store  # noqa: E402
+from fewdims_helpers import paths, ray_backend, store  # noqa: E402
 from fewdims_helpers.config import DataConfig  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
 
@@ -201,12 +201,16 @@ def two_nodes():
 
 
 def kill_node_mid_run(root: Path, raylet: int, killed: list, stop: threading.Event) -> None:
-    """Kill ``raylet`` as soon as one of its workers is writing a run (a temporary folder of its pid)."""
+    """Kill the node as soon as one of its workers is writing a run (a temporary folder of its pid): its
+    raylet and that worker at once, as a machine that loses power, so that the worker can neither finish
+    the run nor clean up after itself, whatever the raylet's death makes it do, and it is gone before
+    Ray retries the run elsewhere."""
     while not stop.is_set():
         for tmp in root.glob(".tmp-*"):
-            pid = int(tmp.name.split("-")[-2])
+            pid = paths.temporary_owner(tmp)[2]
             if parent_of(pid) == raylet:
                 os.kill(raylet, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 killed.append((tmp.name, pid))
                 return
         time.sleep(0.02)
@@ -227,10 +231,8 @@ def test_a_two_node_cluster_loses_a_node_mid_run_and_every_run_completes_once(tm
     killer.join()
     assert killed, "no run started on the worker node"
     folder, pid = killed[0]
-    for _ in range(100):  # the killed node's worker goes with its raylet
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.1)
+    assert not paths.process_alive(pid)  # killed (a zombie here: no init reaps it)
+    assert not (runs.root / folder).exists()  # removed by the run's next writer or the store's sweep
     inodes = {c.run_id: os.stat(runs.folder(c)).st_ino for c in configs}
     time.sleep(1)
     assert {c.run_id: os.stat(runs.folder(c)).st_ino for c in configs} == inodes  # nobody wrote a run again
