@@ -16,7 +16,7 @@ PACKAGE = ROOT / "fewdims_helpers"
 STUDIES = PACKAGE / "studies"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 # the store layer: the only modules that know a run folder's file names (everyone else asks RunStore)
-STORE_MODULES = {"store.py"}
+STORE_MODULES = {"store.py", "run_files.py", "artifacts.py", "runner.py", "reference_export.py"}
 # config.json is left out: a Hugging Face model folder has one too (preflight checks model folders)
 RUN_FOLDER_FILES = re.compile(r"""["'](metrics\.json|head\.npz|model\.pt|subspace\.npz|trajectory/|"""
                               r"""(features|labels|predictions)-)""")
@@ -35,11 +35,22 @@ def _from_module(node: ast.ImportFrom, path: Path, root: Path) -> str:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
-def imports(path: Path, root: Path = ROOT) -> list[tuple[str, list[str]]]:
+def type_checking_imports(tree: ast.Module) -> set[ast.AST]:
+    """The import statements under ``if TYPE_CHECKING:`` (for annotations only: never run)."""
+    return {inner for node in ast.walk(tree) if isinstance(node, ast.If)
+            and (getattr(node.test, "id", None) == "TYPE_CHECKING" or getattr(node.test, "attr", None) == "TYPE_CHECKING")
+            for statement in node.body for inner in ast.walk(statement) if isinstance(inner, (ast.Import, ast.ImportFrom))}
+
+
+def imports(path: Path, root: Path = ROOT, at_run_time: bool = False) -> list[tuple[str, list[str]]]:
     """(absolute module imported, names taken from it) for every import statement of ``path``, function-local
-    ones included."""
+    ones included (``at_run_time``: leaving out those under ``if TYPE_CHECKING:``, which never run)."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped = type_checking_imports(tree) if at_run_time else set()
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -57,8 +68,9 @@ def package_modules(root: Path = ROOT) -> dict[str, Path]:
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
-    """module -> the package modules it imports anywhere in its text (a name taken from a package resolves to
-    the package's ``__init__``)."""
+    """module -> the package modules it imports anywhere in its text when it runs (a name taken from a package
+    resolves to the package's ``__init__``; an import for annotations only, under ``if TYPE_CHECKING:``, is no
+    edge)."""
     modules = package_modules(root)
 
     def resolve(name: str) -> str | None:
@@ -66,7 +78,7 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
             name = name.rpartition(".")[0]
         return name or None
 
-    return {name: {target for imported, _ in imports(path, root) if (target := resolve(imported))} - {None}
+    return {name: {target for imported, _ in imports(path, root, at_run_time=True) if (target := resolve(imported))} - {None}
             for name, path in modules.items()}
 
 
@@ -182,6 +194,8 @@ def test_the_checks_see_planted_violations(tmp_path):
                       "x = gamma._hidden + fewdims_helpers.gamma._hidden + b._other\n"
                       "from .gamma import _hidden\nself_ok = object()._private\n"),
         "loner.py": "_own = 1\nimport fewdims_helpers.loner as me\ny = me._own\n",
+        "typed.py": "from typing import TYPE_CHECKING\nfrom .hinted import h\nif TYPE_CHECKING:\n    from .hinted import H\n",
+        "hinted.py": "import typing\nif typing.TYPE_CHECKING:\n    from .typed import T\nh = 1\n",
         "studies/__init__.py": "",
         "studies/planted.py": "from ..studies import salient\nfrom .cross import run\nfrom ..store import _alive\n",
     }

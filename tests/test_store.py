@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fewdims_helpers import paths, store
+from fewdims_helpers import paths, runner, store
 from fewdims_helpers.config import DataConfig, RunConfig, SubspaceConfig
 from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.options import RunOptions
@@ -40,7 +40,7 @@ def counted_training(monkeypatch, synthetic_task):
         return real_train(config, tokens, **options)
 
     monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
-    monkeypatch.setattr(store, "train", fake_train)
+    monkeypatch.setattr(runner, "train", fake_train)
     return calls
 
 
