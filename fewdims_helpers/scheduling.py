@@ -1,13 +1,17 @@
 """Scheduling runs over workers: the store's pool of worker processes (or Ray tasks), the runs queued in
-the background between calls, the order runs are handed out (longest first, subspaces together), and
-``map`` for analyses of stored runs."""
+the background between calls, the order runs are handed out (longest first, subspaces together),
+``map`` for analyses of stored runs, and ``map_jobs`` for analyses that write their results to disk
+on one thread each."""
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .config import RunConfig
@@ -16,6 +20,9 @@ from .models import pretrained_encoder
 from .options import RunOptions
 from .subspace import basis_affinity
 from .workers import WorkerPool, worker_count
+
+if TYPE_CHECKING:  # annotations only: the store imports this module
+    from .store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +140,33 @@ def expected_cost(config: RunConfig, tokens: dict[str, TokenizedSplit], layers: 
     work = (3 * total["train"] + total["validation"]) * hp.epochs + total["test"]
     work += sum(total[split] for split in config.save_features if split != "test")
     return work * min(config.model.layer or layers, layers) / layers
+
+
+def on_one_thread(function, job: tuple) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):  # numpy's BLAS (PCA, scikit-learn's L-BFGS)
+            function(*job)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def map_jobs(store: "RunStore", function, jobs: list[tuple], desc: str, one_thread: bool = False) -> None:
+    """``function(*job)`` for every job (results go to disk), here (on one thread if ``one_thread``) or
+    in the run store's kept pool of one-thread worker processes (``RunStore.map``). The
+    probes' small matrices run faster on one thread: on the 2-core reference machine, while another
+    process shared the cores, two threads made the batched Newton fits 2-80x and numpy's eigh and
+    scikit-learn's fits 4-10x slower; and the run store found two one-thread processes faster than one
+    two-thread process."""
+    if store.workers() > 1 and len(jobs) > 1:
+        store.map(partial(on_one_thread, function), jobs, desc=desc)
+        return
+    bar = tqdm(total=len(jobs), desc=desc, disable=not store.options.progress)
+    for job in jobs:
+        if one_thread:
+            on_one_thread(function, job)
+        else:
+            function(*job)
+        bar.update()
+    bar.close()

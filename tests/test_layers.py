@@ -155,28 +155,39 @@ def is_study(module: str) -> bool:
     return module.startswith("fewdims_helpers.studies.") and module != "fewdims_helpers.studies.__init__"
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if STUDIES not in p.parents], ids=lambda p: p.name)
+def study_of(module: str) -> str:
+    """The study a module belongs to: ``salient`` for ``fewdims_helpers.studies.salient.analysis`` (a study is
+    a module or a package of modules under ``studies/``)."""
+    return module.removeprefix("fewdims_helpers.studies.").split(".")[0]
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if STUDIES not in p.parents],
+                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_core_modules_never_import_the_studies(path):
     assert not [m for m, _ in imports(path) if m.startswith("fewdims_helpers.studies")], path
 
 
-@pytest.mark.parametrize("path", sorted(STUDIES.glob("[!_]*.py")), ids=lambda p: p.name)
+STUDY_MODULES = sorted(p for p in STUDIES.rglob("*.py") if p != STUDIES / "__init__.py")
+
+
+@pytest.mark.parametrize("path", STUDY_MODULES, ids=lambda p: p.relative_to(STUDIES).as_posix())
 def test_no_study_imports_another(path):
-    assert not [m for m, _ in imports(path) if is_study(m)], path
+    own = study_of(module_name(path))
+    assert not [m for m, _ in imports(path) if is_study(m) and study_of(m) != own], path
 
 
 def test_no_import_cycle_even_through_function_local_imports():
     assert import_cycles(import_graph()) == []
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_no_module_uses_another_modules_private_names(path):
     private = private_names_used(path)
     assert not private, f"{path.name} uses private names of other modules: {private}"
 
 
 @pytest.mark.parametrize("path", [p for p in MODULES if p.name not in STORE_MODULES or p.parent != PACKAGE],
-                         ids=lambda p: p.name)
+                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_only_the_run_store_names_run_folder_files(path):
     assert not RUN_FOLDER_FILES.search(path.read_text()), f"{path.name} names a run-folder file; use RunStore's API"
 
@@ -198,6 +209,8 @@ def test_the_checks_see_planted_violations(tmp_path):
         "hinted.py": "import typing\nif typing.TYPE_CHECKING:\n    from .typed import T\nh = 1\n",
         "studies/__init__.py": "",
         "studies/planted.py": "from ..studies import salient\nfrom .cross import run\nfrom ..store import _alive\n",
+        "studies/salient/__init__.py": "from .tables import verdicts\n",
+        "studies/salient/tables.py": "from ..cross import run\n",
     }
     for name, source in planted.items():
         (tmp_path / PACKAGE.name / name).parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +219,9 @@ def test_the_checks_see_planted_violations(tmp_path):
     found = imports(package / "studies" / "planted.py", tmp_path)
     assert ("fewdims_helpers.studies.salient", []) in found and ("fewdims_helpers.studies.cross", ["run"]) in found
     assert ("fewdims_helpers.store", ["_alive"]) in found
+    own, other = imports(package / "studies" / "salient" / "__init__.py", tmp_path), \
+        imports(package / "studies" / "salient" / "tables.py", tmp_path)
+    assert [study_of(m) for m, _ in own] == ["salient"] and [study_of(m) for m, _ in other] == ["cross"]
     assert import_cycles(import_graph(tmp_path)) == [["fewdims_helpers.alpha", "fewdims_helpers.beta",
                                                       "fewdims_helpers.gamma"], ["fewdims_helpers.loner"]]
     assert sorted(private_names_used(package / "reader.py", tmp_path)) == [
