@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .task_specs import TASKS
+
 TOKEN_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler", "last")
 HEAD_ACTIVATIONS = ("tanh", "relu", "gelu")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -40,8 +42,6 @@ class DataConfig:
     split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split and subsamples"})
 
     def __post_init__(self) -> None:
-        from .tasks import TASKS  # local import: tasks imports heavy modules lazily itself
-
         _require(self.task in TASKS, f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
         _require(self.max_seq_length >= 8, f"max_seq_length must be >= 8, got {self.max_seq_length}")
         for name in ("max_train_examples", "max_eval_examples", "max_test_examples"):

@@ -169,7 +169,8 @@ class RayPool:
 
     def cancel(self, refs: Iterable[ray.ObjectRef]) -> None:
         """``ray.cancel`` every task of ``refs`` still queued or running (a running one is interrupted and
-        leaves only its temporary folder, which the next attempt on its host removes)."""
+        removes its temporary folder; one on a node that died leaves it, for the run's next writer or the
+        store's next sweep to remove: ``paths.remove_stale_temporaries``)."""
         refs = list(dict.fromkeys(refs))
         finished, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         for ref in set(refs) - set(finished):

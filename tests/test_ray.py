@@ -1,15 +1,20 @@
 """The Ray backend: the same runs and metrics as the local pool, nothing submitted twice, GPUs handed
 out and packed, errors that reach the caller unretried, dead workers retried, runs that read runs
-waiting for them, and a two-node cluster on 127.0.0.1 that loses a node mid-run without losing or
-doubling a run. Local Ray with fake GPUs; no real cluster, loopback addresses only."""
+waiting for them, a two-node cluster on 127.0.0.1 that loses a node mid-run without losing or
+doubling a run or leaving its temporary folder, and a two-node cluster with token authentication that
+runs for the token's holder only. Local Ray with fake GPUs; no real cluster, loopback addresses only."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,7 +26,7 @@ pytestmark = pytest.mark.xdist_group("ray")  # one process: its module's Ray clu
 
 ray = pytest.importorskip("ray", reason="the Ray backend is optional: pip install -r requirements-ray.txt")
 
-from fewdims_helpers import ray_backend, store  # noqa: E402
+from fewdims_helpers import paths, ray_backend, store  # noqa: E402
 from fewdims_helpers.config import DataConfig  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
 
@@ -156,8 +161,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def ray_cli(*args: str) -> None:
-    subprocess.run(["ray", *args], env={**os.environ, **RAY_ENV}, check=True, capture_output=True, timeout=120)
+def ray_cli(environment: dict, *args: str) -> None:
+    subprocess.run(["ray", *args], env=environment, check=True, capture_output=True, timeout=120)
 
 
 def raylet_of(temp_dir: str) -> int:
@@ -179,34 +184,82 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
-@pytest.fixture
-def two_nodes():
-    """A head and a worker node on 127.0.0.1, one CPU each, each with its own temp dir; stopped with
-    ``ray stop``."""
+def stop_nodes(*temp_dirs: str) -> None:
+    """Stop the Ray processes of the nodes under ``temp_dirs`` and their children, by pid: ``ray stop`` would
+    stop every Ray on the machine, another test session's too."""
+    def ours() -> set[int]:
+        table = {}
+        for proc in Path("/proc").iterdir():
+            try:
+                table[int(proc.name)] = ((proc / "cmdline").read_bytes(), parent_of(int(proc.name)))
+            except (OSError, ValueError):
+                continue
+        found = {pid for pid, (command, _) in table.items()
+                 if pid != os.getpid() and any(d.encode() in command for d in temp_dirs)}
+        while grown := {pid for pid, (_, parent) in table.items() if parent in found} - found:
+            found |= grown
+        return {pid for pid in found if paths.process_alive(pid)}
+
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for pid in ours():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while ours() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def two_node_cluster(environment: dict):
+    """A head and a worker node on 127.0.0.1, one CPU each, each with its own temp dir, started with
+    ``environment``; yields the address and the worker's temp dir."""
     if ray.is_initialized():
         ray.shutdown()  # the module's private Ray
     port = free_port()
     head, worker = tempfile.mkdtemp(prefix="ray-head-"), tempfile.mkdtemp(prefix="ray-node-")  # short socket paths
     try:
-        ray_cli("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-                "--include-dashboard=false", f"--temp-dir={head}", "--disable-usage-stats")
-        ray_cli("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+        ray_cli(environment, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={head}", "--disable-usage-stats")
+        ray_cli(environment, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
                 "--num-gpus=0", f"--temp-dir={worker}")
         yield f"127.0.0.1:{port}", worker
     finally:
         ray.shutdown()
-        subprocess.run(["ray", "stop", "--force"], env={**os.environ, **RAY_ENV}, capture_output=True, timeout=120)
+        stop_nodes(head, worker)
         shutil.rmtree(head, ignore_errors=True)
         shutil.rmtree(worker, ignore_errors=True)
 
 
+@pytest.fixture
+def two_nodes():
+    """Two nodes without authentication (loopback only)."""
+    with two_node_cluster({**os.environ, **RAY_ENV}) as (address, worker):
+        yield address, worker
+
+
+@pytest.fixture
+def two_nodes_with_token():
+    """Two nodes that accept only callers holding their token (``RAY_AUTH_MODE=token``, the token in
+    ``RAY_AUTH_TOKEN``), and the environment a driver needs to join them."""
+    environment = {**os.environ, **RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    environment.pop("RAY_AUTH_TOKEN_PATH", None)
+    with two_node_cluster(environment) as (address, worker):
+        yield address, environment
+
+
 def kill_node_mid_run(root: Path, raylet: int, killed: list, stop: threading.Event) -> None:
-    """Kill ``raylet`` as soon as one of its workers is writing a run (a temporary folder of its pid)."""
+    """Kill the node as soon as one of its workers is writing a run (a temporary folder of its pid): its
+    raylet and that worker at once, as a machine that loses power, so that the worker can neither finish
+    the run nor clean up after itself, whatever the raylet's death makes it do, and it is gone before
+    Ray retries the run elsewhere."""
     while not stop.is_set():
         for tmp in root.glob(".tmp-*"):
-            pid = int(tmp.name.split("-")[-2])
+            pid = paths.temporary_owner(tmp)[2]
             if parent_of(pid) == raylet:
                 os.kill(raylet, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 killed.append((tmp.name, pid))
                 return
         time.sleep(0.02)
@@ -227,10 +280,8 @@ def test_a_two_node_cluster_loses_a_node_mid_run_and_every_run_completes_once(tm
     killer.join()
     assert killed, "no run started on the worker node"
     folder, pid = killed[0]
-    for _ in range(100):  # the killed node's worker goes with its raylet
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.1)
+    assert not paths.process_alive(pid)  # killed (a zombie here: no init reaps it)
+    assert not (runs.root / folder).exists()  # removed by the run's next writer or the store's sweep
     inodes = {c.run_id: os.stat(runs.folder(c)).st_ino for c in configs}
     time.sleep(1)
     assert {c.run_id: os.stat(runs.folder(c)).st_ino for c in configs} == inodes  # nobody wrote a run again
@@ -240,3 +291,38 @@ def test_a_two_node_cluster_loses_a_node_mid_run_and_every_run_completes_once(tm
     serial = store.RunStore(tmp_path / "serial", RunOptions(workers=1, progress=False))
     serial.execute_all(configs)  # this process: 1 torch thread (conftest), as each Ray task
     assert stored_metrics(runs, configs) == stored_metrics(serial, configs)
+
+
+# a driver in its own process, so that the token mode and the token stay out of this one's Ray
+TOKEN_DRIVER = """
+import json, sys
+from fewdims_helpers.config import RunConfig
+from fewdims_helpers.options import RunOptions
+from fewdims_helpers.store import RunStore
+configs = [RunConfig.from_dict(c) for c in json.loads(sys.argv[1])]
+runs = RunStore(sys.argv[2], RunOptions(backend="ray", ray_address=sys.argv[3], progress=False))
+print(json.dumps({"workers": runs.workers(), "run_ids": list(runs.execute_all(configs).run_id)}))
+"""
+
+
+def test_a_two_node_cluster_with_token_authentication_runs_for_the_tokens_holder_only(tmp_path, two_nodes_with_token):
+    address, environment = two_nodes_with_token
+    configs = small_configs(21, 22)
+    root = tmp_path / "ray"
+    driver = subprocess.run([sys.executable, "-c", TOKEN_DRIVER, json.dumps([c.to_dict() for c in configs]),
+                             str(root), address], env=environment, capture_output=True, text=True, timeout=600)
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    report = json.loads(driver.stdout.strip().splitlines()[-1])
+    assert report == {"workers": 2, "run_ids": [c.run_id for c in configs]}  # both nodes joined with the token
+    runs = store.RunStore(root, RunOptions(progress=False))
+    serial = store.RunStore(tmp_path / "serial", RunOptions(workers=1, progress=False))
+    serial.execute_all(configs)
+    assert stored_metrics(runs, configs) == stored_metrics(serial, configs)
+
+    # anyone who reaches the port without the token is turned away
+    stranger = {k: v for k, v in environment.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    stranger.update(RAY_AUTH_MODE="disabled", HOME=str(tmp_path))  # no token, not even ~/.ray/auth_token
+    refused = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address={address!r})"], env=stranger,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "Authentication token is missing or incorrect" in refused.stdout + refused.stderr

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers import reproduction, store
+from fewdims_helpers import ledger, reproduction, store
 from fewdims_helpers.options import RunOptions
 
 from conftest import run_all, tiny_config
@@ -41,7 +41,7 @@ def test_a_reference_is_never_a_finished_run(synthetic_store, tmp_path):
 
 
 def test_the_ledger_counts_computed_and_reused_runs(synthetic_store, monkeypatch):
-    monkeypatch.delenv(store.INVOCATION_ENV, raising=False)
+    monkeypatch.delenv(ledger.INVOCATION_ENV, raising=False)
     first, second = tiny_config(seed=1), tiny_config(seed=2)
     synthetic_store.execute(first)
     invocation = synthetic_store.begin_invocation()

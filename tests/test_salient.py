@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from fewdims_helpers import probes
+from fewdims_helpers import general_text, probes, scheduling
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.store import RunStore
 from fewdims_helpers.studies import salient
@@ -97,7 +97,7 @@ def test_general_pool_never_contains_task_text(monkeypatch):
     pool = salient.general_pool(PACKAGED_TASKS, len(salient.read_general_text(data)) - 100, data)  # nearly all of it
     assert small <= sources and not sources & set(pool)
     clean = ("a clean sentence", "another one", "a third")
-    monkeypatch.setattr(salient, "read_general_text", lambda _: (*sorted(small)[:3], *clean))  # task texts planted
+    monkeypatch.setattr(general_text, "read_general_text", lambda _: (*sorted(small)[:3], *clean))  # task texts planted
     assert set(salient.general_pool(PACKAGED_TASKS, 3, data)) == set(clean)
     with pytest.raises(ValueError, match="pool_size must be between 2 and 3 "):
         salient.general_pool(PACKAGED_TASKS, 4, data)
@@ -109,7 +109,7 @@ def test_general_pca_is_fitted_on_pool_features_only(monkeypatch):
     features = {split: rng.normal(size=(120, 2)) * s for split, s in scale.items()}
     labels = {split: (f[:, 1] > 0).astype(np.int64) for split, f in features.items() if split != "pool"}
     fitted = []
-    monkeypatch.setattr(salient, "fit_pca", lambda f, real=salient.fit_pca: fitted.append(f) or real(f))
+    monkeypatch.setattr(salient.analysis, "fit_pca", lambda f, real=salient.fit_pca: fitted.append(f) or real(f))
     rows = salient.pca_curve(features, labels, get_task("rt-polarity"), [1], seed=0)
     assert fitted[0] is features["train"] and fitted[1] is features["pool"] and len(fitted) == 2
     score = {row["variant"]: row["test_score"] for row in rows}
@@ -139,7 +139,7 @@ def test_pca_points_are_log_spaced_and_include_five():
 def test_jobs_run_in_parallel_workers_write_their_results(tmp_path):
     jobs = [(tmp_path / f"{name}.txt", name) for name in ("a", "b", "c")]
     store = RunStore(tmp_path, RunOptions(workers=2, progress=False))
-    salient._map(store, Path.write_text, jobs, "writing", one_thread=True)
+    scheduling.map_jobs(store, Path.write_text, jobs, "writing", one_thread=True)
     assert [path.read_text() for path, _ in jobs] == ["a", "b", "c"]
 
 

@@ -4,11 +4,16 @@ import dataclasses
 import functools
 import json
 import operator
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fewdims_helpers import store
+from fewdims_helpers import paths, runner, store
 from fewdims_helpers.config import DataConfig, RunConfig, SubspaceConfig
 from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.options import RunOptions
@@ -35,7 +40,7 @@ def counted_training(monkeypatch, synthetic_task):
         return real_train(config, tokens, **options)
 
     monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
-    monkeypatch.setattr(store, "train", fake_train)
+    monkeypatch.setattr(runner, "train", fake_train)
     return calls
 
 
@@ -70,6 +75,43 @@ def test_stale_temporary_folder_of_this_hosts_dead_process_is_removed_and_others
     run_store(tmp_path).execute(config)
     assert not dead.exists() and other_host.exists()  # another machine's run may still be writing
     assert run_store(tmp_path).is_complete(config)
+
+
+def test_the_sweep_removes_temporaries_whose_writer_is_gone_on_any_host_and_keeps_live_ones(tmp_path):
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, and stays a zombie until reaped
+    while paths.process_alive(zombie.pid):
+        time.sleep(0.01)
+    assert Path(f"/proc/{zombie.pid}").exists() or not Path("/proc").exists()  # the pid is still taken
+    fresh_elsewhere, lost_node, live, this_process, other = (
+        tmp_path / ".tmp-rt-polarity-cls-s1-0123456789-another_host-12-0badc0de",
+        tmp_path / ".tmp-rt-polarity-cls-s2-0123456789-another_host-12-0badc0de",
+        tmp_path / f".tmp-rt-polarity-cls-s3-0123456789-{HOST}-{os.getppid()}-0badc0de",
+        tmp_path / f".tmp-metrics.json-{HOST}-{os.getpid()}-0badc0de",
+        tmp_path / ".tmp-not-a-temporary-of-ours")
+    killed = tmp_path / f".tmp-rt-polarity-cls-s4-0123456789-{HOST}-{zombie.pid}-0badc0de"
+    for folder in (fresh_elsewhere, lost_node, live, killed, other):
+        folder.mkdir()
+        (folder / "config.json").write_text("{half written")
+    this_process.write_text("half")
+    long_ago = time.time() - paths.STALE_SECONDS - 60
+    os.utime(lost_node, (long_ago, long_ago))  # its node stopped touching it
+    assert paths.temporary_owner(killed) == ("rt-polarity-cls-s4-0123456789", HOST, zombie.pid)
+    assert sorted(run_store(tmp_path).sweep()) == sorted([lost_node, killed])
+    assert all(p.exists() for p in (fresh_elsewhere, live, this_process, other))
+    zombie.wait()
+
+
+def test_a_writer_touches_its_temporary_while_it_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "HEARTBEAT_SECONDS", 0.05)
+    seen = []
+
+    def slow(tmp):
+        tmp.mkdir()
+        os.utime(tmp, (0, 0))
+        time.sleep(0.5)
+        seen.append(tmp.stat().st_mtime)
+    write_atomically(tmp_path / "run", slow)
+    assert seen[0] > time.time() - 60  # touched after it was set back to 1970
 
 
 def test_force_recomputes_and_collect_gives_one_row_per_run(tmp_path, counted_training):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fewdims_helpers import store, subspace
+from fewdims_helpers import run_files, store, subspace
 from fewdims_helpers.config import ConfigError, SubspaceConfig
 from fewdims_helpers.options import RunOptions
 from fewdims_helpers.training import build_model
@@ -75,7 +75,7 @@ def test_evaluation_reuses_the_update_only_while_theta_is_unchanged():
 
 def test_bases_are_built_once_per_process_and_rebuilt_when_the_trajectory_changes(tmp_path):
     theta0 = torch.zeros(300)
-    folder = tmp_path / "source" / store.TRAJECTORY_DIR
+    folder = tmp_path / "source" / run_files.TRAJECTORY_DIR
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     np.save(folder / "layer_0.npy", rng.normal(size=(4, 300)).astype(np.float16))
@@ -92,7 +92,7 @@ def test_bases_are_built_once_per_process_and_rebuilt_when_the_trajectory_change
 
 def test_intrinsic_bases_of_every_dimension_are_nested_and_built_once(tmp_path):
     theta0 = torch.zeros(300)
-    folder = tmp_path / "source" / store.TRAJECTORY_DIR
+    folder = tmp_path / "source" / run_files.TRAJECTORY_DIR
     folder.mkdir(parents=True)
     np.save(folder / "layer_0.npy", np.random.default_rng(0).normal(size=(5, 300)).astype(np.float16))
     small, large = (subspace.layer_basis(SubspaceConfig(basis="intrinsic", dim=d, sources=("source",)), store.RunStore(tmp_path), 0,

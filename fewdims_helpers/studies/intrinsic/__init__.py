@@ -1,0 +1,43 @@
+"""Study 07, intrinsic task subspaces (Zhang, Liu & Shao, ACL 2023, Sec. 4) on our tasks.
+
+1. Trajectories: one fine-tuning per task records t checkpoints of every encoder layer (a seed
+   disjoint from the evaluation seeds, so no evaluated run shares its batch order with it).
+2. Table 1: Full (the profile's baseline fine-tuning, ``Profile.baseline``), Freeze (encoder layers
+   frozen, embeddings and head trained: V theta_t = 0), Random (random d-dim subspace per layer) and
+   Intrinsic (the top-d directions of the task's own trajectory), over the profile's seeds.
+3. Outlier dimensions (Sec. 4.5): coordinates of V theta_t beyond 3 sigma of their layer's mean;
+   zeroed in the fine-tuned model against as many random coordinates (Table 3), and where they sit
+   (Table 4: weight matrix and layer of each layer's top 10).
+4. Transfer (Sec. 4.3): task B fine-tuned in the subspace of task A. Unified subspace (Sec. 4.4):
+   one checkpoint per task (dim = number of tasks), its zero-shot variant without B, and a random
+   subspace of the same dimension. Ablation over d (Appendix A.2).
+
+The learning rate of theta_t (the paper's 0.01) is one of the readings that matter at our scale: the
+paper fine-tunes for thousands of steps, the default profile for at most 250. It is selected per task on
+validation from a small grid, separately for the intrinsic and the random subspace, with the
+profile's ``selection_seed`` (``select_rates``): no selection run is a reported run, so Table 1's
+runs with the profile's seeds are fresh. Every verdict (``verdicts``, ``zeroing_verdicts``) is an
+interval over seeds (t, paired by seed) and test examples (jackknife) of per-example test predictions
+(``verdicts.py``).
+
+The study in three modules: ``design`` (what runs, from the notebook's parameters), ``outliers``
+(Sec. 4.5's outlier dimensions, cached per run) and ``tables`` (tables and verdicts). The names a
+notebook uses are here.
+"""
+from __future__ import annotations
+
+from .design import SELECTION_TEST_EXAMPLES, SETTINGS, VERDICT_SEEDS, Design, analysis_configs, design_for, \
+    freeze_config, freeze_configs, rate_sweep_configs, run_analysis, run_table, select_rates, selection_config, \
+    planned_runs, subspace_config, table_configs, trajectories, trajectory_config
+from .outliers import BINS, SIGMAS, TOP, ZEROINGS, delta_profile, outlier_analyses, outlier_analysis, \
+    outlier_locations, outlier_mask, outlier_share, stored_deltas, zeroing_outcomes, zeroing_table, zeroing_verdicts
+from .tables import TABLE_CLAIMS, ZHANG_ROBERTA_TABLE6, analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, setting_outcomes, theta_similarity, \
+    transfer_matrix, verdicts
+
+__all__ = ["analysis_configs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
+           "freeze_configs", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
+           "outlier_mask", "outlier_share", "rate_sweep_configs", "run_analysis", "run_table", "select_rates",
+           "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS", "stored_deltas",
+           "subspace_config", "TABLE_CLAIMS", "table_configs", "theta_similarity", "TOP", "trajectories",
+           "trajectory_config", "transfer_matrix", "VERDICT_SEEDS", "verdicts", "zeroing_outcomes", "zeroing_table",
+           "zeroing_verdicts", "ZEROINGS"]

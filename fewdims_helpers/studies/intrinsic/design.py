@@ -1,0 +1,192 @@
+"""Study 07's design and runs: the trajectory runs, the rate selection, Table 1's settings (Full,
+Freeze, Random, Intrinsic) and the analysis runs (transfer, unified subspace, ablation over d), all
+as configs the run store executes."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from ...config import RunConfig, SubspaceConfig
+from ...planning import PlannedRun, StudyPlan
+from ...store import RunStore
+from ...training import total_steps
+
+SETTINGS = ("Full", "Freeze", "Random", "Intrinsic")
+SELECTION_TEST_EXAMPLES = 64  # rate-selection runs are read on validation only: a token test slice keeps them cheap
+VERDICT_SEEDS = 3  # the analysis tables (transfer, unified, ablation) carry verdicts only with at least this many seeds
+
+
+def trajectory_config(profile, task: str, seed: int, checkpoints: int) -> RunConfig:
+    """The profile's baseline fine-tuning of ``task`` that records ``checkpoints`` checkpoints, spread over
+    the whole step cap (no early stop)."""
+    config = profile.run_config(task, seed)
+    return dataclasses.replace(config, record_trajectory=checkpoints,
+                               train=dataclasses.replace(config.train, patience=0))
+
+
+def subspace_config(profile, task: str, seed: int, save_model: bool = False, **subspace_fields) -> RunConfig:
+    return dataclasses.replace(profile.run_config(task, seed), subspace=SubspaceConfig(**subspace_fields),
+                               save_model=save_model)
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    """Everything the study varies, from the notebook's parameters."""
+    dim: int = 32
+    checkpoints: int = 32
+    trajectory_seed: int = 100
+    ablation_dims: tuple[int, ...] = (8, 16)
+    analysis_seeds: tuple[int, ...] = (0,)  # seeds of the transfer, unified and ablation runs
+    rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, intrinsic subspaces
+    random_rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, random subspaces
+
+    def with_rates(self, rates: dict[str, float], random_rates: dict[str, float]) -> "Design":
+        return dataclasses.replace(self, rates=dict(rates), random_rates=dict(random_rates))
+
+    def source(self, profile, task: str) -> str:
+        return trajectory_config(profile, task, self.trajectory_seed, self.checkpoints).run_id
+
+    def intrinsic(self, profile, task: str, seed: int, source_task: str | None = None, dim: int | None = None,
+                  save_model: bool = False) -> RunConfig:
+        return subspace_config(profile, task, seed, save_model=save_model, basis="intrinsic", dim=dim or self.dim,
+                               sources=(self.source(profile, source_task or task),), learning_rate=self.rates[task])
+
+    def random(self, profile, task: str, seed: int, dim: int | None = None) -> RunConfig:
+        return subspace_config(profile, task, seed, basis="random", dim=dim or self.dim,
+                               learning_rate=self.random_rates[task])
+
+
+def trajectories(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
+    configs = [trajectory_config(profile, t, design.trajectory_seed, design.checkpoints) for t in profile.tasks]
+    return store.execute_all(configs, background=background)
+
+
+def selection_config(config: RunConfig) -> RunConfig:
+    """A rate-selection run: read on validation only, so its test split is cut to a token slice."""
+    cap = min(SELECTION_TEST_EXAMPLES, config.data.max_test_examples or SELECTION_TEST_EXAMPLES)
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, max_test_examples=cap))
+
+
+def rate_sweep_configs(profile, design: Design, rates: tuple[float, ...]) -> pd.DataFrame:
+    """One selection run per task, subspace (intrinsic, random) and rate, on ``profile.selection_seed``."""
+    seed, rows = profile.selection_seed, []
+    for task in profile.tasks:
+        for rate in rates:
+            trial = dataclasses.replace(design, rates={task: rate}, random_rates={task: rate})
+            rows.append((task, "Intrinsic", rate, selection_config(trial.intrinsic(profile, task, seed))))
+            rows.append((task, "Random", rate, selection_config(trial.random(profile, task, seed))))
+    return pd.DataFrame(rows, columns=["task", "subspace", "learning_rate", "config"])
+
+
+def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, ...], background: list[RunConfig] = ()
+                 ) -> tuple[dict[str, float], dict[str, float], pd.DataFrame]:
+    """Per task, the learning rate of theta_t with the best validation score, tuned the same way for
+    the intrinsic and for the random subspace (runs on ``profile.selection_seed``, never reported);
+    returns (intrinsic rates, random rates, the sweep)."""
+    plan = rate_sweep_configs(profile, design, rates)
+    runs = store.execute_all(list(plan["config"]), background=background)
+    sweep = plan.drop(columns="config").assign(seed=profile.selection_seed,
+                                               validation_score=runs["validation_score"].to_numpy())
+    best = sweep.loc[sweep.groupby(["task", "subspace"], sort=False)["validation_score"].idxmax()]
+    chosen = {kind: dict(zip(group["task"], group["learning_rate"])) for kind, group in best.groupby("subspace")}
+    return chosen["Intrinsic"], chosen["Random"], sweep
+
+
+def freeze_config(profile, task: str, seed: int) -> RunConfig:
+    """Table 1's Freeze: encoder layers frozen (V theta_t = 0), embeddings and head trained."""
+    return subspace_config(profile, task, seed, basis="none")
+
+
+def freeze_configs(profile) -> list[RunConfig]:
+    """Every Freeze run of Table 1: they need no trajectory and no chosen rate, so they can start first."""
+    return [freeze_config(profile, task, seed) for task in profile.tasks for seed in profile.seeds]
+
+
+def table_configs(profile, design: Design) -> tuple[list[RunConfig], list[str]]:
+    """Table 1: every task, seed and setting."""
+    configs, labels = [], []
+    for task in profile.tasks:
+        for seed in profile.seeds:
+            configs += [profile.baseline(task, seed),
+                        freeze_config(profile, task, seed),
+                        design.random(profile, task, seed),
+                        design.intrinsic(profile, task, seed, save_model=True)]
+            labels += list(SETTINGS)
+    return configs, labels
+
+
+def analysis_configs(profile, design: Design) -> pd.DataFrame:
+    """Transfer, unified, zero-shot, random-of-the-same-dimension and ablation runs, one row each.
+    Unified and Zero-shot use the rate tuned for the task's own intrinsic subspace, Random (d = number
+    of tasks) the rate tuned for its random subspace at Table 1's d (no sweep of their own: budget)."""
+    tasks, rows = profile.tasks, []
+    unified_sources = tuple(design.source(profile, t) for t in tasks)
+    for seed in design.analysis_seeds:
+        for target in tasks:
+            rate = design.rates[target]
+            for source in tasks:
+                if source != target:
+                    rows.append(("transfer", source, target, seed, design.intrinsic(profile, target, seed, source)))
+            others = tuple(design.source(profile, t) for t in tasks if t != target)
+            rows.append(("Unified", "all", target, seed, subspace_config(
+                profile, target, seed, basis="intrinsic", dim=len(tasks), sources=unified_sources, checkpoints="last",
+                learning_rate=rate)))
+            if others:
+                rows.append(("Zero-shot", "others", target, seed, subspace_config(
+                    profile, target, seed, basis="intrinsic", dim=len(others), sources=others, checkpoints="last",
+                    learning_rate=rate)))
+            rows.append(("Random", "none", target, seed, design.random(profile, target, seed, dim=len(tasks))))
+            for dim in design.ablation_dims:
+                rows.append((f"dim={dim}", target, target, seed, design.intrinsic(profile, target, seed, dim=dim)))
+    return pd.DataFrame(rows, columns=["setting", "source", "task", "seed", "config"])
+
+
+def run_table(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
+    configs, labels = table_configs(profile, design)
+    return store.execute_all(configs, background=background).assign(setting=labels)
+
+
+def run_analysis(profile, design: Design, store: RunStore) -> pd.DataFrame:
+    plan = analysis_configs(profile, design)
+    frame = store.execute_all(list(plan["config"]))
+    return frame.assign(setting=plan["setting"].to_numpy(), source=plan["source"].to_numpy(),
+                        config=plan["config"].to_numpy())
+
+
+def design_for(profile, store: RunStore, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims, analysis_seeds) -> Design:
+    """The notebook's parameters as a ``Design``, capped to what the profile's runs allow: at most one
+    checkpoint per optimizer step, and subspace dimensions no larger than the checkpoints recorded."""
+    steps = min(total_steps(profile.run_config(t, 0), len(store.tokens(profile.run_config(t, 0))["train"]))
+                for t in profile.tasks)
+    checkpoints = min(checkpoints, steps)
+    if checkpoints < 2:
+        raise ValueError(f"the profile's runs have {steps} optimizer step(s); a trajectory needs at least 2")
+    dims = tuple(d for d in ablation_dims if d < min(dim, checkpoints))
+    seeds = tuple(s for s in profile.seeds if s in tuple(analysis_seeds)) or profile.seeds[:1]
+    return Design(dim=min(dim, checkpoints), checkpoints=checkpoints, trajectory_seed=trajectory_seed,
+                  ablation_dims=dims, analysis_seeds=seeds)
+
+
+def planned_runs(profile, store: RunStore, dim: int = 32, checkpoints: int = 32, trajectory_seed: int = 100,
+                 rates: tuple[float, ...] = (0.01, 0.03, 0.1), ablation_dims: tuple[int, ...] = (8, 16),
+                 analysis_seeds: tuple[int, ...] = (0,)) -> StudyPlan:
+    """The runs the notebook executes, for ``run_all.py --plan``: trajectories, Freeze, the rate sweep,
+    Table 1 and the analysis runs. The subspace runs' rates are chosen on the sweep: exact when the sweep
+    is in the store, else counted from the design with the first rate as a stand-in."""
+    design = design_for(profile, store, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds)
+    sweep = list(rate_sweep_configs(profile, design, tuple(rates))["config"])
+    runs = [PlannedRun(trajectory_config(profile, t, design.trajectory_seed, design.checkpoints)) for t in profile.tasks]
+    runs += [PlannedRun(c) for c in freeze_configs(profile) + sweep]
+    known = all(store.is_complete(c) for c in sweep)
+    if known:
+        chosen, chosen_random, _ = select_rates(profile, design, store, tuple(rates))
+    else:
+        chosen = chosen_random = {task: rates[0] for task in profile.tasks}
+    design = design.with_rates(chosen, chosen_random)
+
+    def depends(config: RunConfig) -> bool:  # on the chosen rates
+        return config.subspace is not None and config.subspace.basis != "none"
+    runs += [PlannedRun(c, known or not depends(c)) for c in table_configs(profile, design)[0]]
+    runs += [PlannedRun(c, known) for c in analysis_configs(profile, design)["config"]]
+    return StudyPlan(runs)
