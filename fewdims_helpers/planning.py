@@ -143,7 +143,7 @@ def machine_key() -> dict:
     """The machine as the rates depend on it: CPU model and flags (bf16 path), cores, GPU, torch."""
     import torch
 
-    from .store import _cpu_model, cpu_bf16_path
+    from .provenance import cpu_bf16_path, cpu_model
 
     flags = ""
     try:
@@ -151,7 +151,7 @@ def machine_key() -> dict:
                       if line.startswith("flags")), "")
     except OSError:
         pass
-    return {"cpu": _cpu_model(), "flags": hashlib.sha256(flags.encode()).hexdigest()[:12], "bf16": cpu_bf16_path(),
+    return {"cpu": cpu_model(), "flags": hashlib.sha256(flags.encode()).hexdigest()[:12], "bf16": cpu_bf16_path(),
             "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__, "machine": platform.machine()}
 

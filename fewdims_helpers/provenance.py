@@ -29,7 +29,7 @@ def environment() -> dict[str, Any]:
                                 timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"versions": versions, "git_commit": commit, "host": HOST, "cpu": _cpu_model(), "cpu_bf16": cpu_bf16_path(),
+    return {"versions": versions, "git_commit": commit, "host": HOST, "cpu": cpu_model(), "cpu_bf16": cpu_bf16_path(),
             "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
@@ -44,7 +44,7 @@ def cpu_bf16_path() -> str:
     return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "none"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
