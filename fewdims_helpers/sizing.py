@@ -168,32 +168,43 @@ def sanity_orderings(checked: pd.DataFrame, refits: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def describe(recipe) -> str:
+    """A training recipe in words (``TrainConfig``)."""
+    head = f", head lr {recipe.head_learning_rate:g}" if recipe.head_learning_rate is not None else ""
+    checks = f"validation every {recipe.eval_every} steps" if recipe.eval_every else "validation every epoch"
+    stop = (f", stop after {recipe.patience} validations without a new best" if recipe.patience
+            else ", no early stop")
+    warmup = f", warm-up {recipe.warmup_ratio:g} of the cap" if recipe.warmup_ratio else ""
+    return (f"AdamW, lr {recipe.learning_rate:g}{head}{warmup}, linear decay, batch {recipe.batch_size}, up to "
+            f"{recipe.epochs} epochs; {checks}, best checkpoint kept{stop}")
+
+
 def recipe_table(profile) -> pd.DataFrame:
     """The recipe of every family the studies train, with its step cap and why: what the README shows."""
-    from .training import total_steps
-
-    hp = profile.train
     examples = profile.max_train_examples or 0
-    cap = total_steps(profile.run_config(profile.tasks[0], profile.selection_seed), examples) if examples else None
-    fine_tuning = (f"AdamW, encoder lr {hp.learning_rate:g}, head lr {hp.head_learning_rate or hp.learning_rate:g}, "
-                   f"warm-up {hp.warmup_ratio:g} of the cap, linear decay, batch {hp.batch_size}; validation every "
-                   f"{hp.eval_every or 'epoch'} steps, best checkpoint kept, stop after {hp.patience} validations "
-                   f"without a new best")
+
+    def cap(recipe) -> int | None:
+        return -(-examples // recipe.batch_size) * recipe.epochs if examples else None
+
+    fine, low, frozen = profile.train, profile.layer_head_train or profile.train, profile.frozen_head_train or profile.train
+    trajectory = dataclasses.replace(fine, patience=0)
     rows = [
-        ("baseline, 01 token selections, 02 retrained subsets, 03 layer-k heads, 04 (d), 05 second fine-tuning, "
-         "07 Full and Freeze", fine_tuning, cap,
-         "the sizing curves (figures/sizing_curves.png) plateau within the cap on the selection seed; a head of its "
-         "own rate leaves its random start on low layers, where the encoder's rate alone left 03's layer-1 to 3 heads "
-         "predicting one class"),
-        ("07 trajectories (the intrinsic subspace's source)", fine_tuning.split("; stop after")[0] + "; no early stop",
-         cap, "checkpoints are spread over the whole step cap"),
-        ("04 (b), (c): heads on the frozen encoder", "AdamW lr 1e-3 on cached features, 20 epochs, best validation "
-         "kept", None, "sized on cached features in studies/freezing.py: the heads reach their plateau by epoch 20"),
-        ("07 Random and Intrinsic", "theta_t's learning rate chosen per task on validation from the notebook's grid, "
-         "the rest as the baseline", cap, "the paper's 0.01 is tuned for thousands of steps; chosen on the selection "
-         "seed, never a reported seed"),
+        ("fine-tuning: the baseline, 01's token selections, 02's subsets, 03's top layer, 04 (d), 05's second "
+         "fine-tuning, 07's Full and Freeze", describe(fine), cap(fine),
+         "the sizing curves (figures/sizing_curves.png) plateau within the cap on the selection seed; the head's own "
+         "rate lets a fresh head leave its random start"),
+        ("03: heads on a layer below the top", describe(low), cap(low),
+         "in pilots on the selection seed, a head on layer 1 with the fine-tuning recipe's encoder rate stayed near "
+         "chance on rt-polarity whatever its own rate; a higher encoder rate (with a higher head rate) trains it"),
+        ("04 (b), (c): heads on the frozen encoder (cached features)", describe(frozen), cap(frozen),
+         "an epoch on cached features costs a fraction of a second; the heads plateau within 20 epochs at lr 1e-3"),
+        ("07: trajectories (the intrinsic subspace's source)", describe(trajectory), cap(trajectory),
+         "checkpoints are spread over the whole step cap"),
+        ("07: Random and Intrinsic subspaces", "theta_t's learning rate chosen per task on validation (selection "
+         "seed) from the notebook's grid; the rest as fine-tuning", cap(fine),
+         "the paper's 0.01 is tuned for thousands of steps"),
     ]
-    return pd.DataFrame(rows, columns=["family", "recipe", "step cap", "why"])
+    return pd.DataFrame(rows, columns=["family", "recipe", "step cap", "why"]).astype({"step cap": "Int64"})
 
 
 def plot(frame: pd.DataFrame, checked: pd.DataFrame, path) -> None:
