@@ -18,7 +18,7 @@ def layer_table(gaps: dict[int, float], n: int = 2000, seeds: int = 5) -> pd.Dat
         return Outcomes(np.where(wrong, 1 - labels, labels), labels, np.arange(n), tuple(range(seeds)), "accuracy")
     top = outcomes(0.0)
     return pd.DataFrame([verdict_row("03", "as good", "t", f"layer {layer}", "layer 4",
-                                     compare(outcomes(gap), top, "equivalent", 2.0, resamples=400), layer=layer,
+                                     compare(outcomes(gap), top, "equivalent", 2.0), layer=layer,
                                      variant=FULL) for layer, gap in gaps.items()])
 
 

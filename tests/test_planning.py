@@ -64,7 +64,8 @@ def test_the_plan_lists_every_notebook_and_a_total_trains_nothing_and_calibrates
 
 def test_the_progress_line_counts_the_ledger_against_the_plan(tmp_path, monkeypatch):
     from fewdims_helpers.planning import NotebookPlan, Plan, PlannedRun, Progress
-    from fewdims_helpers.store import INVOCATION_ENV, RunStore
+    from fewdims_helpers.ledger import INVOCATION_ENV
+    from fewdims_helpers.store import RunStore
 
     monkeypatch.setenv(INVOCATION_ENV, "")  # restored after the test
     configs = [tiny_config(seed=s) for s in range(4)]

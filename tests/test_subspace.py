@@ -191,7 +191,7 @@ def test_outlier_mask_marks_coordinates_beyond_three_sigma():
 
 
 def test_disabling_sets_weights_to_zero_or_back_to_theta0():
-    from fewdims_helpers.studies.intrinsic import _disable
+    from fewdims_helpers.studies.intrinsic.outliers import _disable
 
     model = subspace.materialize(subspace.reparameterize(build_model(tiny_config()),
                                                          SubspaceConfig(basis="random", dim=2, init_std=1.0),
