@@ -403,20 +403,21 @@ def update_notebooks(local: RunStore, notebooks: dict[str, list[str]], figures: 
     if reason:
         return {}, reason
     source = reference_folders(reference_root)
-    if not source["root"].exists():  # a new reference of these notebooks only
-        source["runs"].mkdir(parents=True)
-        source["figures"].mkdir()
-        source["about"].write_text(json.dumps({"made_by": made_by, "note": None, "notebooks": {},
-                                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
-    about = json.loads(source["about"].read_text())
+    fresh = not source["root"].exists()  # a new reference of these notebooks only
+    about = {"made_by": made_by, "note": None, "notebooks": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")} \
+        if fresh else json.loads(source["about"].read_text())
     entries = dict(about["notebooks"])
     others = {r for prefix, entry in entries.items() if prefix not in notebooks for r in entry["runs"]}
     tables = {prefix: sorted(p.name for p in figures.glob(f"{prefix}_*.csv") if TABLE_NAME.match(p.name))
               for prefix in notebooks}
 
     def write(tmp: Path) -> None:
-        shutil.copytree(source["root"], tmp)
         folders = reference_folders(tmp)
+        if fresh:
+            folders["runs"].mkdir(parents=True)
+            folders["figures"].mkdir()
+        else:
+            shutil.copytree(source["root"], tmp)
         for prefix in notebooks:
             for run_id in set(entries.get(prefix, {}).get("runs", [])) - others:
                 shutil.rmtree(folders["runs"] / run_id, ignore_errors=True)
