@@ -145,6 +145,8 @@ def record_relative_paths(target: Path, notebook: Path, root: Path) -> None:
     repository and to the output folder), so a notebook does not record where its checkout lies."""
     import nbformat
 
+    if not target.exists():  # nothing was written (a notebook executor that saves elsewhere)
+        return
     executed = nbformat.read(target, as_version=4)
     recorded = executed.metadata.get("papermill", {})
     recorded.update(input_path=str(notebook.relative_to(REPO_ROOT)), output_path=str(target.relative_to(root)))
@@ -212,7 +214,7 @@ def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, noteb
 def reference_provenance(args: argparse.Namespace) -> dict:
     """Where a reference's notebooks came from: the code commit and the machine (CPU model and bf16 path,
     cores, GPU, package versions) and the device asked for."""
-    from fewdims_helpers.store import environment
+    from fewdims_helpers.provenance import environment
 
     return {**environment(), "device": args.device or "auto"}
 
@@ -273,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                                        kernel_name="python3", progress_bar=True, request_save_on_cell_execute=True)
         except papermill.PapermillExecutionError as error:
             progress.close()
+            runs.end_invocation()  # the finished notebooks' runs stay in the ledger and the store
+            os.environ.pop(HEADLESS, None)
             print(f"run_all: {notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
                   f"(executed notebook with the traceback: {target})", file=sys.stderr)
             return 1
@@ -289,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         record_timings(root / "results" / f"timings-{args.profile}.json", timings[-1:])  # kept if interrupted
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
     progress.close()
+    os.environ.pop(HEADLESS, None)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
     report_verdicts(root, args)
     return reproduce(args, runs, invocation, root, notebooks, used)
