@@ -135,8 +135,8 @@ PROFILES: dict[str, Profile] = {
             "recipe: batch 16, up to 250 steps, encoder lr 1e-4 and a head lr of its own (1e-3; 3e-4 and 3e-3 for "
             "heads on layers below the top), 10% warm-up, the best of validations every 20 steps kept and an early "
             "stop after 5 without a new best, instead of up to 5 epochs at batch 64 and lr 5e-5: many small steps "
-            "from few examples, sized on the selection seed so that every family's validation curve plateaus "
-            "(figures/sizing_curves.png, figures/recipes.md)",
+            "from few examples, sized on the selection seed for each family's validation curve to plateau "
+            "(figures/sizing_curves.png; figures/sizing.md says which did; figures/recipes.md)",
         )),
     "paper": Profile(
         name="paper", model="bert-base-uncased", tasks=GLUE_TASKS, seeds=(0, 1, 2), max_seq_length=128,
