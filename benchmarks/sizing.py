@@ -28,14 +28,26 @@ from fewdims_helpers.reporting import setup_logging, write_table  # noqa: E402
 from fewdims_helpers.store import RunStore  # noqa: E402
 
 
-def subspace_orderings(profile, store: RunStore, checked: pd.DataFrame) -> pd.DataFrame:
+def rate_selection(profile, store: RunStore):
     """07 on the selection seed: its trajectories and its rate sweep (the runs notebook 07 itself starts with,
-    so none is wasted), then Full >= Intrinsic >= Random at their chosen rates, on validation."""
+    so none is wasted); returns (the design with the chosen rates, the sweep)."""
     from fewdims_helpers.studies import intrinsic
 
     design = intrinsic.design_for(profile, store, 32, 32, 100, (8, 16), (0,))  # notebook 07's defaults
     intrinsic.trajectories(profile, design, store)
-    _, _, sweep = intrinsic.select_rates(profile, design, store, (0.01, 0.03, 0.1))
+    return intrinsic.select_rates(profile, design, store, (0.01, 0.03, 0.1))
+
+
+def freeze_runs(profile, design) -> dict:
+    """07's Freeze on the selection seed at the rates its sweep chose, per task."""
+    from fewdims_helpers.studies import intrinsic
+
+    return {task: intrinsic.freeze_config(profile, task, profile.selection_seed, design.freeze_scales.get(task, 1.0))
+            for task in profile.tasks}
+
+
+def subspace_orderings(profile, sweep: pd.DataFrame, checked: pd.DataFrame) -> pd.DataFrame:
+    """Full >= Intrinsic >= Random at their chosen rates, on validation (selection seed)."""
     best = sweep.groupby(["task", "subspace"])["validation_score"].max().unstack() * 100
     baseline = checked[checked.family.str.startswith("baseline")].set_index("task")
     rows = []
@@ -60,18 +72,25 @@ def main() -> None:
     profile = get_profile(args.profile).resolve(options.sources)
     out = output_paths(args.output_dir)
     store = RunStore(out["runs"], options)
-    runs = sizing.sizing_runs(profile)
+    design, sweep = rate_selection(profile, store)
+    runs = sizing.sizing_runs(profile, freeze=freeze_runs(profile, design))
     store.execute_all(sizing.sources(profile))
     store.execute_all(list(runs.config))
     checked = sizing.check(store, runs)
-    orderings = sizing.sanity_orderings(checked, sizing.pair_refits(store, runs))
-    subspaces = subspace_orderings(profile, store, checked)
+    refits = sizing.pair_refits(store, runs)
+    orderings = sizing.sanity_orderings(checked, refits)
+    subspaces = subspace_orderings(profile, sweep, checked)
     orderings = pd.concat([orderings, subspaces], ignore_index=True)
     figures = Path(out["figures"])
     sizing.plot(sizing.curves(store, runs), checked, figures / "sizing_curves.png")
     write_table(checked, figures / "sizing", note=f"Sizing on seed {profile.selection_seed} ({profile.name} "
                 f"profile): {sizing.summary_line(checked)}.")
     write_table(orderings, figures / "sizing_orderings", note="Sanity orderings on validation, selection seed.")
+    write_table(refits, figures / "sizing_pair_refits",
+                note="03's heads on a low layer against a refit on one pair of their dimensions: the pair chosen on "
+                     "train (the ordering's) and the best pair on validation (as 03 chooses; optimistic).")
+    write_table(sweep, figures / "sizing_rate_sweep", note=f"07's rate sweep on seed {profile.selection_seed}: "
+                "theta_t's rate (intrinsic, random) and Freeze's (the head's; its encoder-embedding rate scaled alike).")
     write_table(sizing.recipe_table(profile), figures / "recipes", note=f"Recipes of the {profile.name} profile.")
     print(checked.to_string(index=False))
     print(orderings.to_string(index=False))

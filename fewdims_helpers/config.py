@@ -123,6 +123,7 @@ class TrainConfig:
         _require(self.patience >= 0, f"patience must be >= 0 validations (0: no early stop), got {self.patience}")
 
 
+ZEROED_COORDINATES = ("outliers", "random")
 SUBSPACE_BASES = ("intrinsic", "random", "none")
 SUBSPACE_READINGS = ("displacement", "raw", "centered")
 
@@ -162,6 +163,23 @@ class SubspaceConfig:
 
 
 @dataclass(frozen=True)
+class ZeroingConfig:
+    """Coordinates of the pretrained encoder layers set to 0 before fine-tuning (Zhang, Liu & Shao 2023,
+    Sec. 4.5, their protocol: "we disable them by setting them to zero ... and fine-tune the model in the
+    full parameter space"). The coordinates come from a finished subspace run's update V theta_t: those
+    beyond ``sigmas`` standard deviations of their layer's mean ('outliers'), or as many per layer drawn
+    at random with the run's seed ('random'). They are zeroed once, at the start; fine-tuning may move them."""
+    source: str = field(metadata={"help": "run id (same store) of a finished subspace run whose V theta_t names the coordinates"})
+    coordinates: str = field(default="outliers", metadata={"help": f"one of {ZEROED_COORDINATES}"})
+    sigmas: float = field(default=3.0, metadata={"help": "the outlier threshold in standard deviations (paper: 3)"})
+
+    def __post_init__(self) -> None:
+        _require(self.coordinates in ZEROED_COORDINATES,
+                 f"unknown zeroed coordinates {self.coordinates!r}; choose one of {ZEROED_COORDINATES}")
+        _require(self.sigmas > 0, f"zeroing sigmas must be > 0, got {self.sigmas}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -181,6 +199,9 @@ class RunConfig:
     subspace: SubspaceConfig | None = field(default=None, metadata={
         "help": "fine-tune the encoder layers in a subspace (Zhang et al.); None: the full space",
         "omit_if_default": True})
+    zeroed: ZeroingConfig | None = field(default=None, metadata={
+        "help": "set coordinates of the pretrained encoder layers to 0 before fine-tuning (Zhang et al.'s "
+                "outlier protocol); None: the pretrained weights as they are", "omit_if_default": True})
 
     def __post_init__(self) -> None:
         _require(self.record_trajectory == 0 or self.record_trajectory >= 2,
@@ -189,6 +210,9 @@ class RunConfig:
                  "a trajectory run records checkpoints spread over its whole step cap; give it patience 0")
         _require(self.subspace is None or not (self.model.freeze_pretrained or self.model.frozen_layers),
                  "a subspace run trains the embeddings and head in full; do not also freeze the encoder")
+        _require(self.zeroed is None or (self.subspace is None and self.init_from is None),
+                 "a zeroed run fine-tunes the pretrained encoder in the full space; give it no subspace and no "
+                 "init_from")
         for name in ("save_features", "save_predictions"):
             for split in getattr(self, name):
                 _require(split in ("train", "validation", "test"),
@@ -236,7 +260,8 @@ class RunConfig:
                    save_predictions=tuple(data.get("save_predictions", ())),
                    save_model=data.get("save_model", False), init_from=data.get("init_from"),
                    record_trajectory=data.get("record_trajectory", 0),
-                   subspace=SubspaceConfig(**subspace) if subspace is not None else None)
+                   subspace=SubspaceConfig(**subspace) if subspace is not None else None,
+                   zeroed=ZeroingConfig(**data["zeroed"]) if data.get("zeroed") is not None else None)
 
     @property
     def run_id(self) -> str:

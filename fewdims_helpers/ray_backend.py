@@ -65,9 +65,11 @@ def run_resources(options: RunOptions) -> dict[str, float]:
 
 
 def reads_runs(config: RunConfig) -> tuple[str, ...]:
-    """Run ids whose stored files ``config`` reads: its ``init_from`` and its subspace's ``sources``."""
+    """Run ids whose stored files ``config`` reads: its ``init_from``, its subspace's ``sources`` and the
+    subspace run that names its zeroed coordinates."""
     sources = config.subspace.sources if config.subspace is not None else ()
-    return tuple(run_id for run_id in (config.init_from, *sources) if run_id is not None)
+    zeroing = config.zeroed.source if config.zeroed is not None else None
+    return tuple(run_id for run_id in (config.init_from, *sources, zeroing) if run_id is not None)
 
 
 def sources_first(configs: list[RunConfig]) -> list[RunConfig]:

@@ -36,7 +36,8 @@ from .run_files import CONFIG_FILE, HEAD_FILE, METRICS_FILE, MODEL_FILE, SUBSPAC
     predictions_file, source_predictions_file, trajectory_file
 from .runner import RunExecution
 from .scheduling import RunScheduling
-from .subspace import reparameterize
+from .architectures import encoder_layers
+from .subspace import deltas, reparameterize, zero_coordinates, zeroing_masks
 from .training import build_model
 from .workers import WorkerPool
 
@@ -131,9 +132,25 @@ class RunStore(RunExecution, RunScheduling, InvocationLedger, ReferenceExport):
             state = self._state_dict(config.init_from)
             model.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()
                                            if k.startswith("encoder.")})
+        if config.zeroed is not None:
+            zeroed = config.zeroed
+            zero_coordinates(model, zeroing_masks(self.stored_deltas(zeroed.source), zeroed.coordinates, zeroed.sigmas,
+                                                  config.train.seed))
         if config.subspace is not None:
             reparameterize(model, config.subspace, self, config.train.seed)
         return model
+
+    def stored_deltas(self, run_id: str) -> list[np.ndarray]:
+        """V theta_t of every encoder layer of a finished subspace run, from its saved theta_t (the basis
+        is rebuilt from its config)."""
+        source = self.stored_config(run_id)
+        if source.subspace is None or source.subspace.basis == "none":
+            raise ValueError(f"run {run_id} was not trained in a subspace; zeroing needs a subspace run's V theta_t")
+        model = self.initial_model(source)
+        thetas = self.subspace(source)
+        for index, layer in enumerate(encoder_layers(model)):
+            layer.theta.data = torch.from_numpy(thetas[f"layer_{index}"])
+        return deltas(model)
 
     def model(self, config: RunConfig) -> SequenceClassifier:
         """The kept model of a finished run with ``save_model=True`` (subspace runs: still re-parameterised)."""

@@ -319,3 +319,37 @@ def deltas(model: nn.Module) -> list[np.ndarray]:
     """V theta_t (D,) of every re-parameterised layer."""
     with torch.no_grad():
         return [layer.delta().cpu().numpy() for layer in encoder_layers(model) if isinstance(layer, SubspaceLayer)]
+
+
+# ----------------------------------------------------------------------------- outlier coordinates
+def outlier_mask(delta: np.ndarray, sigmas: float = 3.0) -> np.ndarray:
+    """Coordinates of one layer's update V theta_t deviating more than ``sigmas`` std from its mean
+    (Zhang et al., Sec. 4.5)."""
+    return np.abs(delta - delta.mean()) > sigmas * delta.std()
+
+
+def zeroing_masks(layer_deltas: list[np.ndarray], coordinates: str, sigmas: float, seed: int) -> list[np.ndarray]:
+    """Per encoder layer, the coordinates to zero: its ``sigmas`` outliers ('outliers'), or as many drawn
+    at random with ``seed`` ('random', the comparison of Table 3)."""
+    outliers = [outlier_mask(d, sigmas) for d in layer_deltas]
+    if coordinates == "outliers":
+        return outliers
+    rng, masks = np.random.default_rng(seed), []
+    for mask in outliers:
+        chosen = np.zeros_like(mask)
+        chosen[rng.choice(len(mask), int(mask.sum()), replace=False)] = True
+        masks.append(chosen)
+    return masks
+
+
+@torch.no_grad()
+def zero_coordinates(model: nn.Module, masks: list[np.ndarray], originals: list[torch.Tensor] | None = None) -> nn.Module:
+    """Set the masked coordinates of every plain (not re-parameterised) encoder layer to 0, or to
+    ``originals`` (each layer's flattened theta_0) when given; in place."""
+    for index, (layer, mask) in enumerate(zip(encoder_layers(model), masks)):
+        for (_, start, stop), p in zip(parameter_slices(layer), layer.parameters()):
+            part = torch.from_numpy(np.ascontiguousarray(mask[start:stop]))
+            if part.any():
+                flat = p.view(-1)
+                flat[part] = 0.0 if originals is None else originals[index][start:stop][part].to(p.dtype)
+    return model

@@ -27,5 +27,28 @@ def test_sanity_orderings_flag_a_partly_frozen_run_below_the_frozen_head_and_a_r
     table = sanity_orderings(checked, refits).set_index("ordering")["holds"]
     assert not table["no family degenerate"]
     assert not table["04 (d) frozen but the top layer >= (b) frozen linear head"]
-    assert not table["03: head on layer 1: full vector >= best pair refit"]
+    assert not table["03: head on layer 1: full vector >= pair refit (pair chosen on train)"]
     assert not table["07: Freeze above chance (majority class; Pearson 0)"]
+
+
+def test_the_pair_of_the_fair_ordering_is_chosen_on_the_training_features_not_on_validation():
+    """The ordering "full vector >= pair refit" is read on validation, so its pair must not be chosen there:
+    dimensions 0 and 1 separate the classes on train, 2 and 3 on validation."""
+    import numpy as np
+
+    from fewdims_helpers.sizing import best_pair
+    from fewdims_helpers.subsets import CachedHead
+    from fewdims_helpers.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    labels = {split: rng.integers(0, 2, 200) for split in ("train", "validation")}
+    features = {}
+    for split, informative in (("train", [0, 1]), ("validation", [2, 3])):
+        x = rng.normal(size=(200, 6)).astype(np.float32)
+        x[:, informative] += 3 * (2 * labels[split][:, None] - 1)
+        features[split] = x
+    weight = np.zeros((2, 6), dtype=np.float32)
+    weight[1, :4], weight[0, :4] = 1.0, -1.0  # the trained head reads dimensions 0 to 3 alike
+    head = CachedHead(weight, np.zeros(2, dtype=np.float32), features, labels, get_task("rt-polarity"))
+    assert best_pair(head, "train") == (0, 1)
+    assert best_pair(head, "validation") == (2, 3)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fewdims_helpers import run_files, store, subspace
-from fewdims_helpers.config import ConfigError, SubspaceConfig
+from fewdims_helpers.config import ConfigError, RunConfig, SubspaceConfig
 from fewdims_helpers.options import RunOptions
 from fewdims_helpers.training import build_model
 
@@ -191,8 +191,7 @@ def test_outlier_mask_marks_coordinates_beyond_three_sigma():
 
 
 def test_disabling_sets_weights_to_zero_or_back_to_theta0():
-    from fewdims_helpers.studies.intrinsic.outliers import _disable
-
+    _disable = subspace.zero_coordinates
     model = subspace.materialize(subspace.reparameterize(build_model(tiny_config()),
                                                          SubspaceConfig(basis="random", dim=2, init_std=1.0),
                                                          trajectories=None, seed=0))
@@ -224,19 +223,29 @@ def test_rate_selection_runs_on_the_selection_seed_for_both_subspaces_and_no_rep
 
     profile = _resolved_smoke_profile()
     design = intrinsic.Design(dim=4, checkpoints=4)
-    plan = intrinsic.rate_sweep_configs(profile, design, (0.01, 0.1))
-    assert set(plan["subspace"]) == {"Intrinsic", "Random"} and len(plan) == len(profile.tasks) * 2 * 2
+    plan = intrinsic.rate_sweep_configs(profile, design, (0.01, 0.1), freeze_scales=(1.0, 10.0))
+    assert set(plan["subspace"]) == {"Intrinsic", "Random", "Freeze"}
+    assert len(plan) == len(profile.tasks) * (2 * 2 + 2)
     assert {c.train.seed for c in plan["config"]} == {profile.selection_seed}
-    assert {c.subspace.learning_rate for c in plan["config"]} == {0.01, 0.1}
+    subspaces = plan[plan.subspace != "Freeze"]
+    assert {c.subspace.learning_rate for c in subspaces["config"]} == {0.01, 0.1}
+    freezes = plan[plan.subspace == "Freeze"]
+    recipe = profile.train.learning_rate
+    assert {c.train.learning_rate for c in freezes["config"]} == {recipe, float(f"{recipe * 10:.6g}")}
+    assert all(c.subspace.basis == "none" for c in freezes["config"])
     assert all(c.data.max_test_examples <= intrinsic.SELECTION_TEST_EXAMPLES for c in plan["config"])
     rates = {task: 0.1 for task in profile.tasks}
     random_rates = {task: 0.01 for task in profile.tasks}
-    design = design.with_rates(rates, random_rates)
+    design = design.with_rates(rates, random_rates, {task: 10.0 for task in profile.tasks})
     configs, labels = intrinsic.table_configs(profile, design)
     assert profile.selection_seed not in {c.train.seed for c in configs}
     assert not set(c.run_id for c in configs) & set(c.run_id for c in plan["config"])
     by_setting = {s: {c.subspace.learning_rate for c, l in zip(configs, labels) if l == s} for s in ("Random", "Intrinsic")}
     assert by_setting == {"Random": {0.01}, "Intrinsic": {0.1}}  # each subspace its own tuned rate
+    assert {c.train.learning_rate for c, l in zip(configs, labels) if l == "Freeze"} == {float(f"{recipe * 10:.6g}")}
+    # Freeze at the recipe's own rates is the run it always was (its id does not move)
+    assert intrinsic.freeze_config(profile, profile.tasks[0], 0) == dataclasses.replace(
+        profile.run_config(profile.tasks[0], 0), subspace=SubspaceConfig(basis="none"))
 
 
 def test_selection_runs_cut_only_the_test_split():
@@ -247,3 +256,35 @@ def test_selection_runs_cut_only_the_test_split():
     cut = intrinsic.selection_config(config)
     assert dataclasses.replace(cut.data, max_test_examples=config.data.max_test_examples) == config.data
     assert cut.data.max_test_examples == min(intrinsic.SELECTION_TEST_EXAMPLES, config.data.max_test_examples)
+
+
+def test_zeroed_run_starts_from_the_pretrained_model_with_the_source_outliers_at_zero(tmp_path, synthetic_task,
+                                                                                      monkeypatch):
+    """Zhang et al.'s protocol: the coordinates named by a subspace run's 3-sigma outliers (or as many
+    random ones) are 0 in the model a zeroed run starts from, and nothing else differs from the
+    pretrained model; the run then fine-tunes in the full space."""
+    from fewdims_helpers.config import ZeroingConfig
+
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = store.RunStore(tmp_path, RunOptions(progress=False))
+    source = dataclasses.replace(tiny_config(epochs=1), subspace=SubspaceConfig(basis="random", dim=3, init_std=1.0))
+    runs.execute(source)
+    masks = [subspace.outlier_mask(d) for d in runs.stored_deltas(source.run_id)]
+    assert all(m.any() for m in masks)
+    pretrained = [subspace.flatten(layer) for layer in build_model(tiny_config()).encoder.encoder.layer]
+    for coordinates in ("outliers", "random"):
+        config = dataclasses.replace(tiny_config(seed=2), zeroed=ZeroingConfig(source.run_id, coordinates),
+                                     save_model=True)
+        start = [subspace.flatten(layer) for layer in runs.initial_model(config).encoder.encoder.layer]
+        for layer, (before, after) in enumerate(zip(pretrained, start)):
+            changed = (before != after).numpy()
+            assert (after.numpy()[changed] == 0).all()
+            if coordinates == "outliers":
+                assert (after.numpy()[masks[layer]] == 0).all()
+            assert changed.sum() <= masks[layer].sum()
+        assert RunConfig.from_dict(config.to_dict()) == config
+        runs.execute(config)
+        trained = [subspace.flatten(layer) for layer in runs.model(config).encoder.encoder.layer]
+        assert all((a != b).float().mean() > 0.5 for a, b in zip(start, trained))  # then fine-tuned in the full space
+    with pytest.raises(ConfigError, match="no subspace"):
+        dataclasses.replace(tiny_config(), zeroed=ZeroingConfig(source.run_id), subspace=SubspaceConfig(basis="none"))

@@ -26,18 +26,19 @@ notebook uses are here.
 """
 from __future__ import annotations
 
-from .design import SELECTION_TEST_EXAMPLES, SETTINGS, VERDICT_SEEDS, Design, analysis_configs, design_for, \
-    freeze_config, freeze_configs, rate_sweep_configs, run_analysis, run_table, select_rates, selection_config, \
-    planned_runs, subspace_config, table_configs, trajectories, trajectory_config
+from .design import FREEZE_SCALES, SELECTION_TEST_EXAMPLES, SETTINGS, VERDICT_SEEDS, ZEROED_SETTINGS, Design, \
+    analysis_configs, design_for, freeze_config, rate_sweep_configs, run_analysis, run_table, select_rates, \
+    selection_config, planned_runs, subspace_config, table_configs, trajectories, trajectory_config, zeroed_configs
 from .outliers import BINS, SIGMAS, TOP, ZEROINGS, delta_profile, outlier_analyses, outlier_analysis, \
-    outlier_locations, outlier_mask, outlier_share, stored_deltas, zeroing_outcomes, zeroing_table, zeroing_verdicts
+    outlier_locations, outlier_mask, outlier_share, retrained_zeroing_verdicts, run_zeroed, stored_deltas, \
+    zeroing_outcomes, zeroing_table, zeroing_verdicts
 from .tables import TABLE_CLAIMS, ZHANG_ROBERTA_TABLE6, analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, setting_outcomes, theta_similarity, \
     transfer_matrix, verdicts
 
 __all__ = ["analysis_configs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
-           "freeze_configs", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
-           "outlier_mask", "outlier_share", "rate_sweep_configs", "run_analysis", "run_table", "select_rates",
+           "FREEZE_SCALES", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
+           "outlier_mask", "outlier_share", "rate_sweep_configs", "retrained_zeroing_verdicts", "run_zeroed", "run_analysis", "run_table", "select_rates",
            "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS", "stored_deltas",
            "subspace_config", "TABLE_CLAIMS", "table_configs", "theta_similarity", "TOP", "trajectories",
            "trajectory_config", "transfer_matrix", "VERDICT_SEEDS", "verdicts", "zeroing_outcomes", "zeroing_table",
-           "zeroing_verdicts", "ZEROINGS"]
+           "zeroed_configs", "ZEROED_SETTINGS", "zeroing_verdicts", "ZEROINGS"]

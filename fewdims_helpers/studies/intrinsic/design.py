@@ -7,7 +7,7 @@ import dataclasses
 
 import pandas as pd
 
-from ...config import RunConfig, SubspaceConfig
+from ...config import RunConfig, SubspaceConfig, ZeroingConfig
 from ...planning import PlannedRun, StudyPlan
 from ...store import RunStore
 from ...training import total_steps
@@ -15,6 +15,8 @@ from ...training import total_steps
 SETTINGS = ("Full", "Freeze", "Random", "Intrinsic")
 SELECTION_TEST_EXAMPLES = 64  # rate-selection runs are read on validation only: a token test slice keeps them cheap
 VERDICT_SEEDS = 3  # the analysis tables (transfer, unified, ablation) carry verdicts only with at least this many seeds
+FREEZE_SCALES = (1.0, 3.0, 10.0)  # Freeze's rates tried: the profile's recipe (encoder and head rates) times these
+ZEROED_SETTINGS = {"outliers": "outliers zeroed, then fine-tuned", "random": "random zeroed, then fine-tuned"}
 
 
 def trajectory_config(profile, task: str, seed: int, checkpoints: int) -> RunConfig:
@@ -40,9 +42,12 @@ class Design:
     analysis_seeds: tuple[int, ...] = (0,)  # seeds of the transfer, unified and ablation runs
     rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, intrinsic subspaces
     random_rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, random subspaces
+    freeze_scales: dict = dataclasses.field(default_factory=dict)  # task -> Freeze's rates over the recipe's (1: as is)
 
-    def with_rates(self, rates: dict[str, float], random_rates: dict[str, float]) -> "Design":
-        return dataclasses.replace(self, rates=dict(rates), random_rates=dict(random_rates))
+    def with_rates(self, rates: dict[str, float], random_rates: dict[str, float],
+                   freeze_scales: dict[str, float] | None = None) -> "Design":
+        return dataclasses.replace(self, rates=dict(rates), random_rates=dict(random_rates),
+                                   freeze_scales=dict(freeze_scales or {}))
 
     def source(self, profile, task: str) -> str:
         return trajectory_config(profile, task, self.trajectory_seed, self.checkpoints).run_id
@@ -56,6 +61,16 @@ class Design:
         return subspace_config(profile, task, seed, basis="random", dim=dim or self.dim,
                                learning_rate=self.random_rates[task])
 
+    def freeze(self, profile, task: str, seed: int) -> RunConfig:
+        """Table 1's Freeze at its chosen rates (the recipe's until a sweep chose others)."""
+        return freeze_config(profile, task, seed, self.freeze_scales.get(task, 1.0))
+
+    def zeroed(self, profile, task: str, seed: int, coordinates: str) -> RunConfig:
+        """Zhang et al.'s outlier protocol: the profile's fine-tuning of ``task`` from the pretrained model
+        with the coordinates named by Table 1's intrinsic run of the same task and seed set to 0 first."""
+        source = self.intrinsic(profile, task, seed, save_model=True).run_id
+        return dataclasses.replace(profile.baseline(task, seed), zeroed=ZeroingConfig(source, coordinates))
+
 
 def trajectories(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
     configs = [trajectory_config(profile, t, design.trajectory_seed, design.checkpoints) for t in profile.tasks]
@@ -68,39 +83,60 @@ def selection_config(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, data=dataclasses.replace(config.data, max_test_examples=cap))
 
 
-def rate_sweep_configs(profile, design: Design, rates: tuple[float, ...]) -> pd.DataFrame:
-    """One selection run per task, subspace (intrinsic, random) and rate, on ``profile.selection_seed``."""
+def rate_sweep_configs(profile, design: Design, rates: tuple[float, ...],
+                       freeze_scales: tuple[float, ...] = FREEZE_SCALES) -> pd.DataFrame:
+    """One selection run per task, setting and rate, on ``profile.selection_seed``: theta_t's rate for the
+    intrinsic and the random subspace (``rates``), and Freeze's encoder and head rates as the recipe's
+    times ``freeze_scales`` (its ``learning_rate`` column: the head's rate, or the only rate)."""
     seed, rows = profile.selection_seed, []
     for task in profile.tasks:
         for rate in rates:
             trial = dataclasses.replace(design, rates={task: rate}, random_rates={task: rate})
-            rows.append((task, "Intrinsic", rate, selection_config(trial.intrinsic(profile, task, seed))))
-            rows.append((task, "Random", rate, selection_config(trial.random(profile, task, seed))))
-    return pd.DataFrame(rows, columns=["task", "subspace", "learning_rate", "config"])
+            rows.append((task, "Intrinsic", rate, None, selection_config(trial.intrinsic(profile, task, seed))))
+            rows.append((task, "Random", rate, None, selection_config(trial.random(profile, task, seed))))
+        for scale in freeze_scales:
+            config = selection_config(freeze_config(profile, task, seed, scale))
+            rows.append((task, "Freeze", config.train.head_learning_rate or config.train.learning_rate, scale, config))
+    return pd.DataFrame(rows, columns=["task", "subspace", "learning_rate", "recipe_scale", "config"])
 
 
-def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, ...], background: list[RunConfig] = ()
-                 ) -> tuple[dict[str, float], dict[str, float], pd.DataFrame]:
-    """Per task, the learning rate of theta_t with the best validation score, tuned the same way for
-    the intrinsic and for the random subspace (runs on ``profile.selection_seed``, never reported);
-    returns (intrinsic rates, random rates, the sweep)."""
-    plan = rate_sweep_configs(profile, design, rates)
+def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, ...],
+                 freeze_scales: tuple[float, ...] = FREEZE_SCALES, background: list[RunConfig] = ()
+                 ) -> tuple[Design, pd.DataFrame]:
+    """Per task, the rates with the best validation score, tuned the same way for each setting that
+    trains less than the whole model: theta_t's for the intrinsic and for the random subspace, and
+    Freeze's (runs on ``profile.selection_seed``, never reported); returns (``design`` with the chosen
+    rates, the sweep)."""
+    plan = rate_sweep_configs(profile, design, rates, freeze_scales)
     runs = store.execute_all(list(plan["config"]), background=background)
     sweep = plan.drop(columns="config").assign(seed=profile.selection_seed,
                                                validation_score=runs["validation_score"].to_numpy())
     best = sweep.loc[sweep.groupby(["task", "subspace"], sort=False)["validation_score"].idxmax()]
     chosen = {kind: dict(zip(group["task"], group["learning_rate"])) for kind, group in best.groupby("subspace")}
-    return chosen["Intrinsic"], chosen["Random"], sweep
+    scales = best[best.subspace == "Freeze"]
+    return design.with_rates(chosen["Intrinsic"], chosen["Random"],
+                             dict(zip(scales["task"], scales["recipe_scale"].astype(float)))), sweep
 
 
-def freeze_config(profile, task: str, seed: int) -> RunConfig:
-    """Table 1's Freeze: encoder layers frozen (V theta_t = 0), embeddings and head trained."""
-    return subspace_config(profile, task, seed, basis="none")
+def freeze_config(profile, task: str, seed: int, scale: float = 1.0) -> RunConfig:
+    """Table 1's Freeze: encoder layers frozen (V theta_t = 0), embeddings and head trained, at the
+    recipe's encoder and head rates times ``scale``."""
+    config = subspace_config(profile, task, seed, basis="none")
+    if scale == 1.0:
+        return config
+    hp = config.train
+    scaled = dict(learning_rate=float(f"{hp.learning_rate * scale:.6g}"))
+    if hp.head_learning_rate is not None:
+        scaled["head_learning_rate"] = float(f"{hp.head_learning_rate * scale:.6g}")
+    return dataclasses.replace(config, train=dataclasses.replace(hp, **scaled))
 
 
-def freeze_configs(profile) -> list[RunConfig]:
-    """Every Freeze run of Table 1: they need no trajectory and no chosen rate, so they can start first."""
-    return [freeze_config(profile, task, seed) for task in profile.tasks for seed in profile.seeds]
+def zeroed_configs(profile, design: Design) -> pd.DataFrame:
+    """Zhang et al.'s outlier protocol on the analysis seeds: per task and seed, the fine-tuning from the
+    pretrained model with its 3-sigma outlier coordinates zeroed first, and with as many random ones."""
+    rows = [(label, task, seed, design.zeroed(profile, task, seed, coordinates))
+            for seed in design.analysis_seeds for task in profile.tasks for coordinates, label in ZEROED_SETTINGS.items()]
+    return pd.DataFrame(rows, columns=["setting", "task", "seed", "config"])
 
 
 def table_configs(profile, design: Design) -> tuple[list[RunConfig], list[str]]:
@@ -109,7 +145,7 @@ def table_configs(profile, design: Design) -> tuple[list[RunConfig], list[str]]:
     for task in profile.tasks:
         for seed in profile.seeds:
             configs += [profile.baseline(task, seed),
-                        freeze_config(profile, task, seed),
+                        design.freeze(profile, task, seed),
                         design.random(profile, task, seed),
                         design.intrinsic(profile, task, seed, save_model=True)]
             labels += list(SETTINGS)
@@ -177,16 +213,16 @@ def planned_runs(profile, store: RunStore, dim: int = 32, checkpoints: int = 32,
     design = design_for(profile, store, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds)
     sweep = list(rate_sweep_configs(profile, design, tuple(rates))["config"])
     runs = [PlannedRun(trajectory_config(profile, t, design.trajectory_seed, design.checkpoints)) for t in profile.tasks]
-    runs += [PlannedRun(c) for c in freeze_configs(profile) + sweep]
+    runs += [PlannedRun(c) for c in sweep]
     known = all(store.is_complete(c) for c in sweep)
     if known:
-        chosen, chosen_random, _ = select_rates(profile, design, store, tuple(rates))
+        design, _ = select_rates(profile, design, store, tuple(rates))
     else:
-        chosen = chosen_random = {task: rates[0] for task in profile.tasks}
-    design = design.with_rates(chosen, chosen_random)
+        design = design.with_rates({task: rates[0] for task in profile.tasks}, {task: rates[0] for task in profile.tasks})
 
     def depends(config: RunConfig) -> bool:  # on the chosen rates
-        return config.subspace is not None and config.subspace.basis != "none"
+        return config.subspace is not None or config.zeroed is not None
     runs += [PlannedRun(c, known or not depends(c)) for c in table_configs(profile, design)[0]]
     runs += [PlannedRun(c, known) for c in analysis_configs(profile, design)["config"]]
+    runs += [PlannedRun(c, known) for c in zeroed_configs(profile, design)["config"]]
     return StudyPlan(runs)

@@ -17,37 +17,19 @@ from ...config import RunConfig
 from ...models import pretrained_encoder
 from ...paths import write_atomically
 from ...store import RunStore
-from ...subspace import basis_affinity, deltas, encoder_layers, materialize, parameter_slices
+from ...subspace import basis_affinity, encoder_layers, materialize, outlier_mask, parameter_slices, zero_coordinates, \
+    zeroing_masks
 from ...tasks import get_task
 from ...training import evaluate_and_encode, resolve_device, resolve_precision
 from ...verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
+from .design import VERDICT_SEEDS, ZEROED_SETTINGS, Design, zeroed_configs
 
 SIGMAS, TOP, BINS = 3.0, 10, 400  # the paper's 3-sigma rule; Table 4's top 10 per layer; blocks of Fig. 4
 
 
-def outlier_mask(delta: np.ndarray, sigmas: float = SIGMAS) -> np.ndarray:
-    """Coordinates of one layer's update V theta_t deviating more than ``sigmas`` std from its mean."""
-    return np.abs(delta - delta.mean()) > sigmas * delta.std()
-
-
 def stored_deltas(config: RunConfig, store: RunStore) -> list[np.ndarray]:
-    """V theta_t of every layer of a finished subspace run, from its saved theta_t (the basis is rebuilt)."""
-    model = store.initial_model(config)
-    thetas = store.subspace(config)
-    for index, layer in enumerate(encoder_layers(model)):
-        layer.theta.data = torch.from_numpy(thetas[f"layer_{index}"])
-    return deltas(model)
-
-
-@torch.no_grad()
-def _disable(model, masks: list[np.ndarray], originals: list[torch.Tensor] | None) -> None:
-    """Set the masked coordinates of every (materialised) layer to 0, or to theta_0 if ``originals``."""
-    for index, (layer, mask) in enumerate(zip(encoder_layers(model), masks)):
-        for (name, start, stop), p in zip(parameter_slices(layer), layer.parameters()):
-            part = torch.from_numpy(mask[start:stop])
-            if part.any():
-                flat = p.view(-1)
-                flat[part] = 0.0 if originals is None else originals[index][start:stop][part].to(p.dtype)
+    """V theta_t of every layer of a finished subspace run (``RunStore.stored_deltas``)."""
+    return store.stored_deltas(config.run_id)
 
 
 ZEROINGS = ("outliers zeroed", "random zeroed")  # Table 3's settings beside the run as trained
@@ -62,17 +44,12 @@ def _zeroing_logits(config: RunConfig, store: RunStore, layer_deltas: list[np.nd
     spec, test = get_task(config.data.task), store.tokens(config)["test"]
     torch_device = resolve_device(store.options.device)
     precision = resolve_precision(config.train.precision, torch_device)
-    rng = np.random.default_rng(config.train.seed)
-    outliers = [outlier_mask(d, sigmas) for d in layer_deltas]
-    randoms = []
-    for mask in outliers:
-        chosen = np.zeros_like(mask)
-        chosen[rng.choice(len(mask), int(mask.sum()), replace=False)] = True
-        randoms.append(chosen)
+    outliers = zeroing_masks(layer_deltas, "outliers", sigmas, config.train.seed)
+    randoms = zeroing_masks(layer_deltas, "random", sigmas, config.train.seed)
 
     def logits(masks) -> list:
         edited = copy.deepcopy(model)
-        _disable(edited, masks, None)
+        zero_coordinates(edited, masks)
         return evaluate_and_encode(edited.to(torch_device), test, spec.metric, torch_device, precision)[1].tolist()
 
     return {"idx": test.idx.tolist(), **{name: logits(masks) for name, masks in zip(ZEROINGS, (outliers, randoms))}}
@@ -180,6 +157,38 @@ def zeroing_verdicts(configs: list[RunConfig], analyses: list[dict], store: RunS
                 ("outliers zeroed", "as trained", "worse", "zeroing 3-sigma outliers degrades the model"),
                 ("random zeroed", "as trained", "equivalent", "zeroing as many random coordinates leaves the model intact")):
             rows.append(verdict_row("07", text + " (zeroed after fine-tuning, not retrained)", task, a, b,
+                                    compare(sides[a], sides[b], claim, margin)))
+    return rows
+
+
+def run_zeroed(profile, design: Design, store: RunStore) -> pd.DataFrame:
+    """Zhang et al.'s protocol (Sec. 4.5): per task and analysis seed, Full fine-tuning beside the same
+    fine-tuning from the pretrained model with its 3-sigma outlier coordinates zeroed first, and with as
+    many random coordinates zeroed first (``design.zeroed_configs``); one row per run (``setting``,
+    ``task``, ``seed``, ``test_score``, ``degenerate``, ``config``)."""
+    plan = zeroed_configs(profile, design)
+    full = pd.DataFrame([("Full", task, seed, profile.baseline(task, seed))
+                         for seed in design.analysis_seeds for task in profile.tasks], columns=plan.columns)
+    plan = pd.concat([full, plan], ignore_index=True)
+    runs = store.execute_all(list(plan["config"]))
+    return plan.assign(test_score=runs["test_score"].to_numpy(), degenerate=runs["degenerate"].to_numpy())
+
+
+def retrained_zeroing_verdicts(zeroed: pd.DataFrame, store: RunStore, margin: float = DEFAULT_MARGIN) -> list[dict]:
+    """Sec. 4.5 under Zhang et al.'s protocol (zeroed, then fine-tuned), paired by seed and example, only
+    with at least ``VERDICT_SEEDS`` seeds (else []: the table is descriptive)."""
+    if zeroed["seed"].nunique() < VERDICT_SEEDS:
+        return []
+    outliers, random = ZEROED_SETTINGS["outliers"], ZEROED_SETTINGS["random"]
+    rows = []
+    for task, runs in zeroed.groupby("task", sort=False):
+        sides = {setting: run_outcomes(store, list(group.sort_values("seed")["config"]))
+                 for setting, group in runs.groupby("setting")}
+        for a, b, claim, text in (
+                (outliers, random, "worse", "zeroing 3-sigma outliers hurts more than zeroing random coordinates"),
+                (outliers, "Full", "worse", "zeroing 3-sigma outliers degrades the model"),
+                (random, "Full", "equivalent", "zeroing as many random coordinates leaves the model intact")):
+            rows.append(verdict_row("07", text + " (zeroed, then fine-tuned)", task, a, b,
                                     compare(sides[a], sides[b], claim, margin)))
     return rows
 
