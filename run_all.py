@@ -295,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     progress.close()
     os.environ.pop(HEADLESS, None)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
-    report_verdicts(root, args)
-    return reproduce(args, runs, invocation, root, notebooks, used)
+    code = reproduce(args, runs, invocation, root, notebooks, used)
+    report_verdicts(root, args)  # after the reference: the README says which notebooks it holds on their own
+    return code
 
 
 STUDIES = {"01": "token_wise", "02": "dimension_wise", "03": "layer_wise", "04": "freezing", "05": "cross",
@@ -404,7 +405,7 @@ def report_verdicts(root: Path, args: argparse.Namespace) -> None:
         return
     in_place = root == REPO_ROOT and args.profile == "default"
     write_findings(root / "figures", table, REPO_ROOT / "README.md" if in_place else None,
-                   REPO_ROOT / "docs" if in_place else None)
+                   REPO_ROOT / "docs" if in_place else None, reference=Path(args.reference_dir).expanduser())
     print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md, figures/verdicts.png"
           f"{', README.md, docs/findings.md' if in_place else ''})", flush=True)
 

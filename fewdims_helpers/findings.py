@@ -9,6 +9,7 @@ table in ``figures/`` (rounded as printed).
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -72,23 +73,38 @@ def _claims(block: pd.DataFrame, verdict: str, limit: int = 2) -> str:
     return text + (f"; and {len(groups) - limit} more" if len(groups) > limit else "")
 
 
-def summary_markdown(table: pd.DataFrame, figures_link: str = "figures") -> str:
-    """One row per study: question, the paper's claim, what the verdicts say, their counts, its figure.
-    Studies without verdicts in ``table`` are listed as not computed on the current design."""
-    head = ["| study | question | the paper's claim | what we find | verdicts | figure |",
-            "|---|---|---|---|---|---|"]
+CURRENT, EARLIER = "regenerated on the current recipes", "**earlier recipe**: not regenerated yet"
+
+
+def regeneration_status(reference: Path) -> dict[str, str]:
+    """Per study, whether its committed results are this design's: a notebook the reference records on its
+    own (``reproduction.update_notebooks``, with the commit and machine in ``reference.json``) was
+    regenerated on the current recipes; the others come from the earlier export, made before them."""
+    path = Path(reference, "reference.json")
+    recorded = json.loads(path.read_text()).get("notebooks", {}) if path.exists() else {}
+    return {code: CURRENT if code in recorded else EARLIER for code in QUESTIONS}
+
+
+def summary_markdown(table: pd.DataFrame, figures_link: str = "figures", status: dict[str, str] | None = None) -> str:
+    """One row per study: question, the paper's claim, what the verdicts say, their counts, its figure and,
+    with ``status`` (``regeneration_status``), whether its results are the current recipes'. Studies
+    without verdicts in ``table`` are listed as not computed on the current design."""
+    status = status or {}
+    head = ["| study | question | the paper's claim | what we find | verdicts | figure | results |",
+            "|---|---|---|---|---|---|---|"]
     rows = []
     for code, (notebook, question, claim, figure) in QUESTIONS.items():
         block = table[table["study"].map(_code) == code] if not table.empty else table
         name = f"[{code} {STUDIES[code]}](notebooks/{notebook}.ipynb)"
         if block.empty:
-            rows.append(f"| {name} | {question} | {claim} | no verdicts in `figures/verdicts.csv` yet | | |")
+            rows.append(f"| {name} | {question} | {claim} | no verdicts in `figures/verdicts.csv` yet | | | "
+                        f"{status.get(code, '')} |")
             continue
         found = [f"**{label}:** {_claims(block, verdict)}" for label, verdict in
                  (("holds", "holds"), ("does not hold", "does not hold"), ("unresolved", "unresolved at this power"))
                  if (block["verdict"] == verdict).any()]
         rows.append(f"| {name} | {question} | {claim} | {'<br>'.join(found)} | {tally(block)} | "
-                    f"[{figure}]({figures_link}/{figure}) |")
+                    f"[{figure}]({figures_link}/{figure}) | {status.get(code, '')} |")
     total = f"All {len(table)} verdicts: {tally(table)}." if not table.empty else "No verdicts were computed."
     return "\n".join([total, "", *head, *rows]) + "\n"
 
@@ -102,10 +118,11 @@ def _replace_section(path: Path, text: str) -> None:
     Path(path).write_text(head + START + "\n" + text + END + rest.split(END, 1)[1])
 
 
-def write_findings(figures: Path, table: pd.DataFrame, readme: Path | None = None, docs: Path | None = None) -> str:
+def write_findings(figures: Path, table: pd.DataFrame, readme: Path | None = None, docs: Path | None = None,
+                   reference: Path | None = None) -> str:
     """``figures/findings.md`` (every verdict) and ``figures/verdicts.png``; with ``readme``, its generated
-    section becomes the summary table, and with ``docs``, ``docs/findings.md``'s section the full list.
-    Returns the full list."""
+    section becomes the summary table (with each study's ``regeneration_status`` from ``reference``), and
+    with ``docs``, ``docs/findings.md``'s section the full list. Returns the full list."""
     text = findings_markdown(table)
     Path(figures, "findings.md").write_text(text)
     if not table.empty:
@@ -113,7 +130,7 @@ def write_findings(figures: Path, table: pd.DataFrame, readme: Path | None = Non
 
         save(verdict_intervals(table), Path(figures, "verdicts.png"))
     if readme is not None:
-        _replace_section(readme, summary_markdown(table))
+        _replace_section(readme, summary_markdown(table, status=regeneration_status(reference) if reference else None))
     if docs is not None:
         _replace_section(Path(docs, "findings.md"), text)
     return text

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fewdims_helpers.findings import (END, START, findings_markdown, section, summary_markdown, unbacked_numbers,
+from fewdims_helpers.findings import (END, START, findings_markdown, regeneration_status, section, summary_markdown,
+                                      unbacked_numbers,
                                       unbacked_prose_numbers, write_findings)
 from fewdims_helpers.verdicts import gather_verdicts
 
@@ -44,7 +45,8 @@ def test_generated_findings_are_backed_and_a_planted_mismatch_is_caught(tmp_path
 def test_the_readme_and_docs_findings_are_the_committed_verdicts():
     table = gather_verdicts(REPO / "figures")
     readme, full = (REPO / "README.md").read_text(), (REPO / "docs" / "findings.md").read_text()
-    assert section(readme).strip() == summary_markdown(table).strip(), "python run_all.py rewrites it"
+    status = regeneration_status(REPO / "reference")
+    assert section(readme).strip() == summary_markdown(table, status=status).strip(), "python run_all.py rewrites it"
     assert section(full).strip() == findings_markdown(table).strip()
     assert unbacked_numbers(readme, REPO / "figures") == [] and unbacked_numbers(full, REPO / "figures") == []
 
@@ -67,3 +69,19 @@ def test_the_findings_skip_a_verdict_whose_side_did_not_train(tmp_path):
     text = findings_markdown(pd.concat([table, pd.DataFrame([invalid])], ignore_index=True))
     assert "-4.3 [-6.0, -2.5]" in text and "1 invalid" in text
     assert "layer 1, full vector" not in text and "-31.5" not in text
+
+
+def test_the_summary_says_which_studies_were_regenerated_on_their_own(tmp_path):
+    """A notebook the reference records on its own (``update_notebooks``) is the current recipes'; the rest are
+    marked as the earlier export's, row by row."""
+    import json
+
+    from fewdims_helpers.findings import CURRENT, EARLIER
+
+    (tmp_path / "reference.json").write_text(json.dumps({"notebooks": {"03": {"runs": [], "commit": "abc"}}}))
+    status = regeneration_status(tmp_path)
+    assert status["03"] == CURRENT and status["01"] == EARLIER and status["07"] == EARLIER
+    assert regeneration_status(tmp_path / "absent") == {code: EARLIER for code in status}
+    rows = summary_markdown(pd.DataFrame(), status=status).splitlines()
+    assert [row for row in rows if row.startswith("| [03")][0].endswith(f"| {CURRENT} |")
+    assert [row for row in rows if row.startswith("| [01")][0].endswith(f"| {EARLIER} |")
