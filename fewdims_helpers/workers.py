@@ -11,6 +11,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, Callable
 
@@ -34,8 +36,26 @@ def worker_count(workers: int | str, device: str | None) -> int:
     return default_workers(device) if workers == "auto" else int(workers)
 
 
-def initialize_worker(threads: int, workers: int) -> None:
-    """Set up one worker process: its threads, its share of the basis cache, quiet logs."""
+PARENT_CHECK_SECONDS = 2.0
+
+
+def exit_with_parent(parent: int, every: float = PARENT_CHECK_SECONDS) -> threading.Thread:
+    """A daemon thread that ends this process when its parent ``parent`` is gone (the process is then
+    re-parented): a killed notebook or ``run_all.py`` leaves no worker training on. The run in flight is
+    lost; its temporary folder is swept by the run's next writer (``paths.remove_stale_temporaries``)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def initialize_worker(threads: int, workers: int, parent: int | None = None) -> None:
+    """Set up one worker process: its threads, its share of the basis cache, quiet logs, and an exit when
+    ``parent``, the process that started it, dies (its pid is passed in: it may be gone before this runs)."""
+    exit_with_parent(os.getppid() if parent is None else parent)
     # an interrupt reaches the notebook, which drops the queued runs; a run in flight finishes and is stored
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
@@ -57,7 +77,7 @@ class WorkerPool:
         if self._executor is None or broken:
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(self.size, mp_context=context, initializer=initialize_worker,
-                                                 initargs=(self.threads, self.size))
+                                                 initargs=(self.threads, self.size, os.getpid()))
         return self._executor
 
     def submit(self, function: Callable, *args, **kwargs) -> Future:
