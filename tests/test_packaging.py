@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "fewdims_helpers"
+DATA_FILES = ("fewdims_helpers/published.csv",)  # package data (pyproject.toml's [tool.setuptools.package-data])
 
 
 def notebook_imports() -> set[str]:
@@ -53,11 +54,18 @@ def test_a_plain_install_holds_every_module_and_the_notebooks_import_from_it(tmp
     expected = {p.relative_to(REPO).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     installed = {p.relative_to(target).as_posix() for p in (target / PACKAGE.name).rglob("*.py")}
     assert expected - installed == set(), f"missing from a plain install: {sorted(expected - installed)}"
+    # the data the package reads (importlib.resources) is installed beside its modules, byte for byte
+    for data in DATA_FILES:
+        assert (target / data).is_file(), f"{data} is missing from a plain install (pyproject.toml's package-data)"
+        assert (target / data).read_bytes() == (REPO / data).read_bytes()
 
     modules = sorted(notebook_imports())
     assert "fewdims_helpers.studies.token_wise" in modules  # the parser sees the notebooks' study imports
+    assert "fewdims_helpers.published" in modules  # notebook 07 reads the published numbers
     probe = ("import importlib, json, sys\n"
              f"loaded = {{m: importlib.import_module(m).__file__ for m in {modules!r}}}\n"
+             "from fewdims_helpers import published\n"  # the installed data file is the one it reads
+             "loaded['published.csv rows'] = str(len(published.load()))\n"
              "print(json.dumps(loaded))\n")
     # the target first on the path: it wins over the editable install's finder, which comes after it
     environment = {**os.environ, "PYTHONPATH": str(target)}
@@ -65,4 +73,6 @@ def test_a_plain_install_holds_every_module_and_the_notebooks_import_from_it(tmp
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = int(loaded.pop("published.csv rows"))
+    assert rows == len((REPO / "fewdims_helpers" / "published.csv").read_text().splitlines()) - 1
     assert all(Path(file).is_relative_to(target) for file in loaded.values()), loaded
