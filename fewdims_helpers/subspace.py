@@ -65,7 +65,7 @@ class TrajectoryRecorder:
 
     def __init__(self, model: nn.Module, checkpoints: int, total_steps: int):
         self.layers = list(encoder_layers(model))
-        self.initial = [flatten(layer) for layer in self.layers]
+        self.initial = [flatten(layer).cpu() for layer in self.layers]  # train() may move the model to a GPU
         self.steps = checkpoint_steps(total_steps, checkpoints)
         self.rows = [np.zeros((checkpoints, len(theta0)), dtype=np.float16) for theta0 in self.initial]
 
@@ -73,7 +73,7 @@ class TrajectoryRecorder:
         position = np.searchsorted(self.steps, step)
         if position < len(self.steps) and self.steps[position] == step:
             for rows, layer, theta0 in zip(self.rows, self.layers, self.initial):
-                rows[position] = (flatten(layer) - theta0).numpy().astype(np.float16)
+                rows[position] = (flatten(layer).cpu() - theta0).numpy().astype(np.float16)
 
 
 class Trajectories(Protocol):

@@ -74,7 +74,7 @@ def test_identical_runs_are_bitwise_and_a_perturbed_reference_disagrees(syntheti
 
     record_file = reference.folder(configs[1]) / "config.json"
     record = json.loads(record_file.read_text())
-    record["cpu"] = "another CPU"
+    record["cpu"], record["gpu"] = "another CPU", "another GPU"  # another machine, on a CPU or a GPU
     record_file.write_text(json.dumps(record))
     row = reproduction.compare_run(synthetic_store, reference, configs[1].run_id)
     assert row["verdict"] == reproduction.WITHIN and row["interval_low"] < row["recomputed"] < row["interval_high"]

@@ -79,7 +79,7 @@ def test_training_only_the_train_vocabulary_rows_is_exact(synthetic_task, monkey
     words = compact.model.encoder.embeddings.word_embeddings.weight
     pretrained = training.build_model(config).encoder.embeddings.word_embeddings.weight
     used = np.unique(synthetic_task["train"].input_ids)
-    moved = (words != pretrained).any(dim=1).nonzero().squeeze(1).numpy()
+    moved = (words.cpu() != pretrained).any(dim=1).nonzero().squeeze(1).numpy()
     assert set(moved) <= set(used) - {0} and len(moved) > 0  # only training-text rows moved, never padding
 
 
