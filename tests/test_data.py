@@ -127,6 +127,7 @@ def test_metrics_equal_hand_computed_values():
 def test_the_duplicates_of_a_packaged_task_are_computed_once_and_read_back(tmp_path, monkeypatch):
     from fewdims_helpers import tasks
 
+    (DataSources().cache / "archives").mkdir(parents=True, exist_ok=True)  # a machine that never fetched them
     (tmp_path / "archives").symlink_to(DataSources().cache / "archives")  # the real data, a fresh cache
     sources = DataSources(cache_dir=str(tmp_path))
     calls = []

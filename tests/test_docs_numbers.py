@@ -408,6 +408,11 @@ def claim_compiled_step():
            [torch_dropout.train_speedup.iloc[0], torch_dropout.validation_speedup.iloc[0]])
 
 
+def claim_plan():
+    plan = csv("plan_default.csv").set_index("notebook")
+    yield ("README.md", "A whole regeneration of the default profile was planned at {} minutes", [plan.minutes["total"]])
+
+
 def claim_gpu_check():
     g = csv("gpu_check.csv").set_index(["shape", "concurrent_runs"])
     about = json.loads((RESULTS / "gpu_check.json").read_text())
