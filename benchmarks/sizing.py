@@ -24,7 +24,7 @@ from fewdims_helpers import sizing  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
 from fewdims_helpers.paths import output_paths  # noqa: E402
 from fewdims_helpers.profiles import get_profile  # noqa: E402
-from fewdims_helpers.reporting import setup_logging, write_table  # noqa: E402
+from fewdims_helpers.reporting import replace_section, setup_logging, to_markdown, write_table  # noqa: E402
 from fewdims_helpers.store import RunStore  # noqa: E402
 
 
@@ -91,7 +91,10 @@ def main() -> None:
                      "train (the ordering's) and the best pair on validation (as 03 chooses; optimistic).")
     write_table(sweep, figures / "sizing_rate_sweep", note=f"07's rate sweep on seed {profile.selection_seed}: "
                 "theta_t's rate (intrinsic, random) and Freeze's (the head's; its encoder-embedding rate scaled alike).")
-    write_table(sizing.recipe_table(profile), figures / "recipes", note=f"Recipes of the {profile.name} profile.")
+    recipes = sizing.recipe_table(profile)
+    write_table(recipes, figures / "recipes", note=f"Recipes of the {profile.name} profile.")
+    if args.output_dir is None and profile.name == "default":  # the repository's own figures: the README shows them
+        replace_section(out["root"] / "README.md", to_markdown(recipes), sizing.RECIPES_START, sizing.RECIPES_END)
     print(checked.to_string(index=False))
     print(orderings.to_string(index=False))
     print(sizing.summary_line(checked))

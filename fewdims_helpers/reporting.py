@@ -67,6 +67,23 @@ def _cell(value) -> str:
     return str(value)
 
 
+def replace_section(path: Path, text: str, start: str, end: str) -> None:
+    """Put ``text`` between the marker lines ``start`` and ``end`` of the file ``path`` (a README's
+    generated section), leaving the rest of the file as it is."""
+    content = Path(path).read_text()
+    if start not in content or end not in content:
+        raise ValueError(f"{path} has no generated section; put the lines {start!r} and {end!r} where it belongs")
+    head, rest = content.split(start, 1)
+    Path(path).write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+
+
+def section(text: str, start: str, end: str) -> str:
+    """The generated section of a file's ``text`` between ``start`` and ``end`` ('' where it has none)."""
+    if start not in text:
+        return ""
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
 def write_table(table: pd.DataFrame, stem: Path, note: str | None = None) -> list[Path]:
     """``stem``.csv (machine-readable) and ``stem``.md (with an optional note under the table)."""
     stem = Path(stem)

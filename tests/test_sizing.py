@@ -52,3 +52,18 @@ def test_the_pair_of_the_fair_ordering_is_chosen_on_the_training_features_not_on
     head = CachedHead(weight, np.zeros(2, dtype=np.float32), features, labels, get_task("rt-polarity"))
     assert best_pair(head, "train") == (0, 1)
     assert best_pair(head, "validation") == (2, 3)
+
+
+def test_the_readme_shows_the_default_profiles_recipe_table_and_the_committed_one():
+    from pathlib import Path
+
+    from fewdims_helpers import profiles
+    from fewdims_helpers.options import RunOptions
+    from fewdims_helpers.reporting import section, to_markdown
+    from fewdims_helpers.sizing import RECIPES_END, RECIPES_START, recipe_table
+
+    repo = Path(__file__).resolve().parent.parent
+    table = to_markdown(recipe_table(profiles.get_profile("default").resolve(RunOptions().sources)))
+    shown = section((repo / "README.md").read_text(), RECIPES_START, RECIPES_END)
+    assert shown.strip() == table.strip(), "python benchmarks/sizing.py rewrites it"
+    assert (repo / "figures" / "recipes.md").read_text().startswith(table)
