@@ -27,14 +27,17 @@ RESULTS = REPO / "benchmarks" / "results"
 # docs/published.md is generated from fewdims_helpers/published.csv (the papers' numbers, not ours):
 # tests/test_published.py checks it against that file
 PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md") if p.name != "published.md")]
-TIMED_ON = "2026-12-01"  # the day the default profile's design was timed (docs/speed.md says so)
+TIMED_ON = "2026-12-04"  # the day the default profile was timed on the sized recipes (docs/speed.md says so)
 NUMBER = r"([-+−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)"
 
 # Numbers a page states that are settings, not results (with why), and are in no committed table.
 SETTINGS = {
     "docs/speed.md": {"1.25": "the speed-up the package asks of an optimisation before adopting it",
-                      "256": "the evaluation batch size that length-sorted batches of 64 replaced"},
+                      "256": "the evaluation batch size that length-sorted batches of 64 replaced",
+                      "90": "the budget issue 21 sets, in minutes"},
     "docs/studies.md": {"50000": "notebook 02's `triples` parameter"},
+    "docs/scale-out.md": {"2.60": "the pinned Ray version (requirements-ray.txt)",
+                          "2.52": "the Ray version that brought token authentication"},
 }
 
 
@@ -80,16 +83,17 @@ def csv(name: str) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=None)
-def timings() -> dict[str, tuple[float, float]]:
-    """Per notebook (by prefix), the first and the last entry of results/timings-default.json that
-    finished on the day the default design was timed: computing its runs, re-rendering from the store."""
-    entries = [e for e in json.loads((REPO / "results" / "timings-default.json").read_text())
-               if e["finished"].startswith(TIMED_ON)]
-    entries.sort(key=lambda e: e["finished"])
-    by_notebook: dict[str, list[float]] = {}
+def timings() -> dict[str, tuple[dict, dict | None]]:
+    """Per notebook (by prefix), the entries of results/timings-default.json that finished on the day the
+    default profile was timed: the first (computing its runs) and, where a later one computed nothing, the
+    last (re-rendering from the store)."""
+    entries = sorted((e for e in json.loads((REPO / "results" / "timings-default.json").read_text())
+                      if e["finished"].startswith(TIMED_ON)), key=lambda e: e["finished"])
+    by_notebook: dict[str, list[dict]] = {}
     for entry in entries:
-        by_notebook.setdefault(entry["notebook"][:2], []).append(entry["seconds"])
-    return {notebook: (seconds[0], seconds[-1]) for notebook, seconds in by_notebook.items()}
+        by_notebook.setdefault(entry["notebook"][:2], []).append(entry)
+    return {notebook: (got[0], got[-1] if len(got) > 1 and got[-1]["runs_computed"] == 0 else None)
+            for notebook, got in sorted(by_notebook.items())}
 
 
 @lru_cache(maxsize=None)
@@ -121,31 +125,6 @@ def data():
 
 
 @lru_cache(maxsize=None)
-def planned() -> dict[str, tuple[int, int]]:
-    """Per notebook, the runs its study plans under the default profile that are not the shared
-    baselines, and the baselines it reads (01 computes them)."""
-    import importlib
-    import tempfile
-
-    from fewdims_helpers import profiles
-    from fewdims_helpers.options import DataSources, RunOptions
-    from fewdims_helpers.store import RunStore
-
-    options = RunOptions(sources=DataSources(glue_dir=None), progress=False)
-    profile = profiles.get_profile("default").resolve(options.sources)
-    baselines = {c.run_id for c in profile.baselines()}
-    counts = {}
-    with tempfile.TemporaryDirectory() as folder:
-        store = RunStore(Path(folder) / "runs", options)
-        for notebook, study in [("01", "token_wise"), ("03", "layer_wise"), ("04", "freezing"), ("05", "cross"),
-                                ("06", "salient.features")]:
-            ids = {run.config.run_id for run in importlib.import_module(
-                f"fewdims_helpers.studies.{study}").planned_runs(profile, store).runs}
-            counts[notebook] = (len(ids - baselines), len(ids & baselines))
-    return counts
-
-
-@lru_cache(maxsize=None)
 def bert_base_layer_parameters() -> int:
     """Parameters of one bert-base block, as benchmarks/paper_estimate.py counts them."""
     from transformers import BertConfig
@@ -163,24 +142,18 @@ def minilm():
 
 # ----------------------------------------------------------------------------- the claims
 def claim_default_profile_timings():
-    t, runs = timings(), planned()
-    first, last = {k: v[0] for k, v in t.items()}, {k: v[1] for k, v in t.items()}
-    notebooks = ["01", "03", "04", "05", "06"]
-    yield ("README.md", "computing the runs: 01 {} (other jobs shared the cores), 03 {}, 04 {}, 05 {}, 06 {};",
-           [first[n] for n in notebooks])
-    yield ("README.md", "re-rendering from the store: 01 {}, 03 {}, 04 {}, 05 {}, 06 {} |", [last[n] for n in notebooks])
-    yield ("docs/speed.md", "| 01 token-wise | {} | {} | other jobs shared the cores | {} |",
-           [sum(runs["01"]), first["01"], last["01"]])
-    for notebook, name, conditions in [("03", "layer-wise", "nothing else running"),
-                                       ("04", "freezing", "nothing else running but its last minutes"),
-                                       ("05", "cross-fine-tuning", "two end-to-end tests shared the cores at its start")]:
-        yield ("docs/speed.md", f"| {notebook} {name} | {{}} (and {{}} baselines read) | {{}} | {conditions} | {{}} |",
-               [*runs[notebook], first[notebook], last[notebook]])
-    yield ("docs/speed.md", "| 06 salient neurons / PCA | {} (reads the {} baselines) | {} | nothing else running | {} |",
-           [*runs["06"], first["06"], last["06"]])
-    total = sum(first[n] for n in notebooks)
-    yield ("docs/speed.md", "The five notebooks took {} s ({} hours) to compute", [total, total / 3600])
-    yield ("docs/speed.md", "the five re-renders took {} s together", [sum(last[n] for n in notebooks)])
+    t = timings()
+    computed = ", ".join(f"{n} {{}}" for n in t)
+    yield ("README.md", f"computing the runs: {computed};", [first["seconds"] for first, _ in t.values()])
+    rendered = {n: last for n, (_, last) in t.items() if last is not None}
+    yield ("README.md", "re-rendering from the store: " + ", ".join(f"{n} {{}}" for n in rendered) + " |",
+           [last["seconds"] for last in rendered.values()])
+    for notebook, (first, last) in t.items():
+        cells = [first["runs_computed"], first["runs_used"], first["seconds"]] + ([] if last is None else [last["seconds"]])
+        yield ("docs/speed.md", f"| {notebook} … | {{}} of {{}} used | {{}} | … | {'{}' if last is not None else ''} |",
+               cells)
+    total = sum(first["seconds"] for first, _ in t.values())
+    yield ("docs/speed.md", f"The {len(t)} notebooks took {{}} s ({{}} hours) to compute", [total, total / 3600])
 
 
 def claim_test_split_and_data_counts():
@@ -411,6 +384,17 @@ def claim_compiled_step():
 def claim_plan():
     plan = csv("plan_default.csv").set_index("notebook")
     yield ("README.md", "A whole regeneration of the default profile was planned at {} minutes", [plan.minutes["total"]])
+    yield ("docs/speed.md", "07 is planned at {} minutes from an empty store and the whole study at {}",
+           [plan.minutes["07_intrinsic_subspaces.ipynb"], plan.minutes["total"]])
+
+
+def claim_power():
+    power = pd.read_csv(RESULTS / "power.csv", dtype={"study": str})
+    three = power[power.projected_seeds == 3].groupby("study").same_verdict.agg(["sum", "size"])
+    template = ", ".join(f"{int(study):02d} {{}} of {{}}" for study in three.index)
+    yield ("docs/speed.md", "With 3 seeds instead of 5 the notebooks would keep " + template + " of their verdicts "
+           "({} would change)", [v for row in three.itertuples() for v in (row.sum, row.size)]
+           + [(three["size"] - three["sum"]).sum()])
 
 
 def claim_gpu_check():
