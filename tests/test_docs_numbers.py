@@ -409,6 +409,7 @@ def claim_gpu_check():
             m4.samples_per_second, about["minilm-shaped_packing_gain"], 64, b1.samples_per_second, b1.model_flops / 1e12,
             100 * b1.utilisation_of_gemm_peak, b4.samples_per_second, about["bert-base-shaped_packing_gain"],
             b4.model_flops / 1e12, 100 * b4.utilisation_of_gemm_peak])
+    yield ("README.md", "estimated at {} GPU-hours on one H200", [about["paper_profile_gpu_hours"]])
     yield ("docs/speed.md", "at one bert-base-shaped run's measured {} TFLOP/s on the H200: {} GPU-hours",
            [b1.model_flops / 1e12, about["paper_profile_gpu_hours"]])
     yield ("docs/scale-out.md", "four MiniLM-shaped runs packed at once trained {}x the samples/s of one, and four "
