@@ -28,14 +28,17 @@ from __future__ import annotations
 
 from .design import FREEZE_SCALES, SELECTION_TEST_EXAMPLES, SETTINGS, VERDICT_SEEDS, ZEROED_SETTINGS, Design, \
     analysis_configs, design_for, freeze_config, rate_sweep_configs, run_analysis, run_table, select_rates, \
-    selection_config, planned_runs, subspace_config, table_configs, trajectories, trajectory_config, zeroed_configs
+    selection_config, selection_full, planned_runs, subspace_config, table_configs, trajectories, trajectory_config, \
+    zeroed_configs
 from .outliers import BINS, SIGMAS, TOP, ZEROINGS, delta_profile, outlier_analyses, outlier_analysis, \
     outlier_locations, outlier_mask, outlier_share, retrained_zeroing_verdicts, run_zeroed, stored_deltas, \
     zeroing_outcomes, zeroing_table, zeroing_verdicts
-from .tables import TABLE_CLAIMS, ZHANG_ROBERTA_TABLE6, analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, setting_outcomes, theta_similarity, \
-    transfer_matrix, verdicts
+from .tables import CIRCULAR, INFORMATIVE, ORDERING, TABLE_CLAIMS, ZHANG_ROBERTA_TABLE6, ablation_runs, \
+    analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, seeds_note, selection_orderings, \
+    setting_outcomes, theta_similarity, transfer_matrix, unified_runs, verdicts
 
-__all__ = ["analysis_configs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
+__all__ = ["ablation_runs", "analysis_configs", "CIRCULAR", "INFORMATIVE", "ORDERING", "seeds_note", "selection_full",
+           "selection_orderings", "unified_runs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
            "FREEZE_SCALES", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
            "outlier_mask", "outlier_share", "rate_sweep_configs", "retrained_zeroing_verdicts", "run_zeroed", "run_analysis", "run_table", "select_rates",
            "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS", "stored_deltas",

@@ -14,7 +14,7 @@ from ...training import total_steps
 
 SETTINGS = ("Full", "Freeze", "Random", "Intrinsic")
 SELECTION_TEST_EXAMPLES = 64  # rate-selection runs are read on validation only: a token test slice keeps them cheap
-VERDICT_SEEDS = 3  # the analysis tables (transfer, unified, ablation) carry verdicts only with at least this many seeds
+VERDICT_SEEDS = 3  # the analysis tables (transfer, ablation, unified, zeroed) carry verdicts only with at least this many seeds
 FREEZE_SCALES = (1.0, 3.0, 10.0)  # Freeze's rates tried: the profile's recipe (encoder and head rates) times these
 ZEROED_SETTINGS = {"outliers": "outliers zeroed, then fine-tuned", "random": "random zeroed, then fine-tuned"}
 
@@ -39,7 +39,8 @@ class Design:
     checkpoints: int = 32
     trajectory_seed: int = 100
     ablation_dims: tuple[int, ...] = (8, 16)
-    analysis_seeds: tuple[int, ...] = (0,)  # seeds of the transfer, unified and ablation runs
+    analysis_seeds: tuple[int, ...] = (0, 1, 2)  # seeds of the transfer and ablation runs (the informative tests)
+    secondary_seeds: tuple[int, ...] = (0,)  # seeds of the unified-subspace and zeroed-then-fine-tuned runs
     rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, intrinsic subspaces
     random_rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, random subspaces
     freeze_scales: dict = dataclasses.field(default_factory=dict)  # task -> Freeze's rates over the recipe's (1: as is)
@@ -132,10 +133,10 @@ def freeze_config(profile, task: str, seed: int, scale: float = 1.0) -> RunConfi
 
 
 def zeroed_configs(profile, design: Design) -> pd.DataFrame:
-    """Zhang et al.'s outlier protocol on the analysis seeds: per task and seed, the fine-tuning from the
+    """Zhang et al.'s outlier protocol on the secondary seeds: per task and seed, the fine-tuning from the
     pretrained model with its 3-sigma outlier coordinates zeroed first, and with as many random ones."""
     rows = [(label, task, seed, design.zeroed(profile, task, seed, coordinates))
-            for seed in design.analysis_seeds for task in profile.tasks for coordinates, label in ZEROED_SETTINGS.items()]
+            for seed in design.secondary_seeds for task in profile.tasks for coordinates, label in ZEROED_SETTINGS.items()]
     return pd.DataFrame(rows, columns=["setting", "task", "seed", "config"])
 
 
@@ -153,17 +154,25 @@ def table_configs(profile, design: Design) -> tuple[list[RunConfig], list[str]]:
 
 
 def analysis_configs(profile, design: Design) -> pd.DataFrame:
-    """Transfer, unified, zero-shot, random-of-the-same-dimension and ablation runs, one row each.
-    Unified and Zero-shot use the rate tuned for the task's own intrinsic subspace, Random (d = number
-    of tasks) the rate tuned for its random subspace at Table 1's d (no sweep of their own: budget)."""
+    """Transfer and ablation runs over ``design.analysis_seeds``; unified, zero-shot and
+    random-of-the-same-dimension runs over ``design.secondary_seeds``; one row each.
+    Transfer (the target fine-tuned in the subspace of another task's trajectory: Zhang et al.'s inductive
+    test) and the ablation at d < t are the informative tests: at d = t the task's own trajectory end point
+    lies inside its subspace. The transferred and ablated subspaces, Unified and Zero-shot use the rate tuned
+    for the task's own intrinsic subspace at Table 1's d, Random (d = number of tasks) the rate tuned for its
+    random subspace (no sweep of their own: budget)."""
     tasks, rows = profile.tasks, []
     unified_sources = tuple(design.source(profile, t) for t in tasks)
     for seed in design.analysis_seeds:
         for target in tasks:
-            rate = design.rates[target]
             for source in tasks:
                 if source != target:
                     rows.append(("transfer", source, target, seed, design.intrinsic(profile, target, seed, source)))
+            for dim in design.ablation_dims:
+                rows.append((f"dim={dim}", target, target, seed, design.intrinsic(profile, target, seed, dim=dim)))
+    for seed in design.secondary_seeds:
+        for target in tasks:
+            rate = design.rates[target]
             others = tuple(design.source(profile, t) for t in tasks if t != target)
             rows.append(("Unified", "all", target, seed, subspace_config(
                 profile, target, seed, basis="intrinsic", dim=len(tasks), sources=unified_sources, checkpoints="last",
@@ -173,9 +182,14 @@ def analysis_configs(profile, design: Design) -> pd.DataFrame:
                     profile, target, seed, basis="intrinsic", dim=len(others), sources=others, checkpoints="last",
                     learning_rate=rate)))
             rows.append(("Random", "none", target, seed, design.random(profile, target, seed, dim=len(tasks))))
-            for dim in design.ablation_dims:
-                rows.append((f"dim={dim}", target, target, seed, design.intrinsic(profile, target, seed, dim=dim)))
     return pd.DataFrame(rows, columns=["setting", "source", "task", "seed", "config"])
+
+
+def selection_full(profile) -> list[RunConfig]:
+    """Full fine-tuning on the selection seed, one run per task: the top of the sanity ordering that the
+    rate sweep's chosen runs are held against (``tables.selection_orderings``). It is the profile's
+    baseline run of that seed (05's sizing sources share it)."""
+    return [profile.baseline(task, profile.selection_seed) for task in profile.tasks]
 
 
 def run_table(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
@@ -190,30 +204,36 @@ def run_analysis(profile, design: Design, store: RunStore) -> pd.DataFrame:
                         config=plan["config"].to_numpy())
 
 
-def design_for(profile, store: RunStore, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims, analysis_seeds) -> Design:
+def design_for(profile, store: RunStore, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims,
+               analysis_seeds, secondary_seeds=(0,)) -> Design:
     """The notebook's parameters as a ``Design``, capped to what the profile's runs allow: at most one
-    checkpoint per optimizer step, and subspace dimensions no larger than the checkpoints recorded."""
+    checkpoint per optimizer step, and subspace dimensions no larger than the checkpoints recorded; seeds
+    outside the profile's are dropped (none left: the profile's first)."""
     steps = min(total_steps(profile.run_config(t, 0), len(store.tokens(profile.run_config(t, 0))["train"]))
                 for t in profile.tasks)
     checkpoints = min(checkpoints, steps)
     if checkpoints < 2:
         raise ValueError(f"the profile's runs have {steps} optimizer step(s); a trajectory needs at least 2")
     dims = tuple(d for d in ablation_dims if d < min(dim, checkpoints))
-    seeds = tuple(s for s in profile.seeds if s in tuple(analysis_seeds)) or profile.seeds[:1]
+
+    def among_profile(seeds) -> tuple[int, ...]:
+        return tuple(s for s in profile.seeds if s in tuple(seeds)) or profile.seeds[:1]
     return Design(dim=min(dim, checkpoints), checkpoints=checkpoints, trajectory_seed=trajectory_seed,
-                  ablation_dims=dims, analysis_seeds=seeds)
+                  ablation_dims=dims, analysis_seeds=among_profile(analysis_seeds),
+                  secondary_seeds=among_profile(secondary_seeds))
 
 
 def planned_runs(profile, store: RunStore, dim: int = 32, checkpoints: int = 32, trajectory_seed: int = 100,
                  rates: tuple[float, ...] = (0.01, 0.03, 0.1), ablation_dims: tuple[int, ...] = (8, 16),
-                 analysis_seeds: tuple[int, ...] = (0,)) -> StudyPlan:
-    """The runs the notebook executes, for ``run_all.py --plan``: trajectories, Freeze, the rate sweep,
-    Table 1 and the analysis runs. The subspace runs' rates are chosen on the sweep: exact when the sweep
-    is in the store, else counted from the design with the first rate as a stand-in."""
-    design = design_for(profile, store, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds)
+                 analysis_seeds: tuple[int, ...] = (0, 1, 2), secondary_seeds: tuple[int, ...] = (0,)) -> StudyPlan:
+    """The runs the notebook executes, for ``run_all.py --plan``: trajectories, the rate sweep and Full on the
+    selection seed, Table 1 and the analysis runs. The subspace runs' rates are chosen on the sweep: exact
+    when the sweep is in the store, else counted from the design with the first rate as a stand-in."""
+    design = design_for(profile, store, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds,
+                        secondary_seeds)
     sweep = list(rate_sweep_configs(profile, design, tuple(rates))["config"])
     runs = [PlannedRun(trajectory_config(profile, t, design.trajectory_seed, design.checkpoints)) for t in profile.tasks]
-    runs += [PlannedRun(c) for c in sweep]
+    runs += [PlannedRun(c) for c in sweep + selection_full(profile)]
     known = all(store.is_complete(c) for c in sweep)
     if known:
         design, _ = select_rates(profile, design, store, tuple(rates))

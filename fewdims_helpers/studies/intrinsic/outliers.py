@@ -162,13 +162,13 @@ def zeroing_verdicts(configs: list[RunConfig], analyses: list[dict], store: RunS
 
 
 def run_zeroed(profile, design: Design, store: RunStore) -> pd.DataFrame:
-    """Zhang et al.'s protocol (Sec. 4.5): per task and analysis seed, Full fine-tuning beside the same
+    """Zhang et al.'s protocol (Sec. 4.5): per task and secondary seed, Full fine-tuning beside the same
     fine-tuning from the pretrained model with its 3-sigma outlier coordinates zeroed first, and with as
     many random coordinates zeroed first (``design.zeroed_configs``); one row per run (``setting``,
     ``task``, ``seed``, ``test_score``, ``degenerate``, ``config``)."""
     plan = zeroed_configs(profile, design)
     full = pd.DataFrame([("Full", task, seed, profile.baseline(task, seed))
-                         for seed in design.analysis_seeds for task in profile.tasks], columns=plan.columns)
+                         for seed in design.secondary_seeds for task in profile.tasks], columns=plan.columns)
     plan = pd.concat([full, plan], ignore_index=True)
     runs = store.execute_all(list(plan["config"]))
     return plan.assign(test_score=runs["test_score"].to_numpy(), degenerate=runs["degenerate"].to_numpy())

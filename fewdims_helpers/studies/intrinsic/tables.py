@@ -7,9 +7,15 @@ import pandas as pd
 
 from ... import published
 from ...models import pretrained_encoder
+from ...sizing import validation_noise
 from ...store import RunStore
+from ...tasks import get_task
 from ...verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
-from .design import SETTINGS, VERDICT_SEEDS, Design, table_configs
+from .design import SETTINGS, VERDICT_SEEDS, Design, selection_full, table_configs
+
+CIRCULAR = ("near-circular at d = t: the source trajectory's end point lies in the subspace, so this mostly tests "
+            "whether training reaches a point known to be there")
+INFORMATIVE = "informative: the subspace does not contain the task's own fine-tuned end point"
 
 
 def zhang_ablation(table: int) -> dict[str, dict[int, float]]:
@@ -69,25 +75,28 @@ TABLE_CLAIMS = (("Intrinsic", "Full", "equivalent", "intrinsic subspace fine-tun
 
 
 def verdicts(profile, design: Design, store: RunStore, margin: float = DEFAULT_MARGIN) -> list[dict]:
-    """Table 1's claims per task (``TABLE_CLAIMS``), paired by seed and test example."""
+    """Table 1's claims per task (``TABLE_CLAIMS``), paired by seed and test example. Each row's ``note`` says
+    whether it is informative: with d = t the intrinsic subspace holds the trajectory's end point."""
+    circular = design.dim >= design.checkpoints
     rows = []
     for task in profile.tasks:
         sides = {s: setting_outcomes(profile, design, store, task, s) for s in SETTINGS}
-        rows += [verdict_row("07", text, task, a, b, compare(sides[a], sides[b], claim, margin))
+        rows += [verdict_row("07", text, task, a, b, compare(sides[a], sides[b], claim, margin),
+                             note=CIRCULAR if circular and a == "Intrinsic" else "")
                  for a, b, claim, text in TABLE_CLAIMS]
     return rows
 
 
 def analysis_verdicts(profile, design: Design, store: RunStore, analysis: pd.DataFrame,
                       margin: float = DEFAULT_MARGIN) -> list[dict]:
-    """The transfer, unified and ablation claims, paired by seed and example, only when the analysis
-    runs have at least ``VERDICT_SEEDS`` seeds (else []: those tables are descriptive)."""
-    seeds = sorted(set(analysis["train.seed"]))
-    if len(seeds) < VERDICT_SEEDS:
-        return []
+    """Zhang et al.'s informative tests, paired by seed and example, over ``design.analysis_seeds``: a
+    subspace transferred from another task's trajectory (inductive transfer) and the task's own subspace at
+    d < t (ablation), each against the task's own subspace at Table 1's d (equivalence) and against a random
+    subspace of Table 1's d (better); then the unified and zero-shot claims over ``design.secondary_seeds``.
+    A family with fewer than ``VERDICT_SEEDS`` seeds has no verdicts (its table is descriptive)."""
     configs, labels = table_configs(profile, design)
 
-    def table_side(task, setting):
+    def table_side(task, setting, seeds):
         return run_outcomes(store, [c for c, s in zip(configs, labels)
                                     if s == setting and c.data.task == task and c.train.seed in seeds])
 
@@ -97,24 +106,75 @@ def analysis_verdicts(profile, design: Design, store: RunStore, analysis: pd.Dat
             chosen = chosen[chosen.source == source]
         return run_outcomes(store, list(chosen.sort_values("train.seed")["config"]))
 
-    rows = []
-    for task in profile.tasks:
-        own, full = table_side(task, "Intrinsic"), table_side(task, "Full")
-        for source in profile.tasks:
-            if source != task:
-                rows.append(verdict_row("07", "a transferred subspace matches the task's own", task,
-                                        f"Intrinsic of {source}", "Intrinsic (own)",
-                                        compare(side(task, "transfer", source), own, "equivalent", margin)))
+    rows, seeds, secondary = [], design.analysis_seeds, design.secondary_seeds
+    for task in profile.tasks if len(seeds) >= VERDICT_SEEDS else ():
+        own, random = table_side(task, "Intrinsic", seeds), table_side(task, "Random", seeds)
+        tested = [(f"Intrinsic of {source}", side(task, "transfer", source), "a transferred subspace")
+                  for source in profile.tasks if source != task]
+        tested += [(f"dim={dim}", side(task, f"dim={dim}"), f"the intrinsic subspace at d = {dim}")
+                   for dim in design.ablation_dims]
+        for name, outcomes, subject in tested:
+            rows.append(verdict_row("07", f"{subject} matches the task's own at d = {design.dim}", task, name,
+                                    f"Intrinsic (own, d = {design.dim})", compare(outcomes, own, "equivalent", margin),
+                                    note=INFORMATIVE))
+            rows.append(verdict_row("07", f"{subject} beats a random subspace of d = {design.dim}", task, name,
+                                    f"Random (d = {design.dim})", compare(outcomes, random, "better", margin),
+                                    note=INFORMATIVE))
+    for task in profile.tasks if len(secondary) >= VERDICT_SEEDS else ():
+        full = table_side(task, "Full", secondary)
         rows.append(verdict_row("07", "the unified subspace matches full fine-tuning", task, "Unified", "Full",
-                                compare(side(task, "Unified"), full, "equivalent", margin)))
+                                compare(side(task, "Unified"), full, "equivalent", margin), note=""))
         if (analysis.setting == "Zero-shot").any():
             rows.append(verdict_row("07", "the zero-shot subspace beats a random one of its size", task, "Zero-shot",
                                     "Random (d = tasks)", compare(side(task, "Zero-shot"), side(task, "Random"),
-                                                                  "better", margin)))
-        for dim in design.ablation_dims:
-            rows.append(verdict_row("07", f"d = {dim} matches d = {design.dim}", task, f"dim={dim}", f"dim={design.dim}",
-                                    compare(side(task, f"dim={dim}"), own, "equivalent", margin)))
+                                                                  "better", margin), note=""))
     return rows
+
+
+def unified_runs(table: pd.DataFrame, analysis: pd.DataFrame, design: Design) -> pd.DataFrame:
+    """Table 2's rows over the secondary seeds: Full (Table 1's), Random (d = number of tasks), Zero-shot and
+    Unified, one row per run."""
+    rows = pd.concat([table[table.setting == "Full"],
+                      analysis[analysis.setting.isin(["Random", "Zero-shot", "Unified"])]])
+    return rows[rows["train.seed"].isin(design.secondary_seeds)]
+
+
+def ablation_runs(table: pd.DataFrame, analysis: pd.DataFrame, design: Design) -> pd.DataFrame:
+    """The ablation over d on the analysis seeds: the ``dim=d`` runs beside Table 1's intrinsic runs
+    (``dim=<Table 1's d>``), one row per run."""
+    own = table[(table.setting == "Intrinsic") & table["train.seed"].isin(design.analysis_seeds)]
+    return pd.concat([analysis[analysis.setting.str.startswith("dim=")], own.assign(setting=f"dim={design.dim}")])
+
+
+def seeds_note(seeds: tuple[int, ...]) -> str:
+    """'seeds [0, 1, 2]', with '(descriptive: too few seeds for a verdict)' under ``VERDICT_SEEDS``."""
+    return f"seeds {list(seeds)}" + ("" if len(seeds) >= VERDICT_SEEDS else " (descriptive: too few seeds for a verdict)")
+
+
+ORDERING = ("Full", "Intrinsic", "Random", "Freeze")  # on the selection seed, each at its chosen rate
+
+
+def selection_orderings(profile, design: Design, store: RunStore, sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sanity ordering on the selection seed, on validation: Full >= Intrinsic >= Random >= Freeze > chance,
+    Intrinsic, Random and Freeze at the rates chosen by the sweep (their best validation score: a maximum over
+    the grid, so it leans upward against Full's single run). ``holds`` is the strict ordering; ``within_noise``
+    allows one standard error of a validation score (``sizing.validation_noise``) of the lower side."""
+    best = sweep.groupby(["task", "subspace"], sort=False)["validation_score"].max()
+    full = dict(zip(profile.tasks, store.execute_all(selection_full(profile))["validation_score"]))
+    rows = []
+    for task, config in zip(profile.tasks, selection_full(profile)):
+        labels = store.predictions(config, "validation")["labels"]
+        metric = get_task(task).main_metric
+        chance = 0.0 if get_task(task).is_regression else float(np.unique(labels, return_counts=True)[1].max() / len(labels))
+        scores = {"Full": full[task], **{s: best[(task, s)] for s in ORDERING[1:]}, "chance": chance}
+        for a, b in zip(ORDERING, ORDERING[1:] + ("chance",)):
+            tolerance = validation_noise(100 * scores[b], metric, len(labels)) if b != "chance" else 0.0
+            higher, lower = 100 * scores[a], 100 * scores[b]
+            strict = higher > lower if b == "chance" else higher >= lower
+            rows.append({"task": task, "ordering": f"{a} {'>' if b == 'chance' else '>='} {b}", "a": higher, "b": lower,
+                         "holds": bool(strict), "tolerance": tolerance,
+                         "within_noise": bool(strict or (b != "chance" and higher >= lower - tolerance))})
+    return pd.DataFrame(rows)
 
 
 def is_roberta(model: str) -> bool:
