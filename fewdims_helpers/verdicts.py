@@ -22,7 +22,7 @@ measures the coverage of this interval in both regimes.
 
 A side whose runs did not train is no evidence: ``Outcomes.degenerate`` flags a seed whose
 classifier predicts one class for at least 97% of the examples where the labels' majority is below
-80%, or whose regression output has no spread. A comparison with such a side is **invalid**.
+80%, or whose regression output takes one value for 97% of them. A comparison with such a side is **invalid**.
 
 A claim is decided against a declared margin (``DEFAULT_MARGIN``: 2 points of the metric x 100):
 - ``equivalent`` ("matches", "enough", "comparable"): two one-sided tests (TOST) at 5% each, i.e.
@@ -32,10 +32,23 @@ A claim is decided against a declared margin (``DEFAULT_MARGIN``: 2 points of th
 - ``better`` / ``worse`` (A beats B, A falls short of B): the one-sided 95% bound excludes 0 in the
   claimed direction: holds; it excludes 0 in the other direction: does not hold; else unresolved.
 Tables and printed lines show the 90% interval the decision used beside the 95% one.
+
+How robust a verdict is, in three columns of every verdict table (``Comparison``):
+- ``loo_same`` of ``loo_runs``: the verdict re-decided with each seed left out (of both sides when they share
+  it; a side with a single seed keeps it); a row where they disagree reads **fragile**;
+- ``outlier_seeds``: a seed whose score lies more than 3 standard deviations from the other seeds of its
+  side, reckoned for their number: outside their 99.73% prediction interval (the share of a normal within
+  3 SD; a t interval with their degrees of freedom). It is kept, never dropped, and named. A rule on the
+  median absolute deviation of so few seeds flags a normal side most of the time (about 6 in 10 at 5
+  seeds, by simulation); this one flags about 1 in 80 at 5 seeds, and a seed 15 SDs down 9 times in 10;
+- ``borderline``: the 90% bound that decides the row lies within ``BORDERLINE`` points of its threshold
+  (plus or minus the margin, or 0 for a one-sided claim).
+A side with a single seed (04's converged probe) has no seed variance of its own: the seed term and its
+degrees of freedom are the other side's alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -48,6 +61,8 @@ from .metrics import degenerate, predictions_from_logits
 DEFAULT_MARGIN = 2.0  # points of the metric x 100
 HOLDS, DOES_NOT_HOLD, UNRESOLVED, INVALID = "holds", "does not hold", "unresolved at this power", "invalid"
 CLAIMS = ("equivalent", "better", "worse")
+BORDERLINE = 0.1  # points: a deciding 90% bound this close to its threshold marks the row borderline
+OUTLIER_LEVEL = float(stats.norm.cdf(3) - stats.norm.cdf(-3))  # prediction level of "beyond 3 SD" (outlier seeds)
 
 
 @dataclass(frozen=True)
@@ -86,10 +101,33 @@ class Outcomes:
     def per_seed(self) -> np.ndarray:
         return SCORES[self.metric](self.predictions, self.labels[None])
 
+    def without(self, seed: int) -> "Outcomes":
+        """These outcomes with ``seed``'s row left out; unchanged when the seed is not here or is the only one."""
+        if seed not in self.seeds or len(self.seeds) == 1:
+            return self
+        keep = [i for i, s in enumerate(self.seeds) if s != seed]
+        return Outcomes(self.predictions[keep], self.labels, self.idx, tuple(self.seeds[i] for i in keep), self.metric)
+
+    def outlier_seeds(self) -> list[tuple[int, float]]:
+        """(seed, score x 100) of each seed whose score lies outside the ``OUTLIER_LEVEL`` prediction interval
+        of the other seeds' scores (mean +- t quantile x SD x sqrt(1 + 1/m), m of them): "more than 3 standard
+        deviations" reckoned for a handful of seeds. Needs at least 3 seeds."""
+        scores = 100 * self.per_seed()
+        if len(scores) < 3:
+            return []
+        found = []
+        for i, seed in enumerate(self.seeds):
+            rest = np.delete(scores, i)
+            bound = stats.t.ppf(0.5 + OUTLIER_LEVEL / 2, len(rest) - 1) * np.sqrt(1 + 1 / len(rest))
+            spread_, distance = np.std(rest, ddof=1), abs(scores[i] - rest.mean())
+            if distance > bound * spread_ if spread_ > 0 else distance > 0:
+                found.append((int(seed), float(scores[i])))
+        return found
+
     def degenerate(self) -> np.ndarray:
         """(seeds,) True where that seed's run did not train: a classifier that predicts one class for at
         least 97% of the examples although the labels' majority class is below 80%, or a regression
-        output with no spread."""
+        output that takes one value for at least 97% of them (``metrics.degenerate``: scale-free)."""
         return degenerate(self.predictions, self.labels, regression=self.metric == "pearson")
 
 
@@ -222,12 +260,19 @@ def spread(a: "Outcomes", b: "Outcomes | None" = None) -> Spread:
     sb, _, ib, dfb, _, idb = _components(score_b, pseudo_b)
     n = pseudo_a.shape[1]
     example = float(np.var(pseudo_a.mean(0) - pseudo_b.mean(0), ddof=1) / n)
-    seed = sa + sb
-    seed_df = 0.0 if min(dfa, dfb) == 0 or seed <= 0 else seed ** 2 / (sa ** 2 / dfa + sb ** 2 / dfb)
-    interaction = ia + ib
-    interaction_df = 0.0 if min(ida, idb) == 0 or interaction <= 0 else \
-        interaction ** 2 / (ia ** 2 / ida + ib ** 2 / idb)
+    seed, seed_df = _welch((sa, dfa), (sb, dfb))
+    interaction, interaction_df = _welch((ia, ida), (ib, idb))
     return Spread(estimate, seed, example, interaction, seed_df, n - 1.0, interaction_df)
+
+
+def _welch(*terms: tuple[float, float]) -> tuple[float, float]:
+    """The sum of variance terms (variance, degrees of freedom) and its Welch-Satterthwaite degrees of freedom,
+    over the terms that are estimable (df > 0): a side with a single seed adds no seed term, so the sum's
+    degrees of freedom are the other side's, not 0 (which would let the examples' thousands stand in)."""
+    known = [(v, df) for v, df in terms if df > 0]
+    total = float(sum(v for v, _ in known))
+    denominator = sum(v ** 2 / df for v, df in known)
+    return total, (total ** 2 / denominator if total > 0 and denominator > 0 else 0.0)
 
 
 # ----------------------------------------------------------------------------- the comparison
@@ -249,6 +294,15 @@ class Comparison:
     example_sd: float = float("nan")  # standard error of the estimate from the examples (jackknife)
     df: float = float("inf")
     invalid: str = ""  # "a", "b" or "a and b": the side(s) with a run that did not train
+    loo_same: float = float("nan")  # leave-one-seed-out re-decisions that give this verdict (nan: none possible)
+    loo_runs: int = 0  # leave-one-seed-out re-decisions made
+    outlier_seeds: str = ""  # e.g. "a: seed 1 (77.2)": seeds far from the rest of their side (kept)
+    borderline: bool = False  # the deciding 90% bound lies within BORDERLINE points of its threshold
+
+    @property
+    def fragile(self) -> bool:
+        """Some leave-one-seed-out re-decision differs from the verdict."""
+        return self.loo_runs > 0 and self.loo_same < self.loo_runs
 
     def interval(self) -> str:
         return f"{self.estimate:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
@@ -262,7 +316,9 @@ class Comparison:
         return {"difference": self.estimate, "ci_low": self.low, "ci_high": self.high, "ci90_low": self.low90,
                 "ci90_high": self.high90, "margin": self.margin, "kind": self.claim, "verdict": self.verdict,
                 "seeds": self.seeds, "examples": self.examples, "paired_seeds": self.paired_seeds,
-                "seed_se": self.seed_sd, "example_se": self.example_sd, "df": self.df, "invalid_side": self.invalid}
+                "seed_se": self.seed_sd, "example_se": self.example_sd, "df": self.df, "invalid_side": self.invalid,
+                "loo_same": self.loo_same, "loo_runs": self.loo_runs, "outlier_seeds": self.outlier_seeds,
+                "borderline": self.borderline}
 
 
 def decide(claim: str, low90: float, high90: float, margin: float) -> str:
@@ -278,12 +334,21 @@ def decide(claim: str, low90: float, high90: float, margin: float) -> str:
     return HOLDS if low > 0 else DOES_NOT_HOLD if high < 0 else UNRESOLVED
 
 
-def compare(a: Outcomes, b: Outcomes, claim: str = "equivalent", margin: float = DEFAULT_MARGIN) -> Comparison:
+def borderline(claim: str, low90: float, high90: float, margin: float) -> bool:
+    """Whether a bound of the 90% interval lies within ``BORDERLINE`` points of a threshold that decides
+    ``claim`` (plus or minus the margin for equivalence, 0 for a one-sided claim)."""
+    thresholds = (-margin, margin) if claim == "equivalent" else (0.0,)
+    return any(abs(bound - t) <= BORDERLINE for bound in (low90, high90) for t in thresholds)
+
+
+def compare(a: Outcomes, b: Outcomes, claim: str = "equivalent", margin: float = DEFAULT_MARGIN,
+            robustness: bool = True) -> Comparison:
     """A - B (metric x 100) with its 95% and 90% intervals (module docstring) and the verdict on ``claim``;
     **invalid** when a run of either side did not train (``Outcomes.degenerate``).
 
     The examples must be the same on both sides (same ids, same order). Seeds are paired when both
-    sides have the same seeds, else independent."""
+    sides have the same seeds, else independent. ``robustness``: with the leave-one-seed-out re-decisions,
+    the outlier seeds and the borderline mark (module docstring)."""
     if a.metric != b.metric:
         raise ValueError(f"cannot compare {a.metric} with {b.metric}")
     if len(a.idx) != len(b.idx) or not np.array_equal(a.idx, b.idx):
@@ -292,9 +357,18 @@ def compare(a: Outcomes, b: Outcomes, claim: str = "equivalent", margin: float =
     (low, high), (low90, high90) = result.interval(0.95), result.interval(0.90)
     invalid = " and ".join(side for side, o in (("a", a), ("b", b)) if o.degenerate().any())
     verdict = INVALID if invalid else decide(claim, low90, high90, margin)
-    return Comparison(result.estimate, float(low), float(high), float(low90), float(high90), float(margin), claim,
-                      verdict, max(len(a.seeds), len(b.seeds)), len(a.labels), a.seeds == b.seeds,
-                      float(np.sqrt(result.seed)), float(np.sqrt(result.example)), result.df, invalid)
+    comparison = Comparison(result.estimate, float(low), float(high), float(low90), float(high90), float(margin),
+                            claim, verdict, max(len(a.seeds), len(b.seeds)), len(a.labels), a.seeds == b.seeds,
+                            float(np.sqrt(result.seed)), float(np.sqrt(result.example)), result.df, invalid)
+    if not robustness or invalid:
+        return comparison
+    left_out = [(a.without(s), b.without(s)) for s in dict.fromkeys(a.seeds + b.seeds)]
+    verdicts = [compare(x, y, claim, margin, robustness=False).verdict for x, y in left_out if x is not a or y is not b]
+    outliers = "; ".join(f"{side}: seed {seed} ({score:.1f})" for side, o in (("a", a), ("b", b))
+                         for seed, score in o.outlier_seeds())
+    return replace(comparison, loo_same=float(sum(v == verdict for v in verdicts)) if verdicts else float("nan"),
+                   loo_runs=len(verdicts), outlier_seeds=outliers,
+                   borderline=borderline(claim, comparison.low90, comparison.high90, margin))
 
 
 def score_interval(outcomes: Outcomes) -> tuple[float, float, float]:
@@ -318,11 +392,14 @@ def write_verdicts(rows: list[dict] | pd.DataFrame, figures: Path, study: str) -
     """``figures/<study>_verdicts.{csv,md}`` from ``verdict_row``s; returns the table."""
     from .reporting import write_table
 
-    table = pd.DataFrame(rows).reset_index(drop=True)
+    table = distinct(pd.DataFrame(rows).reset_index(drop=True))
     note = (f"A - B in points (metric x 100) with its 95% and 90% intervals over seeds (t, paired by seed) and "
             f"test examples (jackknife), Welch-Satterthwaite degrees of freedom; verdict by two one-sided tests at "
             f"5% against the margin (equivalence: the 90% interval), or a one-sided 5% test (better / worse); "
-            f"invalid where a side's run did not train. {tally(table)}.")
+            f"invalid where a side's run did not train. loo_same of loo_runs: leave-one-seed-out re-decisions that "
+            f"agree (fewer: fragile); outlier_seeds: seeds beyond 3 SDs of the rest of their side (their "
+            f"{100 * OUTLIER_LEVEL:.2f}% prediction interval; kept); borderline: a deciding bound within {BORDERLINE:g} points of its threshold; same_as: rows dropped "
+            f"as the same comparison (same task, estimate and interval). {tally(table)}.")
     write_table(table, Path(figures) / f"{study}_{VERDICT_FILE}", note=note)
     return table
 
@@ -334,9 +411,38 @@ def gather_verdicts(figures: Path) -> pd.DataFrame:
     parts = [pd.read_csv(path, dtype={"study": str}) for path in sorted(Path(figures).glob(f"[0-9][0-9]_{VERDICT_FILE}.csv"))]
     if not parts:
         return pd.DataFrame()
-    table = pd.concat(parts, ignore_index=True)
-    write_table(table, Path(figures) / VERDICT_FILE, note=f"All verdicts of the notebooks: {tally(table)}.")
+    table = distinct(pd.concat(parts, ignore_index=True))
+    write_table(table, Path(figures) / VERDICT_FILE, note=f"All verdicts of the notebooks, each comparison once: "
+                                                           f"{tally(table)}.")
     return table
+
+
+SAME = 1e-4  # points: rows whose estimate and interval bounds agree this closely are one comparison
+
+
+def distinct(table: pd.DataFrame) -> pd.DataFrame:
+    """Each comparison once: rows with the same task, estimate and interval (within ``SAME`` points: two
+    computations of one comparison differ in the last float digits) are the same comparison under two names
+    (03's top layer is 02's baseline; on a regression task, a head refit on one dimension and that dimension
+    selected at inference give the same Pearson). The first valid row is kept, and its ``same_as`` names
+    the rows dropped (kept from earlier tables)."""
+    if table.empty:
+        return table
+    values = table[["difference", "ci_low", "ci_high"]].to_numpy(dtype=float)
+    order = list((table["verdict"] == INVALID).astype(int).sort_values(kind="stable").index)  # valid rows first
+    kept: dict[int, list[str]] = {}
+    for index in order:
+        twin = next((k for k in kept if table.at[k, "task"] == table.at[index, "task"]
+                     and np.allclose(values[k], values[index], rtol=0, atol=SAME)), None)
+        if twin is None:
+            kept[index] = []
+        else:
+            row = table.loc[index]
+            kept[twin].append(f"{row['study']}: {row['claim']} ({row['a']} vs {row['b']})")
+    result = table.loc[sorted(kept)].copy()
+    earlier = result["same_as"].fillna("") if "same_as" in result else pd.Series("", index=result.index)
+    result["same_as"] = ["; ".join(filter(None, [before, *kept[i]])) for i, before in zip(result.index, earlier)]
+    return result.reset_index(drop=True)
 
 
 ABOVE = "A is better, beyond the margin"
@@ -371,9 +477,30 @@ def verdict_text(table: pd.DataFrame) -> list[str]:
             names = [getattr(row, side) for side in sides.split(" and ") if side]
             texts.append(f"invalid: {' and '.join(names)} did not train")
         else:
-            texts.append(f"{row.verdict} ({ABOVE})" if above else f"{row.verdict} ({DIFFERS})" if differs
-                         else row.verdict)
+            text = f"{row.verdict} ({ABOVE})" if above else f"{row.verdict} ({DIFFERS})" if differs else row.verdict
+            texts.append(text + "".join(f"; {mark}" for mark in _marks(row)))
     return texts
+
+
+def _marks(row) -> list[str]:
+    """The robustness marks of one verdict row (a ``table.itertuples()`` row): fragile, borderline, outlier seeds."""
+    marks = []
+    loo_same, loo_runs = getattr(row, "loo_same", float("nan")), getattr(row, "loo_runs", 0)
+    if loo_runs and loo_runs > 0 and loo_same < loo_runs:
+        marks.append(f"fragile: {int(loo_same)} of {int(loo_runs)} leave-one-seed-out re-decisions agree")
+    if getattr(row, "borderline", False) is True:
+        marks.append(f"borderline: a bound within {BORDERLINE:g} points of its threshold")
+    outliers = getattr(row, "outlier_seeds", "")
+    if isinstance(outliers, str) and outliers:
+        marks.append(f"outlier seed {outliers}, kept")
+    return marks
+
+
+def fragile(table: pd.DataFrame) -> pd.Series:
+    """Rows where some leave-one-seed-out re-decision differs from the verdict."""
+    if "loo_runs" not in table:
+        return pd.Series(False, index=table.index)
+    return (table["loo_runs"].fillna(0) > 0) & (table["loo_same"] < table["loo_runs"])
 
 
 def verdict_lines(table: pd.DataFrame) -> str:
@@ -394,7 +521,17 @@ def tally(table: pd.DataFrame) -> str:
             + f", {counts.get(UNRESOLVED, 0)} unresolved at this power"
             + (f" ({differs} of them differ from 0, within the margin not shown)" if differs else "")
             + (f", {counts.get(INVALID, 0)} invalid (a side did not train)" if counts.get(INVALID, 0) else "")
-            + f" (of {len(table)})")
+            + f" (of {len(table)})" + _robustness(table))
+
+
+def _robustness(table: pd.DataFrame) -> str:
+    """'; 3 fragile, 1 borderline, 2 with an outlier seed', or '' when none is."""
+    parts = [(int(fragile(table).sum()), "fragile"),
+             (int(table["borderline"].fillna(False).astype(bool).sum()) if "borderline" in table else 0, "borderline"),
+             (int((table["outlier_seeds"].fillna("") != "").sum()) if "outlier_seeds" in table else 0,
+              "with an outlier seed")]
+    found = [f"{count} {name}" for count, name in parts if count]
+    return f"; {', '.join(found)}" if found else ""
 
 
 def run_outcomes(store, configs: Iterable, split: str = "test") -> Outcomes:
@@ -416,35 +553,41 @@ def run_outcomes(store, configs: Iterable, split: str = "test") -> Outcomes:
 
 
 # ----------------------------------------------------------------------------- coverage of the interval
-def simulated_pair(rng: np.random.Generator, n: int, seeds: int, p_a: float, p_b: float, seed_sd: float
-                   ) -> tuple[Outcomes, Outcomes]:
+def simulated_pair(rng: np.random.Generator, n: int, seeds: int, p_a: float, p_b: float, seed_sd: float,
+                   failing: float = 0.0, failing_share: float = 0.2) -> tuple[Outcomes, Outcomes]:
     """Per-seed correctness of two conditions on the same ``n`` examples drawn from a population: a shared
     example difficulty (SD 0.1), and an independent effect of each run on each side (SD ``seed_sd``: the
-    variance of fine-tuning over seeds). The population difference is ``p_a - p_b`` (x 100 points)."""
+    variance of fine-tuning over seeds). ``failing``: each run of side A fails with probability
+    ``failing_share`` and then loses that much accuracy (a seed that trains badly). The population
+    difference is ``p_a - failing_share * failing - p_b`` (x 100 points)."""
     labels = rng.integers(0, 2, n)
     difficulty = rng.normal(0, 0.1, n)
     rows_a, rows_b = [], []
     for _ in range(seeds):
         effect_a, effect_b = rng.normal(0, seed_sd, 2)
-        rows_a.append(np.where(rng.random(n) < np.clip(p_a + effect_a + difficulty, 0, 1), labels, 1 - labels))
+        loss = failing if rng.random() < failing_share else 0.0
+        rows_a.append(np.where(rng.random(n) < np.clip(p_a - loss + effect_a + difficulty, 0, 1), labels, 1 - labels))
         rows_b.append(np.where(rng.random(n) < np.clip(p_b + effect_b + difficulty, 0, 1), labels, 1 - labels))
     side = lambda rows: Outcomes(np.stack(rows), labels, np.arange(n), tuple(range(seeds)), "accuracy")  # noqa: E731
     return side(rows_a), side(rows_b)
 
 
 def coverage(replicates: int, n: int, seeds: int, seed_sd: float, p_a: float = 0.78, p_b: float = 0.74,
-             seed: int = 0) -> dict[str, float]:
-    """How often the 90% and 95% intervals of ``compare`` cover the planted difference, over ``replicates``
-    simulated studies (``simulated_pair``), and the 90% interval's mean width."""
-    rng, planted = np.random.default_rng(seed), 100 * (p_a - p_b)
-    hits90, hits95, widths = [], [], []
+             seed: int = 0, failing: float = 0.0, failing_share: float = 0.2) -> dict[str, float]:
+    """How often the 90% and 95% intervals of ``compare`` cover the population difference, over ``replicates``
+    simulated studies (``simulated_pair``, with its failing-seed regime when ``failing`` > 0), the 90%
+    interval's mean width, and how often a side had an outlier seed (``Outcomes.outlier_seeds``)."""
+    rng, planted = np.random.default_rng(seed), 100 * (p_a - failing_share * failing - p_b)
+    hits90, hits95, widths, outliers = [], [], [], []
     for _ in range(replicates):
-        result = compare(*simulated_pair(rng, n, seeds, p_a, p_b, seed_sd))
+        a, b = simulated_pair(rng, n, seeds, p_a, p_b, seed_sd, failing, failing_share)
+        result = compare(a, b, robustness=False)
         hits90.append(result.low90 <= planted <= result.high90)
         hits95.append(result.low <= planted <= result.high)
         widths.append(result.high90 - result.low90)
+        outliers.append(bool(a.outlier_seeds() or b.outlier_seeds()))
     return {"coverage90": float(np.mean(hits90)), "coverage95": float(np.mean(hits95)),
-            "width90": float(np.mean(widths))}
+            "width90": float(np.mean(widths)), "outlier_seed_share": float(np.mean(outliers))}
 
 
 # ----------------------------------------------------------------------------- power with fewer seeds

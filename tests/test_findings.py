@@ -1,5 +1,6 @@
 """The README's results and docs/findings.md come from the verdict tables, and a number not in the
 committed measurements (figures/, results/, benchmarks/results/) fails the check."""
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -42,8 +43,10 @@ def test_generated_findings_are_backed_and_a_planted_mismatch_is_caught(tmp_path
     assert unbacked_numbers(planted, figures) == ["-3.9"]
 
 
-def test_the_readme_and_docs_findings_are_the_committed_verdicts():
-    table = gather_verdicts(REPO / "figures")
+def test_the_readme_and_docs_findings_are_the_committed_verdicts(tmp_path):
+    for path in (REPO / "figures").glob("[0-9][0-9]_verdicts.csv"):  # gathered in a copy: the test writes nothing here
+        shutil.copy(path, tmp_path / path.name)
+    table = gather_verdicts(tmp_path)
     readme, full = (REPO / "README.md").read_text(), (REPO / "docs" / "findings.md").read_text()
     status = regeneration_status(REPO / "reference")
     assert section(readme).strip() == summary_markdown(table, status=status).strip(), "python run_all.py rewrites it"
