@@ -10,7 +10,8 @@
 The profile's parameters are injected into each notebook's ``parameters`` cell. The arguments are
 checked before the first notebook starts (model folder, device, output folder, tasks, GLUE files):
 every problem is printed as one ``run_all: ...`` line and the run stops with exit code 2. The first
-failure inside a notebook stops the run with a non-zero exit naming the notebook and the cell.
+failure inside a notebook stops the run with a non-zero exit naming the notebook and the cell; the
+failed execution goes to build/failed/, and the notebook and figures/ stay as they were.
 Finished training runs are kept in the local run store (``results/runs/`` under the output folder,
 git-ignored), so a rerun only redoes what is missing (``--force`` recomputes). After the notebooks,
 a reproduction report compares the runs this invocation used and the tables it wrote with the
@@ -140,19 +141,6 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return chosen
 
 
-def record_relative_paths(target: Path, notebook: Path, root: Path) -> None:
-    """Papermill records where it read and wrote a notebook; keep those paths relative (to the
-    repository and to the output folder), so a notebook does not record where its checkout lies."""
-    import nbformat
-
-    if not target.exists():  # nothing was written (a notebook executor that saves elsewhere)
-        return
-    executed = nbformat.read(target, as_version=4)
-    recorded = executed.metadata.get("papermill", {})
-    recorded.update(input_path=str(notebook.relative_to(REPO_ROOT)), output_path=str(target.relative_to(root)))
-    nbformat.write(executed, target)
-
-
 def record_timings(path: Path, timings: list[dict]) -> None:
     """Append this invocation's notebook times to the history in ``path`` (first runs and reruns both count)."""
     previous = json.loads(path.read_text()) if path.exists() else []
@@ -250,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import papermill
 
+    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
     from fewdims_helpers.paths import output_paths
     from fewdims_helpers.store import RunStore
     from fewdims_helpers.terminal import HEADLESS
@@ -271,19 +260,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run_all: {notebook.name}: {notes[notebook.name[:2]]}", flush=True)
         start, ledger = time.perf_counter(), len(runs.invocation_events(invocation))
         try:
-            papermill.execute_notebook(str(notebook), str(target), parameters=parameters, cwd=str(NOTEBOOKS),
-                                       kernel_name="python3", progress_bar=True, request_save_on_cell_execute=True)
+            execute_notebook(notebook, target, root, parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
+                             progress_bar=True, request_save_on_cell_execute=True)
         except papermill.PapermillExecutionError as error:
             progress.close()
             runs.end_invocation()  # the finished notebooks' runs stay in the ledger and the store
             os.environ.pop(HEADLESS, None)
-            print(f"run_all: {notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
-                  f"(executed notebook with the traceback: {target})", file=sys.stderr)
+            print(f"run_all: {notebook.name} failed in cell {error.exec_count}: {error.ename}: "
+                  f"{' '.join(str(error.evalue).split())} (executed notebook with the traceback: "
+                  f"{failed_copy(root, notebook)}; {target} and figures/ left as they were)", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
         events = runs.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
         used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
-        record_relative_paths(target, notebook, root)
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
                         "invocation": invocation, "ledger_lines": [ledger, ledger + len(events)],
                         "runs_used": len(used[notebook.name[:2]]),
