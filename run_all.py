@@ -22,6 +22,8 @@ committed reference (``reference/``; never read in place of computing), prints i
                          replace notebook NN's runs and tables only, and only when the baseline runs it
                          read are the reference's own (same run ids and metrics); else it refuses (exit 4)
     --reference-dir DIR  another reference folder (default: reference/ in the repository)
+    --verify [--repair]  check the store's runs and the reference's files, train nothing, exit 1 when anything
+                         is corrupt (--repair: quarantine the corrupt runs; the next invocation recomputes them)
 
 The options (``python run_all.py --help``) are the fields of fewdims_helpers/options.py, each with its
 help text: overrides of the profile (for any profile; caps and epochs are part of each run's id, so a
@@ -70,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="after the notebooks, replace the reference with this invocation's runs and tables")
     parser.add_argument("--reference-dir", default=str(REPO_ROOT / "reference"),
                         help="the reference to compare with (default: reference/ in the repository)")
+    parser.add_argument("--verify", action="store_true", help="check every run of the store (and the reference, "
+                        "read-only) against its manifest; train nothing; exit 1 when anything is corrupt")
+    parser.add_argument("--repair", action="store_true", help="with --verify: move each corrupt run into the "
+                        "store's quarantine (nothing is deleted), so that the next invocation recomputes it")
     parameters.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -78,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(parameters.as_flags(str(error)))
     if args.profile not in PROFILE_NAMES:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    if args.repair and not args.verify:
+        parser.error("--repair needs --verify")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give distinct seeds")
     return args
@@ -199,6 +207,20 @@ def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, noteb
     return 4 if refused else 3 if args.strict and report.disagreements else 0
 
 
+def verify(args: argparse.Namespace, root: Path) -> int:
+    """--verify: check every run of the store (--repair: quarantine the corrupt ones) and, read-only, the
+    reference; one line per problem and a summary per store; 1 when anything is corrupt. Trains nothing."""
+    from fewdims_helpers.paths import output_paths
+    from fewdims_helpers.reproduction import reference_folders
+    from fewdims_helpers.store import RunStore
+
+    reference = reference_folders(Path(args.reference_dir).expanduser().resolve())["runs"]
+    found = [RunStore(output_paths(root, create=False)["runs"]).verify(repair=args.repair),
+             RunStore(reference).verify(read_only=True)]
+    print("\n".join(f"run_all: verify: {line}" for report in found for line in report.lines()), flush=True)
+    return 1 if any(report.corrupt for report in found) else 0
+
+
 def reference_provenance(args: argparse.Namespace) -> dict:
     """Where a reference's notebooks came from: the code commit and the machine (CPU model and bf16 path,
     cores, GPU, package versions) and the device asked for."""
@@ -228,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     notebooks = select_notebooks(args.only)
     root = output_root(args)
+    if args.verify:
+        return verify(args, root)
     problems = preflight(args, root)
     for problem in problems:
         print(f"run_all: {problem}", file=sys.stderr)

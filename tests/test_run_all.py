@@ -1,5 +1,5 @@
 """run_all.py: end to end on the smoke profile, the checks that refuse bad arguments before any notebook starts, a
-failed notebook that leaves the rendered notebook and figures/ as they were."""
+failed notebook that leaves the rendered notebook and figures/ as they were, and --verify on planted faults."""
 import importlib.util
 import json
 import os
@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -439,3 +440,47 @@ def test_a_real_kernel_failing_halfway_replaces_nothing(tmp_path):
     assert [o["ename"] for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "error"] == [
         "ValueError"]
     assert not list((tmp_path / "build").glob(".tmp-*"))
+
+
+# ---------------------------------------------------------------------------- --verify
+def test_verify_names_a_truncated_run_in_one_line_and_repair_sets_it_aside(tmp_path, monkeypatch, capsys,
+                                                                            synthetic_task):
+    from fewdims_helpers import store
+    from fewdims_helpers.options import RunOptions
+
+    from conftest import tiny_config
+
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = store.RunStore(tmp_path / "results" / "runs", RunOptions(progress=False, workers=1))
+    good, bad = tiny_config(seed=1), tiny_config(seed=2)
+    runs.execute_all([good, bad])
+    runs.export_summary(good.run_id, tmp_path / "reference" / "runs")
+    logits = runs.predictions(bad, "test")["logits"]
+    path = runs.folder(bad) / "predictions-test.npz"
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[:size // 2])
+    reference = files_in(tmp_path / "reference")
+    argv = ["--verify", "--output-dir", str(tmp_path), "--reference-dir", str(tmp_path / "reference")]
+
+    assert RUN_ALL.main(argv) == 1
+    lines = capsys.readouterr().out.splitlines()
+    store_root, reference_runs = tmp_path / "results" / "runs", tmp_path / "reference" / "runs"
+    assert lines == [
+        f"run_all: verify: corrupt run {bad.run_id} in {store_root}: predictions-test.npz has {size // 2} bytes, its "
+        f"manifest says {size} (truncated or overwritten)",
+        f"run_all: verify: {store_root} (runs): 2 checked, 1 intact, 1 corrupt; python run_all.py --verify --repair "
+        f"sets them aside so that the next invocation recomputes them",
+        f"run_all: verify: {reference_runs} (summaries, read-only): 1 checked, 1 load whole, 0 corrupt"]
+    assert not (tmp_path / "notebooks").exists() and runs.folder(bad).is_dir()  # trains nothing, writes no notebook
+
+    assert RUN_ALL.main([*argv, "--repair"]) == 1
+    [moved] = [p for p in (store_root / ".quarantine").iterdir() if p.is_dir()]
+    assert f"run_all: verify: run {bad.run_id} moved to {moved} (nothing deleted); the next invocation recomputes it" \
+        in capsys.readouterr().out.splitlines()
+    assert RUN_ALL.main(argv) == 0
+    assert files_in(tmp_path / "reference") == reference  # read only
+    with pytest.raises(SystemExit):
+        RUN_ALL.parse_args(["--repair"])
+    assert "--repair needs --verify" in capsys.readouterr().err
+    runs.execute_all([good, bad])  # what the next invocation does
+    assert np.array_equal(runs.predictions(bad, "test")["logits"], logits)
