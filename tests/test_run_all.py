@@ -392,6 +392,28 @@ def test_a_notebook_that_succeeds_is_moved_into_place_with_its_figures(tmp_path,
     assert not list((tmp_path / "build").glob(".tmp-*")) and not (tmp_path / "build" / "failed").exists()
 
 
+def test_an_interrupt_while_a_notebook_runs_is_handled_like_a_failure(tmp_path, monkeypatch):
+    import papermill
+
+    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
+
+    notebook = sorted((REPO / "notebooks").glob("01_*.ipynb"))[0]
+    target, figures = tmp_path / "notebooks" / notebook.name, tmp_path / "figures"
+    figures.mkdir()
+    (figures / "01_token_wise.csv").write_text("task,score\nrt-polarity,80.0\n")
+    before = files_in(figures)
+    failing = fake_papermill(figures, fail=False)
+
+    def interrupted(notebook, output, **options):
+        failing(notebook, output, **options)
+        raise KeyboardInterrupt  # Ctrl-C while the last cell runs
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute_notebook(notebook, target, tmp_path)
+    assert files_in(figures) == before and not target.exists() and failed_copy(tmp_path, notebook).is_file()
+    assert not list((tmp_path / "build").glob(".tmp-*"))
+
+
 def test_a_notebook_failing_halfway_leaves_the_notebook_and_figures_byte_identical(tmp_path, monkeypatch, capsys):
     import papermill
 
