@@ -10,7 +10,8 @@
 The profile's parameters are injected into each notebook's ``parameters`` cell. The arguments are
 checked before the first notebook starts (model folder, device, output folder, tasks, GLUE files):
 every problem is printed as one ``run_all: ...`` line and the run stops with exit code 2. The first
-failure inside a notebook stops the run with a non-zero exit naming the notebook and the cell.
+failure inside a notebook stops the run with a non-zero exit naming the notebook and the cell; the
+failed execution goes to build/failed/, and the notebook and figures/ stay as they were.
 Finished training runs are kept in the local run store (``results/runs/`` under the output folder,
 git-ignored), so a rerun only redoes what is missing (``--force`` recomputes). After the notebooks,
 a reproduction report compares the runs this invocation used and the tables it wrote with the
@@ -21,6 +22,8 @@ committed reference (``reference/``; never read in place of computing), prints i
                          replace notebook NN's runs and tables only, and only when the baseline runs it
                          read are the reference's own (same run ids and metrics); else it refuses (exit 4)
     --reference-dir DIR  another reference folder (default: reference/ in the repository)
+    --verify [--repair]  check the store's runs and the reference's files, train nothing, exit 1 when anything
+                         is corrupt (--repair: quarantine the corrupt runs; the next invocation recomputes them)
 
 The options (``python run_all.py --help``) are the fields of fewdims_helpers/options.py, each with its
 help text: overrides of the profile (for any profile; caps and epochs are part of each run's id, so a
@@ -69,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="after the notebooks, replace the reference with this invocation's runs and tables")
     parser.add_argument("--reference-dir", default=str(REPO_ROOT / "reference"),
                         help="the reference to compare with (default: reference/ in the repository)")
+    parser.add_argument("--verify", action="store_true", help="check every run of the store (and the reference, "
+                        "read-only) against its manifest; train nothing; exit 1 when anything is corrupt")
+    parser.add_argument("--repair", action="store_true", help="with --verify: move each corrupt run into the "
+                        "store's quarantine (nothing is deleted), so that the next invocation recomputes it")
     parameters.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -77,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(parameters.as_flags(str(error)))
     if args.profile not in PROFILE_NAMES:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    if args.repair and not args.verify:
+        parser.error("--repair needs --verify")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give distinct seeds")
     return args
@@ -140,19 +149,6 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return chosen
 
 
-def record_relative_paths(target: Path, notebook: Path, root: Path) -> None:
-    """Papermill records where it read and wrote a notebook; keep those paths relative (to the
-    repository and to the output folder), so a notebook does not record where its checkout lies."""
-    import nbformat
-
-    if not target.exists():  # nothing was written (a notebook executor that saves elsewhere)
-        return
-    executed = nbformat.read(target, as_version=4)
-    recorded = executed.metadata.get("papermill", {})
-    recorded.update(input_path=str(notebook.relative_to(REPO_ROOT)), output_path=str(target.relative_to(root)))
-    nbformat.write(executed, target)
-
-
 def record_timings(path: Path, timings: list[dict]) -> None:
     """Append this invocation's notebook times to the history in ``path`` (first runs and reruns both count)."""
     previous = json.loads(path.read_text()) if path.exists() else []
@@ -211,6 +207,20 @@ def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, noteb
     return 4 if refused else 3 if args.strict and report.disagreements else 0
 
 
+def verify(args: argparse.Namespace, root: Path) -> int:
+    """--verify: check every run of the store (--repair: quarantine the corrupt ones) and, read-only, the
+    reference; one line per problem and a summary per store; 1 when anything is corrupt. Trains nothing."""
+    from fewdims_helpers.paths import output_paths
+    from fewdims_helpers.reproduction import reference_folders
+    from fewdims_helpers.store import RunStore
+
+    reference = reference_folders(Path(args.reference_dir).expanduser().resolve())["runs"]
+    found = [RunStore(output_paths(root, create=False)["runs"]).verify(repair=args.repair),
+             RunStore(reference).verify(read_only=True)]
+    print("\n".join(f"run_all: verify: {line}" for report in found for line in report.lines()), flush=True)
+    return 1 if any(report.corrupt for report in found) else 0
+
+
 def reference_provenance(args: argparse.Namespace) -> dict:
     """Where a reference's notebooks came from: the code commit and the machine (CPU model and bf16 path,
     cores, GPU, package versions) and the device asked for."""
@@ -240,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     notebooks = select_notebooks(args.only)
     root = output_root(args)
+    if args.verify:
+        return verify(args, root)
     problems = preflight(args, root)
     for problem in problems:
         print(f"run_all: {problem}", file=sys.stderr)
@@ -250,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import papermill
 
+    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
     from fewdims_helpers.paths import output_paths
     from fewdims_helpers.store import RunStore
     from fewdims_helpers.terminal import HEADLESS
@@ -271,19 +284,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run_all: {notebook.name}: {notes[notebook.name[:2]]}", flush=True)
         start, ledger = time.perf_counter(), len(runs.invocation_events(invocation))
         try:
-            papermill.execute_notebook(str(notebook), str(target), parameters=parameters, cwd=str(NOTEBOOKS),
-                                       kernel_name="python3", progress_bar=True, request_save_on_cell_execute=True)
+            execute_notebook(notebook, target, root, parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
+                             progress_bar=True, request_save_on_cell_execute=True)
         except papermill.PapermillExecutionError as error:
             progress.close()
             runs.end_invocation()  # the finished notebooks' runs stay in the ledger and the store
             os.environ.pop(HEADLESS, None)
-            print(f"run_all: {notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
-                  f"(executed notebook with the traceback: {target})", file=sys.stderr)
+            print(f"run_all: {notebook.name} failed in cell {error.exec_count}: {error.ename}: "
+                  f"{' '.join(str(error.evalue).split())} (executed notebook with the traceback: "
+                  f"{failed_copy(root, notebook)}; {target} and figures/ left as they were)", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
         events = runs.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
         used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
-        record_relative_paths(target, notebook, root)
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
                         "invocation": invocation, "ledger_lines": [ledger, ledger + len(events)],
                         "runs_used": len(used[notebook.name[:2]]),

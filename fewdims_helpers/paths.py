@@ -22,12 +22,13 @@ HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 300.0
 
 
-def output_paths(output_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Results, figures and notebooks folders under ``output_dir`` (default: the repository)."""
+def output_paths(output_dir: str | os.PathLike | None = None, create: bool = True) -> dict[str, Path]:
+    """Results, figures and notebooks folders under ``output_dir`` (default: the repository); the runs and
+    figures folders are created unless ``create`` is False."""
     root = Path(output_dir) if output_dir is not None else REPO_ROOT
     paths = {"root": root, "runs": root / "results" / "runs", "figures": root / "figures",
              "notebooks": root / "notebooks"}
-    for key in ("runs", "figures"):
+    for key in ("runs", "figures") if create else ():
         paths[key].mkdir(parents=True, exist_ok=True)
     return paths
 

@@ -1,8 +1,8 @@
 """The layout of a run folder: the names of the files a run leaves, and which of them a config declares.
 
 ``<root>/<run_id>/`` holds ``config.json`` (the full config, package versions, git commit, device,
-data split), ``metrics.json`` (per-epoch validation and final test metrics) and the artifacts the
-config declares (``RunConfig.artifacts``). The run store's modules (``store``, ``artifacts``,
+data split), ``metrics.json`` (per-epoch validation and final test metrics), the artifacts the
+config declares (``RunConfig.artifacts``) and ``manifest.json`` (each file's size and sha256). The run store's modules (``store``, ``artifacts``,
 ``runner``, ``reference_export``) are the only code that knows these names; everyone else reads a run
 through ``RunStore``'s methods.
 """
@@ -18,6 +18,9 @@ CONFIG_FILE, METRICS_FILE = "config.json", "metrics.json"
 HEAD_FILE, MODEL_FILE, SUBSPACE_FILE, TRAJECTORY_DIR = "head.npz", "model.pt", "subspace.npz", "trajectory"
 # A run folder exported as a summary (the committed reference) holds this file; it is never a finished run.
 SUMMARY_FILE = "summary.json"
+# The size and sha256 of every other file of a run, written last (``integrity``); corrupt runs are moved
+# into the store's quarantine folder, which no store reads.
+MANIFEST_FILE, QUARANTINE_DIR = "manifest.json", ".quarantine"
 
 
 def features_files(split: str) -> list[str]:

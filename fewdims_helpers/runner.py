@@ -1,6 +1,6 @@
 """Executing one run: train its config, evaluate it, and write its config, metrics, artifacts and
-measures into a temporary folder that is renamed into place when complete (``paths.write_atomically``),
-so a run killed at any moment leaves no half-written result."""
+measures, then its manifest (``integrity``), into a temporary folder that is renamed into place when
+complete (``paths.write_atomically``), so a run killed at any moment leaves no half-written result."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +13,7 @@ from .artifacts import WRITERS, Trained
 from .config import RunConfig
 from .data import split_fingerprint
 from .features import frozen_features
+from .integrity import write_manifest
 from .measures import MEASURES
 from .metrics import degenerate, predictions_from_logits
 from .models import pretrained_encoder
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 class RunExecution:
     """``RunStore``'s execution of one run (a mixin: it uses the store's layout, ``tokens``,
-    ``initial_model`` and ledger)."""
+    ``initial_model``, ``set_aside`` and ledger)."""
 
     def execute(self, config: RunConfig, progress: bool | None = None) -> dict:
         """Metrics of the run ``config``: read from the store, or computed here and stored."""
@@ -39,9 +40,14 @@ class RunExecution:
         if not self.options.force and self.is_complete(config):
             self._note("used", [config.run_id])
             return self.metrics(config)
+        self.set_aside(config)  # a corrupt folder of this run: into the quarantine (one line), never overwritten
         remove_stale_temporaries(self.root, config.run_id)  # left by a killed writer of this run, on any host
         metrics: dict = {}
-        write_atomically(self.folder(config), lambda tmp: metrics.update(self._compute(config, tmp, progress)))
+
+        def write(tmp: Path) -> None:
+            metrics.update(self._compute(config, tmp, progress))
+            write_manifest(tmp)  # last: the size and sha256 of every file above
+        write_atomically(self.folder(config), write)
         self._note("computed", [config.run_id])
         log.info("%s: test %s = %.4f (best epoch %d, %.1f s)", config.run_id, metrics["main_metric"],
                  metrics["test"][metrics["main_metric"]], metrics["best_epoch"], metrics["train_seconds"])

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 class RunScheduling:
     """``RunStore``'s workers and queue (a mixin: it uses the store's ``options``, ``root``, ``_pool``,
-    ``tokens``, ``is_complete``, ``execute``, ``sweep`` and ``collect``)."""
+    ``tokens``, ``is_complete``, ``set_aside``, ``execute``, ``sweep`` and ``collect``)."""
 
     @classmethod
     def _execute_in_worker(cls, root: str, options: RunOptions, config: RunConfig) -> dict:
@@ -71,6 +71,8 @@ class RunScheduling:
         fresh = [c for c in todo if c not in pending]
         later = [c for c in dict.fromkeys(background) if c not in waiting and (force or not self.is_complete(c))
                  and not (pool is not None and c.run_id in pool.pending)]
+        for config in dict.fromkeys(todo + later):
+            self.set_aside(config)  # a corrupt run: here, so that its one line reaches the terminal, not a worker's
         on_ray = self.options.backend == "ray"  # even one run goes to the cluster (its GPUs); none: Ray not started
         size = self.workers() if not on_ray or fresh or pending or later else 1
         parallel = (size > 1 or on_ray) and (len(fresh) > (0 if on_ray else 1) or pending or later)

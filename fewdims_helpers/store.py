@@ -4,13 +4,17 @@
 (``run_files`` names them). Studies read a run's head, features, predictions, model, trajectory and
 subspace through ``RunStore``'s methods, never by file name. A run is written to a hidden temporary
 folder and renamed into place when complete, so a run killed at any moment leaves no half-written
-result, and it counts as complete only when every artifact its config declares exists. Runs are pure
-functions of their config, so a list of configs can be split across processes or machines unchanged.
+result, and it counts as complete only when every artifact its config declares exists, each the size
+the run's manifest records. A file read for a result is checked against the manifest's sha256 first,
+and a run whose files do not match is moved into the store's quarantine and computed again
+(``integrity``). Runs are pure functions of their config, so a list of configs can be split across
+processes or machines unchanged.
 
 ``RunStore`` is the one object a notebook holds; each of its duties lives in its own module: the
 folder layout (``run_files``) and the reading API (here), executing a run (``runner``, with
-``artifacts`` and ``measures``), workers and scheduling (``scheduling``), provenance
-(``provenance``), the invocation ledger (``ledger``) and exported summaries (``reference_export``).
+``artifacts`` and ``measures``), workers and scheduling (``scheduling``), manifests and the quarantine
+(``integrity``), provenance (``provenance``), the invocation ledger (``ledger``) and exported summaries
+(``reference_export``).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -28,11 +32,12 @@ import torch
 from .config import RunConfig
 from .data import TokenizedSplit, tokenized_task
 from .head import SequenceClassifier
+from .integrity import RunIntegrity
 from .ledger import InvocationLedger
 from .options import RunOptions
 from .paths import remove_stale_temporaries
 from .reference_export import ReferenceExport
-from .run_files import CONFIG_FILE, HEAD_FILE, METRICS_FILE, MODEL_FILE, SUBSPACE_FILE, artifact_files, features_files, \
+from .run_files import CONFIG_FILE, HEAD_FILE, METRICS_FILE, MODEL_FILE, SUBSPACE_FILE, features_files, \
     predictions_file, source_predictions_file, trajectory_file
 from .runner import RunExecution
 from .scheduling import RunScheduling
@@ -44,7 +49,7 @@ from .workers import WorkerPool
 log = logging.getLogger(__name__)
 
 
-class RunStore(RunExecution, RunScheduling, InvocationLedger, ReferenceExport):
+class RunStore(RunExecution, RunScheduling, RunIntegrity, InvocationLedger, ReferenceExport):
     """The runs under ``root``, executed with ``options``. One object per store and notebook: it also
     keeps the worker processes and the runs queued in the background between calls."""
 
@@ -56,7 +61,7 @@ class RunStore(RunExecution, RunScheduling, InvocationLedger, ReferenceExport):
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
 
-    def __getstate__(self) -> dict:  # sent to worker processes without the pool itself
+    def __getstate__(self) -> dict:  # sent to worker processes without the pool itself (or the files it checked)
         return {"root": self.root, "options": self.options, "_pool": None}
 
     # ------------------------------------------------------------------------- layout and reading
@@ -73,52 +78,50 @@ class RunStore(RunExecution, RunScheduling, InvocationLedger, ReferenceExport):
         return removed
 
     def is_complete(self, config: RunConfig) -> bool:
-        """True when the run's metrics and every artifact its config declares exist (never for a summary)."""
-        folder = self.folder(config)
-        return all((folder / name).exists() for name in [CONFIG_FILE, METRICS_FILE, *artifact_files(config)]) \
-            and not self.is_summary(config)
+        """True when the run's metrics and every artifact its config declares exist, each file the size the
+        run's manifest records (``integrity``; never for a summary)."""
+        return self.folder(config).is_dir() and not self.is_summary(config) and not self.run_problems(config)
 
     def metrics(self, config: RunConfig | str) -> dict:
-        return json.loads(self._require(config, METRICS_FILE).read_text())
+        return self._load(config, METRICS_FILE, _json)
 
     def record(self, config: RunConfig | str) -> dict:
         """The run's ``config.json``: its config, provenance (versions, commit, machine) and data split."""
-        return json.loads(self._require(config, CONFIG_FILE).read_text())
+        return self._load(config, CONFIG_FILE, _json)
 
     def stored_config(self, run_id: str) -> RunConfig:
         return RunConfig.from_dict(self.record(run_id)["config"])
 
     def head(self, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
         """(weight (num_labels, hidden), bias (num_labels,)) of the run's linear head, as trained (masked)."""
-        with np.load(self._require(config, HEAD_FILE, "save_features=(...) and a 1-layer head")) as stored:
-            return stored["weight"], stored["bias"]
+        stored = self._load(config, HEAD_FILE, _arrays, "save_features=(...) and a 1-layer head")
+        return stored["weight"], stored["bias"]
 
     def features(self, config: RunConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(head inputs (n, hidden), labels (n,)) of ``split`` under the run's kept model."""
         names = features_files(split)
         hint = f"save_features including {split!r}"
-        return np.load(self._require(config, names[0], hint)), np.load(self._require(config, names[1], hint))
+        return self._load(config, names[0], np.load, hint), self._load(config, names[1], np.load, hint)
 
     def predictions(self, config: RunConfig | str, split: str) -> dict[str, np.ndarray]:
         """``idx`` (example ids), ``logits`` (n, num_labels) and ``labels`` of ``split`` under the kept model."""
-        with np.load(self._require(config, predictions_file(split), f"save_predictions including {split!r}")) as f:
-            return {name: f[name] for name in f.files}
+        return self._load(config, predictions_file(split), _arrays, f"save_predictions including {split!r}")
 
     def source_predictions(self, config: RunConfig, split: str = "test") -> dict[str, np.ndarray]:
         """``idx``, ``logits`` and ``labels`` of the source task (``init_from``) on ``split``, read with the
         source run's own head on this run's encoder."""
-        with np.load(self._require(config, source_predictions_file(split), "init_from")) as f:
-            return {name: f[name] for name in f.files}
+        return self._load(config, source_predictions_file(split), _arrays, "init_from")
 
     def subspace(self, config: RunConfig) -> dict[str, np.ndarray]:
         """theta_t (h, d) of every re-parameterised layer, keyed ``layer_<i>``."""
-        with np.load(self._require(config, SUBSPACE_FILE, "a subspace")) as stored:
-            return {name: stored[name] for name in stored.files}
+        return self._load(config, SUBSPACE_FILE, _arrays, "a subspace")
 
     def trajectory(self, run_id: str, layer_index: int, checkpoints: str = "all") -> torch.Tensor:
         """Recorded displacements (t, D) of one layer ('last': only the final one), in their stored float16."""
-        rows = np.load(self._require(run_id, trajectory_file(layer_index), "record_trajectory > 0"), mmap_mode="r")
-        return torch.from_numpy(np.array(rows[-1:] if checkpoints == "last" else rows))  # into memory, writable
+        def rows(path: Path) -> np.ndarray:
+            stored = np.load(path, mmap_mode="r")
+            return np.array(stored[-1:] if checkpoints == "last" else stored)  # into memory, writable
+        return torch.from_numpy(self._load(run_id, trajectory_file(layer_index), rows, "record_trajectory > 0"))
 
     def trajectory_stamp(self, run_id: str, layer_index: int) -> tuple:
         path = self.folder(run_id).resolve() / trajectory_file(layer_index)
@@ -187,7 +190,18 @@ class RunStore(RunExecution, RunScheduling, InvocationLedger, ReferenceExport):
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def _load(self, config: RunConfig | str, name: str, load: Callable[[Path], Any], asked_by: str | None = None):
+        """``load(path)`` of the run's file ``name``, checked against the run's manifest first; any error while
+        loading it is one line naming the run, the file and the fix (``CorruptRun``)."""
+        path = self._require(config, name, asked_by)
+        try:
+            return load(path)
+        except Exception as error:
+            raise self.unreadable(config, name, error) from error
+
     def _require(self, config: RunConfig | str, name: str, asked_by: str | None = None) -> Path:
+        """The path of the run's file ``name``, checked against the run's manifest (``check_file``)."""
+        self.check_file(config, name)
         path = self.folder(config) / name
         if not path.exists():
             run_id = config if isinstance(config, str) else config.run_id
@@ -196,8 +210,18 @@ class RunStore(RunExecution, RunScheduling, InvocationLedger, ReferenceExport):
         return path
 
     def _state_dict(self, run_id: str) -> dict[str, torch.Tensor]:
-        return torch.load(self._require(run_id, MODEL_FILE, "save_model=True"), map_location="cpu", weights_only=True)
+        return self._load(run_id, MODEL_FILE, lambda path: torch.load(path, map_location="cpu", weights_only=True),
+                          "save_model=True")
 
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an npz file, read whole (so a damaged member fails here, not later)."""
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
 
 
 def _flatten(prefix: str, value: Any, row: dict) -> None:

@@ -1,4 +1,5 @@
-"""run_all.py: end to end on the smoke profile, and the checks that refuse bad arguments before any notebook starts."""
+"""run_all.py: end to end on the smoke profile, the checks that refuse bad arguments before any notebook starts, a
+failed notebook that leaves the rendered notebook and figures/ as they were, and --verify on planted faults."""
 import importlib.util
 import json
 import os
@@ -6,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -347,3 +349,160 @@ def test_an_unknown_notebook_option_names_the_known_ones():
 
     with pytest.raises(ConfigError, match="unknown option 'epoch'; the options are model, tasks, seeds"):
         parameters.build({"epoch": 1})
+
+
+# ---------------------------------------------------------------------------- a failed notebook replaces nothing
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fake_papermill(figures: Path, fail: bool):
+    """papermill.execute_notebook as seen from outside: it saves the executed notebook (after each cell) and
+    the notebook rewrites a table and adds a figure; with ``fail``, cell 8 then raises."""
+    import nbformat
+    import papermill
+
+    def execute(notebook, output, **options):
+        rendered = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"fail = {fail}")],
+                                            metadata={"papermill": {"output_path": output}})
+        nbformat.write(rendered, output)
+        (figures / "01_token_wise.csv").write_text(f"task,score\nrt-polarity,{12.5 if fail else 80.0}\n")
+        (figures / "01_token_wise.png").write_bytes(b"half a figure" if fail else b"a figure")
+        if fail:
+            raise papermill.PapermillExecutionError(8, 8, "store.predictions(config, 'test')", "CorruptRun",
+                                                    "corrupt run rt-polarity-cls-s0-0123 in results/runs: ...", [])
+    return execute
+
+
+def test_a_notebook_that_succeeds_is_moved_into_place_with_its_figures(tmp_path, monkeypatch):
+    import nbformat
+    import papermill
+
+    from fewdims_helpers.notebook_execution import execute_notebook
+
+    notebook = sorted((REPO / "notebooks").glob("01_*.ipynb"))[0]
+    target, figures = tmp_path / "notebooks" / notebook.name, tmp_path / "figures"
+    figures.mkdir()
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill(figures, fail=False))
+    execute_notebook(notebook, target, tmp_path)
+    rendered = nbformat.read(target, as_version=4)
+    assert rendered.cells[0].source == "fail = False"
+    assert rendered.metadata.papermill.output_path == f"notebooks/{notebook.name}"  # not the temporary's path
+    assert files_in(figures) == {"01_token_wise.csv": b"task,score\nrt-polarity,80.0\n", "01_token_wise.png": b"a figure"}
+    assert not list((tmp_path / "build").glob(".tmp-*")) and not (tmp_path / "build" / "failed").exists()
+
+
+def test_an_interrupt_while_a_notebook_runs_is_handled_like_a_failure(tmp_path, monkeypatch):
+    import papermill
+
+    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
+
+    notebook = sorted((REPO / "notebooks").glob("01_*.ipynb"))[0]
+    target, figures = tmp_path / "notebooks" / notebook.name, tmp_path / "figures"
+    figures.mkdir()
+    (figures / "01_token_wise.csv").write_text("task,score\nrt-polarity,80.0\n")
+    before = files_in(figures)
+    failing = fake_papermill(figures, fail=False)
+
+    def interrupted(notebook, output, **options):
+        failing(notebook, output, **options)
+        raise KeyboardInterrupt  # Ctrl-C while the last cell runs
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute_notebook(notebook, target, tmp_path)
+    assert files_in(figures) == before and not target.exists() and failed_copy(tmp_path, notebook).is_file()
+    assert not list((tmp_path / "build").glob(".tmp-*"))
+
+
+def test_a_notebook_failing_halfway_leaves_the_notebook_and_figures_byte_identical(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    name = sorted((REPO / "notebooks").glob("01_*.ipynb"))[0].name
+    notebooks, figures, failed = tmp_path / "notebooks", tmp_path / "figures", tmp_path / "build" / "failed" / name
+    figures.mkdir()
+    notebooks.mkdir()
+    (notebooks / name).write_text('{"the last good rendering": true}')
+    (figures / "01_token_wise.csv").write_text("task,score\nrt-polarity,80.0\n")
+    (figures / "02_dimension_wise.png").write_bytes(b"another notebook's figure")
+    before = {"notebooks": files_in(notebooks), "figures": files_in(figures)}
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill(figures, fail=True))
+    assert RUN_ALL.main(["--profile", "smoke", "--only", "01", "--output-dir", str(tmp_path)]) == 1
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "failed" in line]
+    assert line == (f"run_all: {name} failed in cell 8: CorruptRun: corrupt run rt-polarity-cls-s0-0123 in results/runs: "
+                    f"... (executed notebook with the traceback: {failed}; {notebooks / name} and figures/ left as "
+                    f"they were)")
+    assert {"notebooks": files_in(notebooks), "figures": files_in(figures)} == before  # byte-identical
+    assert "fail = True" in failed.read_text()
+    assert not list((tmp_path / "build").glob(".tmp-*"))  # neither the temporary notebook nor the figures' copy
+
+
+def test_a_real_kernel_failing_halfway_replaces_nothing(tmp_path):
+    """The same through papermill and a kernel: the first cell rewrites a table, the second raises."""
+    import nbformat
+    import papermill
+
+    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
+
+    figures, target = tmp_path / "figures", tmp_path / "notebooks" / "01_planted.ipynb"
+    figures.mkdir()
+    target.parent.mkdir()
+    (figures / "01_planted.csv").write_text("score\n80.0\n")
+    target.write_text('{"the last good rendering": true}')
+    before = {**files_in(figures), "notebook": target.read_bytes()}
+    source = tmp_path / "01_planted.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"open({str(figures / '01_planted.csv')!r}, 'w').write('score\\n12.5\\n')\n"
+                                  f"open({str(figures / '01_new.png')!r}, 'wb').write(b'half')"),
+        nbformat.v4.new_code_cell("raise ValueError('planted halfway')"),
+        nbformat.v4.new_code_cell("print('never reached')")]), source)
+    with pytest.raises(papermill.PapermillExecutionError, match="planted halfway"):
+        execute_notebook(source, target, tmp_path, kernel_name="python3", progress_bar=False)
+    assert {**files_in(figures), "notebook": target.read_bytes()} == before
+    executed = nbformat.read(failed_copy(tmp_path, source), as_version=4)
+    assert [o["ename"] for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "error"] == [
+        "ValueError"]
+    assert not list((tmp_path / "build").glob(".tmp-*"))
+
+
+# ---------------------------------------------------------------------------- --verify
+def test_verify_names_a_truncated_run_in_one_line_and_repair_sets_it_aside(tmp_path, monkeypatch, capsys,
+                                                                            synthetic_task):
+    from fewdims_helpers import store
+    from fewdims_helpers.options import RunOptions
+
+    from conftest import tiny_config
+
+    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = store.RunStore(tmp_path / "results" / "runs", RunOptions(progress=False, workers=1))
+    good, bad = tiny_config(seed=1), tiny_config(seed=2)
+    runs.execute_all([good, bad])
+    runs.export_summary(good.run_id, tmp_path / "reference" / "runs")
+    logits = runs.predictions(bad, "test")["logits"]
+    path = runs.folder(bad) / "predictions-test.npz"
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[:size // 2])
+    reference = files_in(tmp_path / "reference")
+    argv = ["--verify", "--output-dir", str(tmp_path), "--reference-dir", str(tmp_path / "reference")]
+
+    assert RUN_ALL.main(argv) == 1
+    lines = capsys.readouterr().out.splitlines()
+    store_root, reference_runs = tmp_path / "results" / "runs", tmp_path / "reference" / "runs"
+    assert lines == [
+        f"run_all: verify: corrupt run {bad.run_id} in {store_root}: predictions-test.npz has {size // 2} bytes, its "
+        f"manifest says {size} (truncated or overwritten)",
+        f"run_all: verify: {store_root} (runs): 2 checked, 1 intact, 1 corrupt; python run_all.py --verify --repair "
+        f"sets them aside so that the next invocation recomputes them",
+        f"run_all: verify: {reference_runs} (summaries, read-only): 1 checked, 1 load whole, 0 corrupt"]
+    assert not (tmp_path / "notebooks").exists() and runs.folder(bad).is_dir()  # trains nothing, writes no notebook
+
+    assert RUN_ALL.main([*argv, "--repair"]) == 1
+    [moved] = [p for p in (store_root / ".quarantine").iterdir() if p.is_dir()]
+    assert f"run_all: verify: run {bad.run_id} moved to {moved} (nothing deleted); the next invocation recomputes it" \
+        in capsys.readouterr().out.splitlines()
+    assert RUN_ALL.main(argv) == 0
+    assert files_in(tmp_path / "reference") == reference  # read only
+    with pytest.raises(SystemExit):
+        RUN_ALL.parse_args(["--repair"])
+    assert "--repair needs --verify" in capsys.readouterr().err
+    runs.execute_all([good, bad])  # what the next invocation does
+    assert np.array_equal(runs.predictions(bad, "test")["logits"], logits)

@@ -1,10 +1,14 @@
 """Run store invariants: runs are named by config, skipped when done, atomic, resumable, and complete
-only when every artifact their config declares exists."""
+only when every artifact their config declares exists, each the size its manifest records; planted
+faults in a run's files are found, named in one line, set aside and recomputed."""
 import dataclasses
 import functools
+import hashlib
 import json
+import logging
 import operator
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +19,7 @@ import pytest
 
 from fewdims_helpers import paths, runner, store
 from fewdims_helpers.config import DataConfig, RunConfig, SubspaceConfig
+from fewdims_helpers.integrity import CorruptRun
 from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.options import RunOptions
 from fewdims_helpers.paths import HOST, write_atomically
@@ -247,3 +252,162 @@ def test_two_writers_of_one_run_folder_leave_one_complete_folder_and_no_temporar
     write_atomically(target, write("first", inner=lambda: write_atomically(target, write("second"))))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert {(target / "a").read_text(), (target / "b").read_text()} in ({"first"}, {"second"})  # one whole writer
+
+
+# ---------------------------------------------------------------------------- manifests and planted faults
+def manifest_store(tmp_path, counted_training):
+    """A store with one run that keeps test features, labels, a head and test predictions."""
+    runs = run_store(tmp_path, workers=1)
+    config = dataclasses.replace(tiny_config(seed=1), save_features=("test",))
+    runs.execute(config)
+    counted_training.clear()
+    return runs, config
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def results_of(runs: store.RunStore, config: RunConfig) -> dict:
+    """What studies read of a run; equal bitwise when the run is recomputed on the same machine."""
+    features, labels = runs.features(config, "test")
+    return {"test": runs.metrics(config)["test"], "predictions": runs.predictions(config, "test"),
+            "head": runs.head(config), "features": features, "labels": labels, "config": runs.record(config)["config"]}
+
+
+def assert_same_results(a: dict, b: dict) -> None:
+    assert a["test"] == b["test"] and a["config"] == b["config"]
+    assert all(np.array_equal(a["predictions"][k], b["predictions"][k]) for k in ("idx", "logits", "labels"))
+    assert all(np.array_equal(x, y) for x, y in zip(a["head"], b["head"]))
+    assert np.array_equal(a["features"], b["features"]) and np.array_equal(a["labels"], b["labels"])
+
+
+def quarantined(runs: store.RunStore, config: RunConfig) -> list[Path]:
+    return sorted(p for p in (runs.root / ".quarantine").glob(f"{config.run_id}.*") if p.is_dir())
+
+
+def test_every_run_carries_a_manifest_of_its_files(tmp_path, counted_training):
+    runs, config = manifest_store(tmp_path, counted_training)
+    files = files_in(runs.folder(config))
+    manifest = json.loads(files.pop("manifest.json"))
+    assert set(files) == {"config.json", "metrics.json", "features-test.npy", "labels-test.npy", "head.npz",
+                          "predictions-test.npz"}
+    assert manifest["files"] == {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                                 for name, data in files.items()}
+    assert runs.is_complete(config) and runs.verify().lines() == [f"{tmp_path} (runs): 1 checked, 1 intact, 0 corrupt"]
+    assert config.run_id == runs.stored_config(config.run_id).run_id  # the manifest is beside the run, not in its id
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])  # a full disk, an interrupted copy
+
+
+def first_line_only(path: Path) -> None:
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+
+
+FAULTS = {  # fault -> (plant it in the run folder, the one problem it is named by)
+    "truncated npz": (lambda folder: truncate(folder / "predictions-test.npz"),
+                      r"predictions-test\.npz has \d+ bytes, its manifest says \d+ \(truncated or overwritten\)"),
+    "broken json": (lambda folder: first_line_only(folder / "config.json"),
+                    r"config\.json has 2 bytes, its manifest says \d+ \(truncated or overwritten\)"),
+    "missing artifact": (lambda folder: (folder / "head.npz").unlink(), r"head\.npz is missing \(its manifest lists it\)"),
+    # every run keeps its test predictions, though this config declares none: only the manifest knows it
+    "manifest lists a file that is gone": (lambda folder: (folder / "predictions-test.npz").unlink(),
+                                           r"predictions-test\.npz is missing \(its manifest lists it\)"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_planted_fault_is_named_in_one_line_set_aside_and_recomputed(fault, tmp_path, counted_training, caplog):
+    runs, config = manifest_store(tmp_path, counted_training)
+    before = results_of(runs, config)
+    plant, problem = FAULTS[fault]
+    plant(runs.folder(config))
+    planted = files_in(runs.folder(config))
+    assert not runs.is_complete(config)  # the sizes, checked on every call
+    with caplog.at_level(logging.WARNING, logger="fewdims_helpers"):
+        run_store(tmp_path, workers=1).execute_all([config])
+    [moved] = quarantined(runs, config)
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert re.fullmatch(rf"corrupt run {config.run_id} in {re.escape(str(tmp_path))}: {problem}; its files were moved "
+                        rf"to {re.escape(str(moved))} \(nothing deleted\); computing it again", line), line
+    assert files_in(moved) == planted  # nothing deleted: the damaged files are kept as they were found
+    assert counted_training == [config.run_id] and runs.is_complete(config)
+    assert_same_results(results_of(runs, config), before)
+    assert config.run_id in set(runs.collect()["run_id"]) and len(runs.collect()) == 1  # the store never reads it
+
+
+def test_a_flipped_byte_is_caught_by_its_hash_when_read_then_set_aside_and_recomputed(tmp_path, counted_training):
+    runs, config = manifest_store(tmp_path, counted_training)
+    before = results_of(runs, config)
+    path = runs.folder(config) / "predictions-test.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size: a bad disk sector, a bit flipped in a copy
+    path.write_bytes(bytes(data))
+    assert run_store(tmp_path).is_complete(config)  # sizes match: only the hash can tell
+    with pytest.raises(CorruptRun) as caught:
+        run_store(tmp_path).predictions(config, "test")
+    [moved] = quarantined(runs, config)
+    assert str(caught.value) == (
+        f"corrupt run {config.run_id} in {tmp_path}: predictions-test.npz has the size its manifest records but "
+        f"another sha256 (its bytes changed); its files were moved to {moved} (nothing deleted); run the notebook "
+        f"again to recompute it")
+    assert (moved / "predictions-test.npz").read_bytes() == bytes(data)
+    run_store(tmp_path, workers=1).execute_all([config])
+    assert counted_training == [config.run_id]
+    assert_same_results(results_of(runs, config), before)
+
+
+def test_a_run_from_before_manifests_gets_one_from_verify_once_its_files_load(tmp_path, counted_training):
+    runs, config = manifest_store(tmp_path, counted_training)
+    manifest = runs.folder(config) / "manifest.json"
+    written = manifest.read_bytes()
+    manifest.unlink()
+    assert runs.is_complete(config)  # as before manifests: every declared file exists
+    report = runs.verify()
+    assert report.adopted == [config.run_id] and not report.problems
+    assert json.loads(manifest.read_bytes()) == json.loads(written)  # what the run would have written itself
+    assert runs.verify().adopted == [] and counted_training == []
+
+
+def test_reading_a_broken_file_of_a_run_without_manifest_names_the_run_the_file_and_the_fix(tmp_path, counted_training):
+    runs, config = manifest_store(tmp_path, counted_training)
+    before = results_of(runs, config)
+    folder = runs.folder(config)
+    (folder / "manifest.json").unlink()
+    first_line_only(folder / "metrics.json")
+    truncate(folder / "predictions-test.npz")
+    fix = ("python run_all.py --verify --repair sets the run aside so that the next invocation recomputes it, or "
+           "rerun its notebook with --force")
+    with pytest.raises(CorruptRun) as caught:
+        runs.metrics(config)
+    assert str(caught.value) == (f"metrics.json of run {config.run_id} in {tmp_path} does not load (JSONDecodeError: "
+                                 f"Expecting property name enclosed in double quotes: line 2 column 1 (char 2)); {fix}")
+    with pytest.raises(CorruptRun, match=rf"^predictions-test\.npz of run {config.run_id} in .* does not load "
+                                         rf"\(BadZipFile: .*\); python run_all\.py --verify --repair"):
+        runs.predictions(config, "test")
+    assert runs.folder(config).is_dir()  # a reading error of a run without manifest moves nothing by itself
+
+    report = runs.verify(repair=True)
+    assert [p for _, p in report.problems][0].startswith("metrics.json does not load (JSONDecodeError")
+    assert {r for r, _ in report.problems} == {config.run_id} and len(report.problems) == 2 and not report.adopted
+    assert not runs.folder(config).exists() and len(quarantined(runs, config)) == 1
+    runs.execute_all([config])
+    assert counted_training == [config.run_id]
+    assert_same_results(results_of(runs, config), before)
+
+
+def test_verify_only_reads_a_reference_of_summaries(tmp_path, counted_training):
+    runs, config = manifest_store(tmp_path / "local", counted_training)
+    runs.export_summary(config.run_id, tmp_path / "reference")
+    reference = store.RunStore(tmp_path / "reference")
+    assert reference.verify(read_only=True).lines() == [
+        f"{tmp_path / 'reference'} (summaries, read-only): 1 checked, 1 load whole, 0 corrupt"]
+    truncate(reference.folder(config) / "predictions-test.npz")
+    files = files_in(tmp_path / "reference")
+    report = reference.verify(repair=True, read_only=True)
+    assert [p for _, p in report.problems][0].startswith("predictions-test.npz does not load (BadZipFile")
+    assert report.lines()[-1].endswith(f"0 load whole, 1 corrupt; restore them from git: git checkout -- "
+                                       f"{tmp_path / 'reference'}")
+    assert files_in(tmp_path / "reference") == files  # no manifest written, nothing moved
