@@ -324,7 +324,6 @@ def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calib
     import inspect
 
     from fewdims_helpers.planning import build_plan
-    from fewdims_helpers.workers import worker_count
 
     profile, _, store = invocation_setup(args, root)
     studies = []
@@ -333,7 +332,7 @@ def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calib
         accepted = set(inspect.signature(planner).parameters) - {"profile", "store"}
         design = {k: v for k, v in notebook_design(notebook).items() if k in accepted}
         studies.append((notebook.name, planner(profile, store, **design)))
-    workers = worker_count(store.options.workers, store.options.device) if store.options.backend == "local" else 1
+    workers = store.options.workers if store.options.backend == "local" else 1  # "auto" on a GPU: gpu_sharing.py
     return build_plan(studies, store, workers, calibrate_rates=calibrate)
 
 
