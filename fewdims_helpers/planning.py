@@ -504,7 +504,7 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int | str, 
                          f"again on an idle machine") if load > (os.cpu_count() or 1) + 0.5 else None)
 
 
-PACKED_SECONDS = 15.0  # about how long each packed calibration run trains
+PACKED_SECONDS = 10.0  # about how long each packed calibration run trains
 
 
 def _share_gpu(rates: dict[tuple, Rates], configs: list[RunConfig], store, measure: bool
