@@ -48,6 +48,25 @@ def test_a_cpu_takes_the_plain_loop_and_cuda_the_changes_asked_for():
         RunOptions(step_changes=("warp",))
 
 
+def test_a_cpu_run_by_default_never_enters_the_device_path(monkeypatch):
+    """``train`` on a CPU with no step options: none of the device path's pieces is built or called, and the
+    run is bitwise the plain loop's."""
+    config, tokens = recipe(), task()
+    plain = train(config, tokens, device="cpu", progress=False, step_options=StepOptions.plain())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the device path was entered on a CPU")
+    for name in ("ResidentSplit", "encoder_mask", "predict_resident", "prepare_model"):
+        monkeypatch.setattr(f"fewdims_helpers.training.{name}", refuse)
+    monkeypatch.setattr("fewdims_helpers.training.prepare_model", lambda model, step: refuse() if step.attention
+                        or step.compile else None)
+    default = train(config, tokens, device="cpu", progress=False)
+    assert [h["validation"] for h in default.history] == [h["validation"] for h in plain.history]
+    assert [h["train_loss"] for h in default.history] == [h["train_loss"] for h in plain.history]
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(default.model.state_dict()[name], value), name
+
+
 @pytest.mark.parametrize("fast_dropout", [True, False], ids=["fast-dropout", "torch-dropout-sdpa"])
 def test_the_device_path_on_a_cpu_trains_as_the_plain_loop(fast_dropout):
     """Resident batches, no per-step reads and the checkpoint kept in place change no arithmetic: with the
