@@ -6,7 +6,7 @@
 #   check  (a) benchmarks/gpu_check.py, 190 s: the bf16 peak; one bert-base-shaped run (random weights) per step
 #          variant: the plain loop, the step near the chip, each change off in turn, fp32, torch.compile if time
 #          is left; host synchronisations counted; the MiniLM-shaped packing curve up to the concurrency chosen
-#          from the free memory (gpu_check_steps.csv, gpu_check_packing.csv, gpu_check.json)
+#          from the free memory (gpu_check_steps.csv, gpu_check_packing.csv, gpu_check_near_chip.json)
 #   study  (b) benchmarks/gpu_study.py, 320 s (the weights 45, the study 275): the default study from an empty store with --device cuda, its
 #          model the stand-in MiniLM (real weights if all their pieces were carried, else random ones: the
 #          weights column says which); the plan first, then each notebook until the budget is spent
@@ -35,7 +35,7 @@ if [ "${GPU_CHECK_DRY:-0}" = 1 ]; then
   study_flags=(--profile smoke --only 01 --options '{"seeds": [0], "tasks": ["rt-polarity"]}')
 fi
 log "parts: $parts"
-nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv | tee "$out/gpu_check_nvidia_smi.csv" || true
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv | tee "$out/gpu_check_near_chip_nvidia_smi.csv" || true
 python3 - <<'EOF' > "$out/gpu_check_environment.json" || true
 import importlib.util, json, os, platform, sys
 import torch
