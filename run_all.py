@@ -318,15 +318,22 @@ STUDIES = {"01": "token_wise", "02": "dimension_wise", "03": "layer_wise", "04":
 
 
 def notebook_design(notebook: Path) -> dict:
-    """The defaults of a notebook's ``parameters`` cell that are literals (its design: subsets_per_k, rates...)."""
-    import papermill
-
+    """The defaults of a notebook's ``parameters`` cell that are literals (its design: subsets_per_k, rates...),
+    read from the notebook's JSON as papermill's ``inspect_notebook`` reads them, without papermill (a
+    machine that plans, such as a GPU node, may not have it)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    source = next(("".join(c["source"]) for c in cells
+                   if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), "")
     design = {}
-    for name, parameter in papermill.inspect_notebook(str(notebook)).items():
-        try:
-            design[name] = ast.literal_eval(parameter["default"])
-        except (ValueError, SyntaxError):
-            pass
+    for statement in ast.parse(source).body:
+        if isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            if len(targets) != 1 or not isinstance(targets[0], ast.Name) or statement.value is None:
+                continue
+            try:
+                design[targets[0].id] = ast.literal_eval(statement.value)
+            except (ValueError, SyntaxError, TypeError):
+                pass
     return design
 
 
@@ -337,7 +344,6 @@ def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calib
     import inspect
 
     from fewdims_helpers.planning import build_plan
-    from fewdims_helpers.workers import worker_count
 
     profile, _, store = invocation_setup(args, root)
     studies = []
@@ -346,7 +352,7 @@ def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calib
         accepted = set(inspect.signature(planner).parameters) - {"profile", "store"}
         design = {k: v for k, v in notebook_design(notebook).items() if k in accepted}
         studies.append((notebook.name, planner(profile, store, **design)))
-    workers = worker_count(store.options.workers, store.options.device) if store.options.backend == "local" else 1
+    workers = store.options.workers if store.options.backend == "local" else 1  # "auto" on a GPU: gpu_sharing.py
     return build_plan(studies, store, workers, calibrate_rates=calibrate)
 
 

@@ -158,9 +158,11 @@ def uses_token_types(model: nn.Module) -> bool:
 
 
 def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """Token vectors (batch, seq, hidden) of the model's top block (after truncation: block k)."""
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+                      token_type_ids: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+    """Token vectors (batch, seq, hidden) of the model's top block (after truncation: block k).
+    ``encoder_mask``: a mask already prepared for the model's attention, passed in place of ``attention_mask``."""
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask if encoder_mask is None else encoder_mask}
     if uses_token_types(model):
         kwargs["token_type_ids"] = token_type_ids
     elif family(model).decoder:

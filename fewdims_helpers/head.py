@@ -55,13 +55,17 @@ class MaskedLinear(nn.Linear):
 
 
 def select_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, selection: str,
-                  special_mask: torch.Tensor | None = None) -> torch.Tensor:
+                  special_mask: torch.Tensor | None = None, first_token_real: bool = False) -> torch.Tensor:
     """Sentence vector (batch, hidden) from token vectors ``hidden`` (batch, seq, hidden).
 
     ``attention_mask`` (batch, seq) is 1 on real tokens; ``special_mask`` (batch, seq) is 1 on
-    tokens that ``max_norm_token`` may not pick (besides padding)."""
+    tokens that ``max_norm_token`` may not pick (besides padding). ``first_token_real``: the caller knows
+    every row's first token is real (a right-padded batch), so ``cls`` reads position 0 without checking
+    the mask (on a GPU the check waits for the device: ``device_step.py``)."""
     real = attention_mask.bool()
     if selection == "cls":  # the first real token: position 0 unless the batch is left-padded
+        if first_token_real:
+            return hidden[:, 0]
         return hidden[:, 0] if bool(real[:, 0].all()) else _gather(hidden, real.int().argmax(dim=1))
     if selection == "last":
         return _gather(hidden, last_positions(attention_mask))
@@ -155,16 +159,19 @@ class SequenceClassifier(nn.Module):
         return self
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Head input (batch, hidden): the selected token vector of the selected layer."""
-        hidden = architectures.last_hidden_state(self.encoder, input_ids, attention_mask,
-                                                 token_type_ids)  # (batch, seq, hidden)
+                 token_type_ids: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None,
+                 first_token_real: bool = False) -> torch.Tensor:
+        """Head input (batch, hidden): the selected token vector of the selected layer. ``encoder_mask``: the
+        padding mask prepared as the encoder's attention takes it (``device_step.encoder_mask``), given to the
+        encoder in place of ``attention_mask``; ``first_token_real``: see ``select_tokens``."""
+        hidden = architectures.last_hidden_state(self.encoder, input_ids, attention_mask, token_type_ids,
+                                                 encoder_mask)  # (batch, seq, hidden)
         if self.pooler is not None:
             return self.pooler(hidden)
         special = None
         if self.config.token_selection == "max_norm_token" and not self.config.max_norm_include_special:
             special = torch.isin(input_ids, self.special_token_ids)
-        return select_tokens(hidden, attention_mask, self.selection, special)
+        return select_tokens(hidden, attention_mask, self.selection, special, first_token_real)
 
     def chosen_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The options of a study, each declared once, as a field with its help text: the profile overrides
 (``ProfileOverrides``), where data lives (``DataSources``) and how runs execute (``RunOptions``: device,
 workers, force, progress, backend: the local process pool or a Ray cluster, its address and the GPU
-share of a run).
+share of a run, and on CUDA the changes of the training step near the chip).
 
 A ``RunConfig`` says *what* a run computes (its hash names its folder); ``RunOptions`` says *how*
 runs are executed and where their inputs come from, which never changes a result. The overrides
@@ -27,6 +27,10 @@ from pathlib import Path
 from .config import ConfigError
 
 BACKENDS = ("local", "ray")
+# the changes of the training step near the chip (device_step.py), each a switch; on CUDA only
+STEP_CHANGES = ("resident_batches", "sync_free", "device_checkpoint", "pad_multiple", "eval_batch", "sdpa",
+                "fused_adamw", "compile")
+DEFAULT_STEP_CHANGES = tuple(c for c in STEP_CHANGES if c != "compile")
 
 
 # ---------------------------------------------------------------------------- value types
@@ -65,6 +69,14 @@ def seed(value) -> int:
 def worker_count(value) -> int | str:
     """"auto" or a positive number of parallel runs."""
     return _int_at_least(value, 1, or_auto=True)
+
+
+def step_change(value) -> str:
+    """A name of ``STEP_CHANGES``, or 'none' (the plain loop)."""
+    if value not in (*STEP_CHANGES, "none"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a step change; choose from {', '.join(STEP_CHANGES)} "
+                                         f"or none")
+    return value
 
 
 def gpu_share(value) -> float:
@@ -173,7 +185,8 @@ class RunOptions:
     sources: DataSources = field(default_factory=DataSources, metadata={"help": "where data and caches live"})
     device: str | None = field(default=None, metadata={"help": "torch device (default: CUDA when present, else CPU)"})
     workers: int | str = field(default="auto", metadata={
-        "help": 'parallel training runs: "auto" (1 on a GPU, one per CPU core up to 4) or a number '
+        "help": 'parallel training runs: "auto" (on a GPU, as many as its free memory holds at the runs\' '
+                "footprint, at most one per CPU core; on a CPU one per core up to 4) or a number "
                 "(default: the profile's)", "type": worker_count, "metavar": "W"})
     force: bool = field(default=False, metadata={"help": "recompute runs already in the store"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
@@ -187,7 +200,14 @@ class RunOptions:
         "help": "with backend ray: GPUs one run asks for (default: 1 where the cluster has GPUs, else a CPU); "
                 "a fraction such as 0.25 packs several runs onto one GPU", "type": gpu_share, "metavar": "F"})
 
+    step_changes: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "on CUDA, the changes of the training step near the chip to make (default: "
+                f"{' '.join(DEFAULT_STEP_CHANGES)}; 'none': the plain loop; device_step.py); a CPU always "
+                "trains with the plain loop", "many": True, "type": step_change, "metavar": "C"})
+
     def __post_init__(self) -> None:
+        if isinstance(self.step_changes, str):
+            object.__setattr__(self, "step_changes", (self.step_changes,))
         check_fields(self)
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")

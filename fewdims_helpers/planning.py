@@ -166,6 +166,7 @@ class Rates:
     relative_to: tuple | None = None  # a subspace kind: the full run's key of the task it was measured on
     load_average: float | None = None  # the machine's 1-minute load when measured (busy: rates too low)
     estimated: bool = False  # not measured: the calibration ran out of time (``_estimated``)
+    peak_bytes: int | None = None  # on a GPU: the run's peak memory (torch.cuda.max_memory_allocated)
 
 
 def _subset(split: TokenizedSplit, rows: np.ndarray) -> TokenizedSplit:
@@ -196,16 +197,22 @@ def _measure(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str |
         return (len(rows["train"]) * epochs / max(sum(h["train_seconds"] for h in history), 1e-6),
                 len(rows["validation"]) / max(history[-1]["validation_seconds"], 1e-6))
 
+    import torch
+
     batch, eval_batch = config.train.batch_size, config.train.eval_batch_size
     probe_train, probe_eval = timed(batch, eval_batch, 1)
+    on_gpu = next(model.parameters()).is_cuda  # train() moved it to the device the runs use
     left = seconds - (time.perf_counter() - start)
     if left < 2 * (batch / probe_train + eval_batch / probe_eval):
-        return Rates(probe_train, probe_eval, load_seconds)
+        return Rates(probe_train, probe_eval, load_seconds, peak_bytes=torch.cuda.max_memory_allocated() if on_gpu
+                     else None)
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     train_rows = max(batch, int(probe_train * left * 0.55))
     epochs = min(20, max(1, math.ceil(train_rows / len(tokens["train"]))))
     eval_rows = max(eval_batch, int(probe_eval * left * 0.2))
     train_rate, eval_rate = timed(min(train_rows, len(tokens["train"])), eval_rows, epochs)
-    return Rates(train_rate, eval_rate, load_seconds)
+    return Rates(train_rate, eval_rate, load_seconds, peak_bytes=torch.cuda.max_memory_allocated() if on_gpu else None)
 
 
 def calibration_config(config: RunConfig) -> RunConfig:
@@ -263,7 +270,7 @@ def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CA
             stored = json.loads(path.read_text())
             rates[key] = Rates(stored["train_per_second"], stored["eval_per_second"], stored["load_seconds"],
                                None if stored.get("relative_to") is None else tuple(stored["relative_to"]),
-                               stored.get("load_average"))
+                               stored.get("load_average"), peak_bytes=stored.get("peak_bytes"))
         else:
             missing.append((key, config, path))
     if not measure or not missing:
@@ -284,6 +291,10 @@ def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CA
             payload = {**dataclasses.asdict(measured), "machine": machine_key(), "threads": threads,
                        "rates": [str(k) for k in key], "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             write_atomically(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
+            if measured.peak_bytes is not None:  # the run store sizes its GPU workers by it (gpu_sharing.py)
+                from .gpu_sharing import record_footprint
+
+                record_footprint(store.options.sources.cache, key, torch.cuda.get_device_name(), measured.peak_bytes)
             log.info("calibrated %s: %.1f train / %.1f eval examples per second", key, rates[key].train_per_second,
                      rates[key].eval_per_second)
     finally:
@@ -354,6 +365,7 @@ class Plan:
     calibration_seconds: float = 0.0
     warning: str | None = None
     estimated: int = 0  # rates the calibration had no time to measure
+    sharing: str | None = None  # on a GPU with workers "auto": how many runs share it, and why
 
     @property
     def to_compute(self) -> int:
@@ -385,6 +397,8 @@ class Plan:
                      + (f"rates calibrated on this machine (cached; {self.calibration_seconds:.0f} s now)"
                         if self.calibrated else "no calibration: no minutes")
                      + "; runs and kernel starts only, analysis cells not counted)")
+        if self.sharing:
+            lines.append(f"on the GPU: {self.sharing}")
         if self.warning:
             lines.append(f"warning: {self.warning}")
         if self.estimated:
@@ -393,16 +407,21 @@ class Plan:
         return "\n".join(lines)
 
 
-def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int, calibrate_rates: bool = True,
+def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int | str, calibrate_rates: bool = True,
                seconds: float = CALIBRATION_SECONDS) -> Plan:
     """The plan of ``studies`` ((notebook name, its ``StudyPlan``), in order) against ``store``: per notebook
     the runs to compute (each counted once, by the first notebook that plans it), those in the store, their
-    work, and wall seconds with ``workers`` parallel runs of cpu_count / workers threads each."""
+    work, and wall seconds with ``workers`` parallel runs of cpu_count / workers threads each. ``workers``
+    "auto": on a CPU ``workers.default_workers``; on a GPU as many as it holds at the runs' measured
+    footprint (``gpu_sharing``), the rates then calibrated with that many runs at once (``_share_gpu``)."""
     from .models import pretrained_encoder
     from .training import resolve_device, resolve_precision
+    from .workers import worker_count
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
     device = resolve_device(store.options.device)
+    gpu_auto = workers == "auto" and device.type == "cuda"
+    workers = 1 if gpu_auto else worker_count(workers, store.options.device)
+    threads = max(1, (os.cpu_count() or 1) // workers)
     seen: set[str] = set()
     rows = []
     for name, study in studies:
@@ -421,6 +440,10 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int, calibr
     began = time.perf_counter()
     start = process_start_seconds(store.options.sources.cache, measure=calibrate_rates)
     rates = calibrate(configs, store, threads, seconds - (time.perf_counter() - began), measure=calibrate_rates)
+    sharing = None
+    if gpu_auto and configs:
+        rates, workers, sharing = _share_gpu(rates, configs, store, calibrate_rates)
+        threads = max(1, (os.cpu_count() or 1) // workers)
     calibration_seconds = time.perf_counter() - began
     load = max((r.load_average or 0.0 for r in rates.values()), default=0.0)
     estimated = sum(r.estimated for r in rates.values())
@@ -475,10 +498,56 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int, calibr
                                       study.note))
     return Plan(notebooks, workers, threads, precision,
                 calibrated=start is not None and all(n.seconds is not None for n in notebooks),
-                calibration_seconds=calibration_seconds, estimated=estimated,
+                calibration_seconds=calibration_seconds, estimated=estimated, sharing=sharing,
                 warning=(f"the machine was busy while calibrating (load {load:.1f} on {os.cpu_count()} cores): the "
                          f"minutes are too high; delete {Path(store.options.sources.cache) / 'calibration'} and plan "
                          f"again on an idle machine") if load > (os.cpu_count() or 1) + 0.5 else None)
+
+
+PACKED_SECONDS = 10.0  # about how long each packed calibration run trains
+
+
+def _share_gpu(rates: dict[tuple, Rates], configs: list[RunConfig], store, measure: bool
+               ) -> tuple[dict[tuple, Rates], int, str]:
+    """On a GPU with workers "auto": how many runs share it (``gpu_sharing.choose``, from its free memory and
+    the largest footprint the calibration measured, else estimated) and the rates scaled to one run's speed
+    with that many at once, measured on the most common plain recipe (``gpu_sharing.measure_packing``, cached
+    per GPU) and applied to every recipe. Returns (rates, workers, what the plan says of it)."""
+    import collections
+
+    import torch
+
+    from . import gpu_sharing
+
+    cache, gpu = store.options.sources.cache, torch.cuda.get_device_name()
+    by_key = {rate_key(c): c for c in configs}
+    footprints = [(rates[key].peak_bytes, True) if key in rates and rates[key].peak_bytes
+                  else gpu_sharing.run_footprint(config, cache, gpu) for key, config in by_key.items()]
+    concurrency = gpu_sharing.choose(*max(footprints))
+    runs = concurrency.runs
+    plain = [rate_key(c) for c in configs if run_kind(c) == "full" and not c.model.freeze_pretrained]
+    if runs == 1 or not plain:
+        return rates, runs, concurrency.reason()
+    key = collections.Counter(plain).most_common(1)[0][0]
+    packing = gpu_sharing.cached_packing(cache, key, gpu, runs)
+    if packing is None and measure and key in rates and not rates[key].estimated:
+        config, alone = calibration_config(by_key[key]), rates[key]
+        tokens = store.tokens(config)
+        guess = 2.0 / runs  # each run's share of its speed alone if the GPU gave twice one run's throughput
+        train_rows = min(len(tokens["train"]), max(config.train.batch_size,
+                                                   int(alone.train_per_second * guess * PACKED_SECONDS)))
+        eval_rows = min(len(tokens["validation"]), max(config.train.eval_batch_size,
+                                                        int(alone.eval_per_second * guess * PACKED_SECONDS / 5)))
+        packing = gpu_sharing.measure_packing(config, tokens, store.options.device, runs,
+                                              (alone.train_per_second, alone.eval_per_second), train_rows, eval_rows,
+                                              threads=max(1, (os.cpu_count() or 1) // runs))
+        gpu_sharing.record_packing(cache, key, gpu, packing)
+        log.info("%s", packing.text())
+    if packing is None:
+        return rates, runs, f"{concurrency.reason()}; rates of one run alone (no packed calibration yet)"
+    scaled = {k: dataclasses.replace(r, train_per_second=r.train_per_second * packing.train_share,
+                                     eval_per_second=r.eval_per_second * packing.eval_share) for k, r in rates.items()}
+    return scaled, runs, f"{concurrency.reason()}; {packing.text()}"
 
 
 # ----------------------------------------------------------------------------- progress of an invocation

@@ -12,6 +12,7 @@ import torch
 from .artifacts import WRITERS, Trained
 from .config import RunConfig
 from .data import split_fingerprint
+from .device_step import StepOptions
 from .features import frozen_features
 from .integrity import write_manifest
 from .measures import MEASURES
@@ -62,7 +63,8 @@ class RunExecution:
         recorder = (TrajectoryRecorder(model, config.record_trajectory, total_steps(config, len(tokens["train"])))
                     if config.record_trajectory else None)
         result = train(config, tokens, device=self.options.device, progress=progress, model=model,
-                       cached_features=cached or None, on_step=recorder)
+                       cached_features=cached or None, on_step=recorder,
+                       step_options=StepOptions.from_changes(self.options.step_changes))
         device = torch.device(result.device)
         # test metrics, logits and, if saved, test features from one pass
         test, logits, features = evaluate_and_encode(result.model, tokens["test"], spec.metric, device, result.precision,

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import TokenizedSplit
+from .gpu_sharing import choose_for
 from .models import pretrained_encoder
 from .options import RunOptions
 from .subspace import basis_affinity
@@ -29,15 +30,25 @@ log = logging.getLogger(__name__)
 
 class RunScheduling:
     """``RunStore``'s workers and queue (a mixin: it uses the store's ``options``, ``root``, ``_pool``,
-    ``tokens``, ``is_complete``, ``set_aside``, ``execute``, ``sweep`` and ``collect``)."""
+    ``tokens``, ``is_complete``, ``set_aside``, ``execute``, ``sweep`` and ``collect``; on a GPU it keeps the
+    concurrency it chose as ``_gpu_concurrency``)."""
 
     @classmethod
     def _execute_in_worker(cls, root: str, options: RunOptions, config: RunConfig) -> dict:
         return cls(root, options).execute(config, progress=False)
 
-    def workers(self) -> int:
+    def workers(self, configs: Iterable[RunConfig] = ()) -> int:
+        """Parallel runs: ``options.workers``; "auto" on a GPU: as many as its free memory holds at the
+        footprint of ``configs``' recipes, at most one per core (``gpu_sharing.choose_for``), chosen at the first
+        call with runs to size and kept for this store's later calls (its pool keeps its size)."""
         if self.options.backend == "ray":
             return self._worker_pool(0).size  # the runs the cluster holds at once
+        if self.options.workers == "auto" and self.options.torch_device().type == "cuda":
+            chosen = getattr(self, "_gpu_concurrency", None)
+            configs = list(configs)
+            if chosen is None and configs:
+                chosen = self._gpu_concurrency = choose_for(configs, self.options.sources.cache)
+            return chosen.runs if chosen is not None else 1
         return worker_count(self.options.workers, self.options.device)
 
     def _worker_pool(self, size: int) -> WorkerPool:
@@ -74,7 +85,7 @@ class RunScheduling:
         for config in dict.fromkeys(todo + later):
             self.set_aside(config)  # a corrupt run: here, so that its one line reaches the terminal, not a worker's
         on_ray = self.options.backend == "ray"  # even one run goes to the cluster (its GPUs); none: Ray not started
-        size = self.workers() if not on_ray or fresh or pending or later else 1
+        size = self.workers([*fresh, *later, *pending]) if not on_ray or fresh or pending or later else 1
         parallel = (size > 1 or on_ray) and (len(fresh) > (0 if on_ray else 1) or pending or later)
         log.info("%d runs: %d in the store, %d to compute with %d worker(s)%s%s", len(configs), len(configs) - len(todo),
                  len(todo), size if parallel else 1, f" ({len(pending)} started earlier)" if pending else "",

@@ -6,7 +6,9 @@ scored once on test. Here validation may run every ``eval_every`` steps (a finer
 epoch), the head may have its own learning rate, and ``patience`` stops a run on a validation
 plateau; the checkpoint kept is the best validation, scored once on test. Speed comes from dynamic padding with length-grouped batches (``data.py``),
 bf16 autocast where the hardware has native bf16 (CUDA, or CPUs with AMX/AVX512-BF16), fused
-AdamW, and tokenisation done once.
+AdamW, and tokenisation done once. On CUDA the step also runs near the chip (``device_step.py``: batches
+resident on the device, no host synchronisation per step, the best checkpoint kept in place, few padded
+shapes, a large validation batch), each change a switch; any other device trains with the plain loop.
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from tqdm.auto import tqdm
 
 from . import architectures
 from .config import RunConfig
+from .device_step import BestCheckpoint, LossMeter, ResidentSplit, StepOptions, encoder_mask, prepare_model, \
+    predict_resident
+from .device_step import features as resident_features
 from .fast_dropout import install_fast_dropout
 from .data import TokenizedSplit, length_grouped_batches, sorted_batches
 from .head import SequenceClassifier
@@ -45,11 +50,15 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torc
 
 
 def _features(model: SequenceClassifier, split: TokenizedSplit, rows: np.ndarray, device: torch.device,
-              cached: torch.Tensor | None) -> torch.Tensor:
-    """Head inputs (batch, hidden) of ``rows``: from the encoder, or from ``cached`` (n, hidden)."""
+              cached: torch.Tensor | None, sync_free: bool = False) -> torch.Tensor:
+    """Head inputs (batch, hidden) of ``rows``: from the encoder, or from ``cached`` (n, hidden).
+    ``sync_free``: the encoder gets a prepared padding mask and ``cls`` reads position 0 unchecked."""
     if cached is not None:
         return cached[torch.from_numpy(rows)].to(device)
-    return model.features(**split.batch(rows, device))
+    if not sync_free:
+        return model.features(**split.batch(rows, device))
+    batch = split.batch(rows, device)
+    return model.features(**batch, encoder_mask=encoder_mask(model, batch["attention_mask"]), first_token_real=True)
 
 
 @torch.no_grad()
@@ -142,7 +151,8 @@ def parameter_groups(model: torch.nn.Module, learning_rate: float, head_learning
 
 def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | None = None,
           progress: bool = True, model: SequenceClassifier | None = None,
-          cached_features: dict[str, torch.Tensor] | None = None, on_step=None) -> TrainResult:
+          cached_features: dict[str, torch.Tensor] | None = None, on_step=None,
+          step_options: StepOptions | None = None) -> TrainResult:
     """Fine-tune per ``config``; keep the checkpoint with the best validation score.
 
     Validation runs every ``eval_every`` optimizer steps (else once per epoch) and at the step cap; with
@@ -150,13 +160,17 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
     ``cached_features`` (split -> (n, hidden)): head inputs of a frozen encoder computed once
     (``features.frozen_features``); the head then trains on them with the same batches, dropout masks and
     optimizer steps as when the frozen encoder runs every step, at a fraction of the cost.
-    ``on_step(step)`` is called after every optimizer step (1-based), e.g. to record a trajectory."""
+    ``on_step(step)`` is called after every optimizer step (1-based), e.g. to record a trajectory.
+    ``step_options``: the changes of the step near the chip (``device_step.StepOptions``; default: all of them on
+    CUDA, and the plain loop on any other device)."""
     if cached_features is not None and not config.model.freeze_pretrained:
         raise ValueError("cached features need a frozen encoder (ModelConfig.freeze_pretrained=True)")
     spec = get_task(config.data.task)
     torch_device = resolve_device(device)
     precision = resolve_precision(config.train.precision, torch_device)
+    near = (step_options if step_options is not None else StepOptions()).on(torch_device)
     model = (model if model is not None else build_model(config)).to(torch_device)
+    prepare_model(model, near)
     dropout_rng = "torch"
     if config.train.fast_dropout and torch_device.type == "cpu":
         install_fast_dropout(model, config.train.seed)
@@ -170,7 +184,7 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameter_groups(model, hp.learning_rate, hp.head_learning_rate),
                                       lr=hp.learning_rate, weight_decay=hp.weight_decay,
-                                      fused=torch_device.type in ("cpu", "cuda"))
+                                      fused=near.fused_adamw and torch_device.type in ("cpu", "cuda"))
         steps_per_epoch = -(-len(tokens["train"]) // hp.batch_size)
         steps = total_steps(config, len(tokens["train"]))
         checks = set(validation_steps(config, len(tokens["train"])))
@@ -184,43 +198,67 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
                  sum(p.numel() for p in trainable))
 
         result = TrainResult(model=model, device=str(torch_device), precision=precision, dropout_rng=dropout_rng)
-        best_score, best_state, since_best = -np.inf, None, 0
+        best_score, since_best = -np.inf, 0
+        best, losses = BestCheckpoint(model, near.device_checkpoint), LossMeter(near.sync_free)
         labels = torch.from_numpy(tokens["train"].labels)
+        resident = None
+        if near.resident_batches:  # each split on the device once (device_step.py)
+            resident = {split: ResidentSplit(tokens[split], torch_device, near.pad_multiple,
+                                             None if cached_features is None else cached_features[split])
+                        for split in ("train", "validation")}
+        eval_batch_size = near.eval_batch_size or hp.eval_batch_size
         bar = tqdm(total=steps, desc=f"{spec.name}/{config.model.token_selection}/s{hp.seed}",
                    disable=not progress, leave=False)
         start, step = time.perf_counter(), 0
-        segment_start, losses = start, []
+        segment_start = start
         model.train()
         for epoch in range(1, hp.epochs + 1):
-            for rows in length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng):
+            batches = length_grouped_batches(tokens["train"].lengths, hp.batch_size, rng)
+            for rows, index in (resident["train"].indexed(batches) if resident else [(b, None) for b in batches]):
                 with autocast(torch_device, precision):
-                    train_cache = None if cached_features is None else cached_features["train"]
-                    logits = model.classify(_features(model, tokens["train"], rows, torch_device, train_cache))
-                loss = loss_fn(logits, labels[rows].to(torch_device), model.num_labels)
+                    if index is None:
+                        train_cache = None if cached_features is None else cached_features["train"]
+                        logits = model.classify(_features(model, tokens["train"], rows, torch_device, train_cache,
+                                                          near.sync_free))
+                    else:
+                        logits = model.classify(resident_features(model, resident["train"], rows, index,
+                                                                  near.sync_free))
+                target = labels[rows].to(torch_device) if index is None else resident["train"].labels[index]
+                loss = loss_fn(logits, target, model.num_labels)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
+                losses.add(loss)
                 bar.update()
                 step += 1
                 if on_step is not None:
                     on_step(step)
                 if step not in checks:
                     continue
+                train_loss = losses.mean()  # with sync_free, the first read of the device since the last validation
                 validation_start = time.perf_counter()
-                validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision,
-                                      hp.eval_batch_size,
-                                      cached=None if cached_features is None else cached_features["validation"])
-                result.history.append({"step": step, "epoch": epoch, "train_loss": float(np.mean(losses)),
+                if resident:
+                    logits_of_validation = predict_resident(model, resident["validation"],
+                                                            lambda: autocast(torch_device, precision),
+                                                            eval_batch_size, near.sync_free)
+                    validation = compute_metrics(spec.metric, predictions_from_logits(logits_of_validation,
+                                                                                      model.num_labels),
+                                                 tokens["validation"].labels)
+                else:
+                    validation = evaluate(model, tokens["validation"], spec.metric, torch_device, precision,
+                                          eval_batch_size,
+                                          cached=None if cached_features is None else cached_features["validation"])
+                result.history.append({"step": step, "epoch": epoch, "train_loss": train_loss,
                                        "validation": validation, "train_seconds": validation_start - segment_start,
                                        "validation_seconds": time.perf_counter() - validation_start})
-                segment_start, losses = time.perf_counter(), []
+                segment_start = time.perf_counter()
                 score = float(np.nan_to_num(validation[spec.main_metric], nan=-np.inf))
                 if score > best_score:
                     best_score, since_best = score, 0
                     result.best_epoch, result.best_step, result.best_index = epoch, step, len(result.history) - 1
-                    best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+                    if not (near.device_checkpoint and step == steps):  # at the last step the model is the best
+                        best.keep()
                 else:
                     since_best += 1
                 bar.set_postfix({spec.main_metric: f"{score:.3f}"})
@@ -230,8 +268,8 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
             if result.stopped_early:
                 break
         bar.close()
-        if best_state is not None and result.best_step != step:
-            model.load_state_dict(best_state, strict=False)
+        if result.best_step != step:
+            best.restore()
     result.train_seconds = time.perf_counter() - start
     return result
 

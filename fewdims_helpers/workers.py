@@ -23,7 +23,9 @@ from .options import resolve_device
 
 
 def default_workers(device: str | None = None) -> int:
-    """Parallel runs for ``workers="auto"``: one on a GPU; on a CPU, one per core up to 4.
+    """Parallel runs for ``workers="auto"`` on a CPU: one per core up to 4. On a GPU the count depends on
+    the runs' footprint and the GPU's free memory, so the run store chooses it for its runs
+    (``gpu_sharing.choose_for``, ``RunScheduling.workers``); without runs to size it by, one.
 
     On the 2-core reference machine, two 1-thread processes train 1.25-1.3x more samples per
     second than one 2-thread process (small matrices parallelise poorly within one run)."""
