@@ -275,3 +275,21 @@ class RunConfig:
                 del identity[spec.name]
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.data.task}-{self.model.token_selection}-s{self.train.seed}-{digest}"
+
+
+# ----------------------------------------------------------------------------- what a run's cost depends on
+def run_kind(config: RunConfig) -> str:
+    """'subspace' for training in a (random or intrinsic) subspace, else 'full' (its rates differ)."""
+    return "subspace" if config.subspace is not None and config.subspace.basis != "none" else "full"
+
+
+def rate_key(config: RunConfig) -> tuple:
+    """What the calibrated rates of a run depend on besides the machine: model, task (its lengths),
+    sequence length, batch sizes, precision and kind of run. A subspace run is measured once, on one
+    task, as a ratio to that task's full fine-tuning (``Rates.relative_to``): its extra cost per step,
+    V theta_t, is small beside the encoder's and hardly depends on the task or on d."""
+    if run_kind(config) == "subspace":
+        return (config.model.model, None, None, config.train.batch_size, config.train.eval_batch_size,
+                config.train.precision, "subspace")
+    return (config.model.model, config.data.task, config.data.max_seq_length, config.train.batch_size,
+            config.train.eval_batch_size, config.train.precision, "full")

@@ -99,7 +99,7 @@ def model_run_bytes(config) -> int:
 
 # ----------------------------------------------------------------------------- measured footprints
 def footprint_path(cache_dir: str | Path, key: tuple, gpu: str) -> Path:
-    """Where the measured footprint of runs with ``key`` (``planning.rate_key``) on ``gpu`` is kept."""
+    """Where the measured footprint of runs with ``key`` (``config.rate_key``) on ``gpu`` is kept."""
     digest = hashlib.sha256(json.dumps({"key": key, "gpu": gpu}, default=str).encode()).hexdigest()[:16]
     return Path(cache_dir) / "calibration" / f"footprint-{digest}.json"
 
@@ -120,7 +120,7 @@ def measured_footprint(cache_dir: str | Path, key: tuple, gpu: str) -> int | Non
 def run_footprint(config, cache_dir: str | Path, gpu: str) -> tuple[int, bool]:
     """(bytes, measured) of one run of ``config``: the plan's measurement of its recipe on ``gpu``, else the
     estimate."""
-    from .planning import rate_key
+    from .config import rate_key
 
     measured = measured_footprint(cache_dir, rate_key(config), gpu)
     return (measured, True) if measured is not None else (model_run_bytes(config), False)
@@ -141,7 +141,7 @@ def choose_for(configs, cache_dir: str | Path) -> Concurrency:
     """The concurrency for ``configs`` (the largest footprint among their recipes decides)."""
     import torch
 
-    from .planning import rate_key
+    from .config import rate_key
 
     gpu = torch.cuda.get_device_name()
     footprints = [run_footprint(config, cache_dir, gpu) for config in {rate_key(c): c for c in configs}.values()]

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import RunConfig, SubspaceConfig
+from .config import RunConfig, SubspaceConfig, rate_key, run_kind
 from .data import TokenizedSplit
 
 log = logging.getLogger(__name__)
@@ -88,11 +88,6 @@ class Work:
     frozen_key: tuple | None = None
 
 
-def run_kind(config: RunConfig) -> str:
-    """'subspace' for training in a (random or intrinsic) subspace, else 'full' (its rates differ)."""
-    return "subspace" if config.subspace is not None and config.subspace.basis != "none" else "full"
-
-
 def training_steps(config: RunConfig, num_train: int) -> int:
     """Optimizer steps of the run, by the training function's own count."""
     from .training import total_steps
@@ -124,18 +119,6 @@ def run_work(config: RunConfig, tokens: dict[str, TokenizedSplit], num_layers: i
     backward = (num_layers - min(model.frozen_layers, num_layers)) / num_layers  # the backward pass stops there
     train_units = train_examples * depth * (1 + 2 * backward) / 3  # a step is about a forward and two backward
     return Work(train_examples, eval_items, train_units, eval_items * depth, run_kind(config), key)
-
-
-def rate_key(config: RunConfig) -> tuple:
-    """What the calibrated rates of a run depend on besides the machine: model, task (its lengths),
-    sequence length, batch sizes, precision and kind of run. A subspace run is measured once, on one
-    task, as a ratio to that task's full fine-tuning (``Rates.relative_to``): its extra cost per step,
-    V theta_t, is small beside the encoder's and hardly depends on the task or on d."""
-    if run_kind(config) == "subspace":
-        return (config.model.model, None, None, config.train.batch_size, config.train.eval_batch_size,
-                config.train.precision, "subspace")
-    return (config.model.model, config.data.task, config.data.max_seq_length, config.train.batch_size,
-            config.train.eval_batch_size, config.train.precision, "full")
 
 
 # ----------------------------------------------------------------------------- calibration

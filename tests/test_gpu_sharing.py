@@ -13,7 +13,8 @@ from fewdims_helpers import gpu_sharing, planning
 from fewdims_helpers.gpu_sharing import (CUDA_CONTEXT_BYTES, FOOTPRINT_MARGIN, GIB, HEADROOM, Packing,
                                          estimated_run_bytes, gpu_concurrency, memory_limit)
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.planning import Rates, rate_key
+from fewdims_helpers.config import rate_key
+from fewdims_helpers.planning import Rates
 from fewdims_helpers.store import RunStore
 
 
