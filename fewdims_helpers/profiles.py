@@ -74,20 +74,26 @@ class Profile:
 
     def recipe(self, model: ModelConfig) -> TrainConfig:
         """The training recipe of a run of ``model``: ``frozen_head_train`` for a head on the wholly frozen
-        encoder (it trains on cached features, so epochs are cheap), ``layer_head_train`` for a head on a layer
+        encoder (it trains on cached features, so epochs are cheap), ``layer_recipe`` for a head on a layer
         below the top (its curve plateaus only with a higher encoder and head rate: the sizing study), else
         ``train``."""
         if model.freeze_pretrained and self.frozen_head_train is not None:
             return self.frozen_head_train
         below_top = model.layer is not None and model.layer < self.num_layers
-        return self.layer_head_train if below_top and self.layer_head_train is not None else self.train
+        return self.layer_recipe() if below_top else self.train
 
-    def run_config(self, task: str, seed: int, **model_fields) -> RunConfig:
+    def layer_recipe(self) -> TrainConfig:
+        """The recipe of a head on a layer below the top (``layer_head_train``, else ``train``). 03 also trains
+        the top layer with it, so that each layer is compared with the top at one recipe."""
+        return self.layer_head_train if self.layer_head_train is not None else self.train
+
+    def run_config(self, task: str, seed: int, recipe: TrainConfig | None = None, **model_fields) -> RunConfig:
         """The profile's baseline run (final-layer [CLS], linear head) with ``model_fields`` changed, trained with
-        its family's recipe (``recipe``). It saves its validation and test predictions, from which the studies
-        compute their verdicts."""
+        its family's recipe (``recipe``; given: that recipe instead, e.g. 03's top layer at the lower layers'
+        recipe). It saves its validation and test predictions, from which the studies compute their verdicts."""
         model = ModelConfig(model=self.model, **model_fields)
-        return RunConfig(data=self.data(task), model=model, train=dataclasses.replace(self.recipe(model), seed=seed),
+        chosen = self.recipe(model) if recipe is None else recipe
+        return RunConfig(data=self.data(task), model=model, train=dataclasses.replace(chosen, seed=seed),
                          save_predictions=PREDICTIONS)
 
     def baseline(self, task: str, seed: int) -> RunConfig:
