@@ -55,6 +55,10 @@ def family_configs(profile, task: str, freeze: RunConfig | None = None) -> Itera
     for layer in dict.fromkeys((1, max(1, top // 2))):  # with its features: the 2-dimension refit reads them
         yield (f"03: head on layer {layer}",
                dataclasses.replace(profile.run_config(task, seed, layer=layer), save_features=BASELINE_FEATURES))
+    if top > 1 and profile.layer_recipe() != profile.train:  # 03 compares every layer with the top at this recipe
+        yield ("03: top layer at the lower layers' recipe",
+               dataclasses.replace(profile.run_config(task, seed, recipe=profile.layer_recipe()),
+                                   save_features=BASELINE_FEATURES))
     if top > 1:
         yield "04 (b): frozen encoder, linear head", profile.run_config(task, seed, freeze_pretrained=True)
         yield "04 (d): frozen but the top layer", profile.run_config(task, seed, frozen_layers=top - 1)
