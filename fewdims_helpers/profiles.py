@@ -125,7 +125,8 @@ PROFILES: dict[str, Profile] = {
         # (500 steps). At 10 epochs, the reported rt-valence heads on layers 1 and 3 still gained +1.15 and +1.68
         # points (median over the seeds) in the last third of training, their best checkpoint at step 220 or later
         # of 250 in 8 of 10 runs (benchmarks/results/convergence_reference.md); the early stop ends the runs that
-        # have plateaued, so the cap costs only where a curve still climbs.
+        # have plateaued, so the cap costs only where a curve still climbs. Not yet checked on the reported seeds at
+        # 20 epochs (`python benchmarks/convergence_candidates.py --families layers` trains and tabulates it).
         layer_head_train=TrainConfig(batch_size=16, epochs=20, learning_rate=3e-4, head_learning_rate=3e-3,
                                      warmup_ratio=0.1, eval_every=20, patience=5),
         # Heads on cached frozen features (04 b, c), sized on the default profile's cached MiniLM features: at
