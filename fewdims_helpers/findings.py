@@ -44,19 +44,19 @@ QUESTIONS = {
 _NUMBER = re.compile(r"(?<![\w.])[-+−]?\d+(?:\.\d+)?(?![\d.%])")  # not a share written as "95%"
 
 
-# 02's ``comparison`` column (``studies/dimension_wise``): the best k-subset against all dimensions, against a random
+# 02's ``sides`` column (``studies/dimension_wise``): the best k-subset against all dimensions, against a random
 # k-subset of the same way, and that random subset against all dimensions
 BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL = "best vs all", "best vs random", "random vs all"
 
 
 def _subset_cells(table: pd.DataFrame) -> list[tuple[str, str, int, dict[str, str]]]:
-    """(task, way, k, comparison -> verdict) for every cell of 02's verdicts that has a random control."""
-    if "comparison" not in table or "way" not in table:
+    """(task, way, k, sides -> verdict) for every cell of 02's verdicts that has a random control."""
+    if "sides" not in table or "way" not in table:
         return []
-    rows = table[table["comparison"].isin([BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL])]
+    rows = table[table["sides"].isin([BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL])]
     cells = []
     for (task, way, k), block in rows.groupby(["task", "way", "k"], sort=False):
-        verdicts = dict(zip(block["comparison"], block["verdict"]))
+        verdicts = dict(zip(block["sides"], block["verdict"]))
         if BEST_VS_RANDOM in verdicts or RANDOM_VS_ALL in verdicts:
             cells.append((task, str(way), int(k), verdicts))
     return cells

@@ -199,7 +199,7 @@ def test_the_findings_read_the_random_controls_from_the_verdicts():
     from fewdims_helpers.verdicts import HOLDS, UNRESOLVED
 
     def cell(task, k, best, beats, random):
-        return [{"study": "02", "task": task, "way": "1: fine-tuned on subset", "k": k, "comparison": c, "verdict": v}
+        return [{"study": "02", "task": task, "way": "1: fine-tuned on subset", "k": k, "sides": c, "verdict": v}
                 for c, v in ((BEST_VS_ALL, best), (BEST_VS_RANDOM, beats), (RANDOM_VS_ALL, random))]
     table = pd.DataFrame(cell("t", 1, HOLDS, UNRESOLVED, HOLDS) + cell("t", 2, HOLDS, HOLDS, UNRESOLVED)
                          + cell("t", 3, HOLDS, UNRESOLVED, UNRESOLVED))
@@ -210,4 +210,4 @@ def test_the_findings_read_the_random_controls_from_the_verdicts():
     summary = subset_summary(table)
     assert "matter (best enough, beats random) at t way 1 k = 2;" in summary
     assert summary.endswith("(a random subset is enough) at t way 1 k = 1")
-    assert subset_readings(table[table.comparison == BEST_VS_ALL]) == []  # no controls, nothing read
+    assert subset_readings(table[table.sides == BEST_VS_ALL]) == []  # no controls, nothing read

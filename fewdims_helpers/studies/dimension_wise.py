@@ -273,9 +273,9 @@ def control_outcomes(profile, store: RunStore, draws: pd.DataFrame) -> dict[tupl
     """(task, way, k) -> the test predictions of the random controls, one row per reported seed, each trained
     and evaluated as that way's best subset: way 1 its own fine-tuning on the drawn subset, way 2 the seed's
     DropConnect head masked to it, way 3 a head refit on it from that run's features."""
-    result, heads = {}, {}
+    result, heads, order = {}, {}, {seed: i for i, seed in enumerate(profile.seeds)}
     for (task, way, k), block in draws.groupby(["task", "way_key", "k"], sort=False):
-        block = block.sort_values("seed")
+        block = block.sort_values("seed", key=lambda seeds: seeds.map(order))  # the best side's order: paired
         if way == 1:
             result[task, way, k] = run_outcomes(store, [profile.run_config(task, int(seed), selected_dims=tuple(subset))
                                                         for seed, subset in zip(block.seed, block.random_subset)])
@@ -288,6 +288,9 @@ def control_outcomes(profile, store: RunStore, draws: pd.DataFrame) -> dict[tupl
             head = heads[config.run_id]
             rows.append(masked_logits(head, subset, "test") if way == 2 else refit_predictions(head, subset, "test"))
         saved = store.predictions(scan_config(profile, task, int(block.seed.iloc[0])), "test")
+        if any(not np.array_equal(saved["labels"], head.labels["test"]) for head in heads.values()
+               if head.spec.name == task):
+            raise ValueError(f"{task}: saved test predictions and cached test features differ in order")
         metric = heads[scan_config(profile, task, int(block.seed.iloc[0])).run_id].main_metric
         seeds = tuple(int(s) for s in block.seed)
         result[task, way, k] = (Outcomes.from_logits(rows, saved["labels"], saved["idx"], seeds, metric) if way == 2
@@ -360,15 +363,15 @@ def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_M
             name, best = WAYS[way], f"best {k}-subset, way {WAYS[way]}"
             rows.append(verdict_row("02", f"the best {k}-subset is enough (way {name})", task, best, ALL,
                                     compare(side, reference, "equivalent", margin), way=name, k=k,
-                                    comparison=BEST_VS_ALL))
+                                    sides=BEST_VS_ALL))
             if (task, way, k) not in controls:
                 continue
             control, drawn = controls[task, way, k], f"random {k}-subset, way {name}"
             extra = {"way": name, "k": k, "coinciding_draws": coinciding.get((task, way, k), 0)}
             rows.append(verdict_row("02", f"the best {k}-subset beats a random {k}-subset (way {name})", task, best,
-                                    drawn, compare(side, control, "better", margin), comparison=BEST_VS_RANDOM, **extra))
+                                    drawn, compare(side, control, "better", margin), sides=BEST_VS_RANDOM, **extra))
             rows.append(verdict_row("02", f"a random {k}-subset is enough (way {name})", task, drawn, ALL,
-                                    compare(control, reference, "equivalent", margin), comparison=RANDOM_VS_ALL,
+                                    compare(control, reference, "equivalent", margin), sides=RANDOM_VS_ALL,
                                     **extra))
     return pd.DataFrame(rows)
 
@@ -445,7 +448,7 @@ def verdict(table: pd.DataFrame) -> str:
     """Every verdict, one line each, then per task and way the smallest k whose best subset is enough, and what the
     random controls say about it (``findings.subset_readings``: the same text as the generated findings)."""
     lines = [verdict_lines(table)]
-    best = table[table.comparison == BEST_VS_ALL] if "comparison" in table else table
+    best = table[table.sides == BEST_VS_ALL] if "sides" in table else table
     for task, block in best.groupby("task", sort=False):
         parts = []
         for way, rows in block.groupby("way", sort=False):
