@@ -3,11 +3,13 @@
 
 Trains each family of runs once per task on the profile's ``selection_seed`` with the profile's recipe
 and no early stop (the whole curve to the step cap), into the local run store, then writes
-``figures/sizing_curves.png``, ``figures/sizing.{csv,md}`` (the plateau check per family and task, with
-the sanity orderings) and ``figures/recipes.{csv,md}`` (the recipe table the README shows).
+``figures/sizing_curves.png``, ``figures/sizing.{csv,md}`` (the pre-check per family and task on the selection
+seed, with the sanity orderings, and the plateau rule on the reference's reported runs, as
+``benchmarks/convergence.py`` computes it) and ``figures/recipes.{csv,md}`` (the recipe table the README shows).
 
     python benchmarks/sizing.py                    # default profile, every core
     python benchmarks/sizing.py --profile smoke --output-dir /tmp/sizing   # the code path in seconds
+    python benchmarks/sizing.py --recipes-only     # the recipe table (figures/recipes.*, the README) alone
 """
 from __future__ import annotations
 
@@ -61,16 +63,28 @@ def subspace_orderings(profile, sweep: pd.DataFrame, checked: pd.DataFrame) -> p
     return pd.DataFrame(rows)
 
 
+def write_recipes(profile, out: dict, repository: bool) -> None:
+    """``figures/recipes.{csv,md}``; in the repository on the default profile, the README's table too."""
+    recipes = sizing.recipe_table(profile)
+    write_table(recipes, Path(out["figures"]) / "recipes", note=f"Recipes of the {profile.name} profile.")
+    if repository and profile.name == "default":  # the repository's own figures: the README shows them
+        replace_section(out["root"] / "README.md", to_markdown(recipes), sizing.RECIPES_START, sizing.RECIPES_END)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="default")
     parser.add_argument("--output-dir", default=None, help="where figures/ and results/runs/ are (default: the repo)")
     parser.add_argument("--workers", default="auto")
+    parser.add_argument("--recipes-only", action="store_true", help="write the recipe table only; train nothing")
     args = parser.parse_args()
     setup_logging()
     options = RunOptions(workers=int(args.workers) if args.workers.isdigit() else args.workers)
     profile = get_profile(args.profile).resolve(options.sources)
     out = output_paths(args.output_dir)
+    if args.recipes_only:
+        write_recipes(profile, out, args.output_dir is None)
+        return
     store = RunStore(out["runs"], options)
     design, sweep = rate_selection(profile, store)
     runs = sizing.sizing_runs(profile, freeze=freeze_runs(profile, design))
@@ -83,18 +97,18 @@ def main() -> None:
     orderings = pd.concat([orderings, subspaces], ignore_index=True)
     figures = Path(out["figures"])
     sizing.plot(sizing.curves(store, runs), checked, figures / "sizing_curves.png")
-    write_table(checked, figures / "sizing", note=f"Sizing on seed {profile.selection_seed} ({profile.name} "
-                f"profile): {sizing.summary_line(checked)}.")
+    write_table(checked, figures / "sizing", note=f"Pre-check on seed {profile.selection_seed} ({profile.name} "
+                f"profile), one curve per family and task: {sizing.summary_line(checked)}.")
+    reference = out["root"] / "reference"
+    if (reference / "reference.json").exists():  # the plateau rule, decided on the reported runs
+        sizing.put_convergence(figures / "sizing.md", sizing.reference_convergence(reference, profile.seeds))
     write_table(orderings, figures / "sizing_orderings", note="Sanity orderings on validation, selection seed.")
     write_table(refits, figures / "sizing_pair_refits",
                 note="03's heads on a low layer against a refit on one pair of their dimensions: the pair chosen on "
                      "train (the ordering's) and the best pair on validation (as 03 chooses; optimistic).")
     write_table(sweep, figures / "sizing_rate_sweep", note=f"07's rate sweep on seed {profile.selection_seed}: "
                 "theta_t's rate (intrinsic, random) and Freeze's (the head's; its encoder-embedding rate scaled alike).")
-    recipes = sizing.recipe_table(profile)
-    write_table(recipes, figures / "recipes", note=f"Recipes of the {profile.name} profile.")
-    if args.output_dir is None and profile.name == "default":  # the repository's own figures: the README shows them
-        replace_section(out["root"] / "README.md", to_markdown(recipes), sizing.RECIPES_START, sizing.RECIPES_END)
+    write_recipes(profile, out, args.output_dir is None)
     print(checked.to_string(index=False))
     print(orderings.to_string(index=False))
     print(sizing.summary_line(checked))

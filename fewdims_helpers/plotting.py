@@ -123,7 +123,8 @@ def _task_panels_by_variant(summary: pd.DataFrame, task_column: str):
 
 
 def metric_by_layer(summary: pd.DataFrame, baseline: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
-    """Per task: mean ± std of each variant against the layer read; dashed: the all-layers baseline."""
+    """Per task: mean ± std of each variant against the layer read; dashed: the all-layers baseline (03: at the
+    baseline recipe, beside the layers' points at theirs)."""
     tasks, fig, axes, variants, colors = _task_panels_by_variant(summary, "data.task")
     for ax, task in zip(axes, tasks):
         for variant in variants:
@@ -131,7 +132,7 @@ def metric_by_layer(summary: pd.DataFrame, baseline: pd.DataFrame, scale: float 
             ax.errorbar(part["model.layer"], part["mean"] * scale, yerr=part["std"] * scale, marker="o", capsize=3,
                         color=colors[variant], label=variant)
         base = baseline.loc[baseline["data.task"] == task, "test_score"]
-        ax.axhline(base.mean() * scale, color="k", ls="--", lw=1, label="all layers, [CLS] (notebook 01)")
+        ax.axhline(base.mean() * scale, color="k", ls="--", lw=1, label="all layers, [CLS], baseline recipe (notebook 01)")
         ax.set_xlabel("layer read by the head")
     axes[0].set_ylabel("test metric × 100")
     axes[-1].legend(fontsize="x-small")

@@ -4,6 +4,7 @@ import dataclasses
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import pearsonr
@@ -132,3 +133,81 @@ def test_way_one_selects_with_the_selection_seed_and_cuts_what_it_is_told():
     assert {c.train.seed for c in configs} == {profile.selection_seed} and profile.selection_seed not in profile.seeds
     assert not [c for c in configs if c.data.task == "bbc-news" and len(c.model.selected_dims) == 1]
     assert len(configs) == 2 * (3 * len(profile.tasks) - 1)
+
+
+def _smoke_profile():
+    from fewdims_helpers.profiles import get_profile
+
+    profile = get_profile("smoke")
+    return dataclasses.replace(profile, seq_lengths=tuple((t, 16) for t in profile.tasks))
+
+
+def test_a_random_control_is_drawn_afresh_per_seed_reproducibly_and_recorded_in_its_config(tmp_path):
+    from fewdims_helpers.store import RunStore
+    from fewdims_helpers.studies.dimension_wise import control_configs, control_subset, planned_runs
+
+    profile = _smoke_profile()  # hidden 32, seeds 0, 1, 2
+    for k in (1, 2, 3):
+        draws = [control_subset(profile, "rt-polarity", 1, k, seed) for seed in range(6)]
+        assert all(len(d) == k == len(set(d)) and list(d) == sorted(d) and max(d) < 32 for d in draws)
+        assert draws == [control_subset(profile, "rt-polarity", 1, k, seed) for seed in range(6)]  # seeded, not random
+        assert len(set(draws)) > 1, "a fresh draw per seed"
+    # the task and the way are in the seed as well
+    assert {control_subset(profile, task, way, 3, 0) for task in profile.tasks for way in (1, 2, 3)} != \
+        {control_subset(profile, "rt-polarity", 1, 3, 0)}
+    cut = (("bbc-news", 1),)
+    configs = control_configs(profile, cut=cut)
+    assert len(configs) == (3 * len(profile.tasks) - 1) * len(profile.seeds)
+    for config in configs:  # the draw is in the config, trained with the reported seed it was drawn for
+        k = len(config.model.selected_dims)
+        assert config.model.selected_dims == control_subset(profile, config.data.task, 1, k, config.train.seed)
+        assert config.train.seed in profile.seeds and (config.data.task, k) not in cut
+        assert config.train == profile.run_config(config.data.task, config.train.seed).train  # the best subset's recipe
+    planned = {run.config.run_id for run in planned_runs(profile, RunStore(tmp_path), fixed_cut=cut).runs}
+    assert {c.run_id for c in configs} <= planned
+
+
+def test_a_random_draw_that_is_the_best_subset_is_kept_and_counted():
+    from fewdims_helpers.studies.dimension_wise import Scan, control_draws, control_subset
+
+    profile = _smoke_profile()
+    task = profile.tasks[0]
+    # way 1's best 2-subset happens to be seed 1's draw; way 2's best 1-subset of seed 2 is that seed's draw
+    best_way1 = control_subset(profile, task, 1, 2, 1)
+    fixed = pd.DataFrame([{"data.task": task, "source": "reported", "k": 2, "model.selected_dims": best_way1,
+                           "train.seed": seed} for seed in profile.seeds])
+    def other(subset):  # a subset of the same size that is not ``subset``
+        return tuple(sorted((d + 1) % 32 for d in subset))
+    scanned = pd.DataFrame([{"task": task, "seed": seed, "k": 1, "subset": control_subset(profile, task, 2, 1, seed)
+                             if seed == 2 else other(control_subset(profile, task, 2, 1, seed))}
+                            for seed in profile.seeds])
+    scan = Scan(scanned, {}, {}, {}, {}, pd.DataFrame())
+    draws = control_draws(profile, fixed, {"dropconnect": scan}, ks=(1, 2))
+    one = draws[draws.way_key == 1]
+    assert list(one.seed) == list(profile.seeds) and set(one.k) == {2}
+    assert list(one.coincides) == [seed == 1 for seed in profile.seeds]
+    two = draws[draws.way_key == 2]
+    assert list(two.coincides) == [seed == 2 for seed in profile.seeds]
+    assert not (draws.way_key == 3).any() or list(draws[draws.way_key == 3].best_subset) == list(two.best_subset)
+    assert (draws.random_subset.map(len) == draws.k).all()
+    assert draws.coincides.sum() == sum(a == b for a, b in zip(draws.random_subset, draws.best_subset))
+
+
+def test_the_findings_read_the_random_controls_from_the_verdicts():
+    from fewdims_helpers.findings import (BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL, subset_readings,
+                                          subset_summary)
+    from fewdims_helpers.verdicts import HOLDS, UNRESOLVED
+
+    def cell(task, k, best, beats, random):
+        return [{"study": "02", "task": task, "way": "1: fine-tuned on subset", "k": k, "sides": c, "verdict": v}
+                for c, v in ((BEST_VS_ALL, best), (BEST_VS_RANDOM, beats), (RANDOM_VS_ALL, random))]
+    table = pd.DataFrame(cell("t", 1, HOLDS, UNRESOLVED, HOLDS) + cell("t", 2, HOLDS, HOLDS, UNRESOLVED)
+                         + cell("t", 3, HOLDS, UNRESOLVED, UNRESOLVED))
+    line, = subset_readings(table)
+    assert line.startswith("- t, way 1: fine-tuned on subset: k = 1: a random 1-subset is enough too")
+    assert "k = 2: the best 2-subset beats a random one and is enough: the chosen dimensions matter" in line
+    assert "k = 3: the best 3-subset is enough but not shown to beat a random one" in line
+    summary = subset_summary(table)
+    assert "matter (best enough, beats random) at t way 1 k = 2;" in summary
+    assert summary.endswith("(a random subset is enough) at t way 1 k = 1")
+    assert subset_readings(table[table.sides == BEST_VS_ALL]) == []  # no controls, nothing read

@@ -67,3 +67,75 @@ def test_the_readme_shows_the_default_profiles_recipe_table_and_the_committed_on
     shown = section((repo / "README.md").read_text(), RECIPES_START, RECIPES_END)
     assert shown.strip() == table.strip(), "python benchmarks/sizing.py rewrites it"
     assert (repo / "figures" / "recipes.md").read_text().startswith(table)
+
+
+def _history(scores, every=20, metric="accuracy"):
+    return [{"step": every * (i + 1), "epoch": 1, "validation": {metric: s / 100}} for i, s in enumerate(scores)]
+
+
+def test_the_last_third_gain_is_what_the_last_third_adds_to_the_best_score():
+    from fewdims_helpers.sizing import last_third_gain
+
+    # 9 validations at steps 20..180: the first two thirds end at step 120 (best 70), the last third reaches 73
+    assert abs(last_third_gain(_history([50, 60, 65, 68, 69, 70, 71, 73, 72]), "accuracy") - 3.0) < 1e-9
+    assert last_third_gain(_history([50, 75, 70, 70, 71, 72, 74, 74, 73]), "accuracy") == 0.0  # best came early
+    assert last_third_gain(_history([60] * 9), "accuracy") == 0.0
+    # an early-stopped run: its last third is of the steps it trained (60 of 90), wherever its cap was
+    assert abs(last_third_gain(_history([40, 50, 55]), "accuracy") - 5.0) < 1e-9
+    pearson = [{"step": 20 * (i + 1), "validation": {"pearson": v}} for i, v in enumerate([0.1, 0.3, 0.35])]
+    assert abs(last_third_gain(pearson, "pearson") - 5.0) < 1e-9
+
+
+def test_convergence_takes_the_median_over_the_seeds_of_each_family_of_reported_runs(tmp_path):
+    """Three seeds of a family that still climbs (gains 2, 3 and 0.5: median 2), three of one that does not (each
+    starting from its seed's run of the first: one family), and a selection-seed run that is not reported."""
+    import dataclasses
+    import json
+
+    from fewdims_helpers.sizing import PLATEAU_GAIN, convergence, family_key, reported_by_notebook
+    from fewdims_helpers.store import RunStore
+
+    from conftest import tiny_config
+
+    def put(config, scores):
+        folder = tmp_path / config.run_id
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"config": config.to_dict()}))
+        history = _history(scores)
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        (folder / "metrics.json").write_text(json.dumps({"history": history, "main_metric": "accuracy",
+                                                         "best_step": history[best]["step"]}))
+
+    climbing = {0: [50, 60, 65, 68, 69, 70, 71, 72, 70], 1: [50, 60, 65, 68, 69, 70, 71, 73, 72],
+                2: [50, 60, 65, 68, 69, 70, 70.5, 70, 70], 1000: [10] * 8 + [90]}
+    for seed, scores in climbing.items():
+        put(tiny_config(seed=seed), scores)
+    for seed in (0, 1, 2):
+        put(dataclasses.replace(tiny_config(seed=seed, lr=3e-3), init_from=tiny_config(seed=seed).run_id),
+            [50, 70, 70, 70, 70, 70, 70, 70, 70])
+    store, ids = RunStore(tmp_path), [p.name for p in tmp_path.iterdir()]
+    notebooks = reported_by_notebook({"notebooks": {"03": {"runs": ids}, "01": {"runs": ids[:1]}}})
+    table = convergence(store, ids, seeds=(0, 1, 2), notebooks=notebooks).set_index("family")
+    assert len(table) == 2 and (table.seeds == 3).all()
+    first = table.loc[[f for f in table.index if not f.startswith("after")][0]]
+    assert abs(first.median_gain - 2.0) < 1e-9 and abs(first.max_gain - 3.0) < 1e-9 and not first.converged
+    assert first.median_gain > PLATEAU_GAIN and first.best_in_last_tenth == 0
+    second = table.loc[[f for f in table.index if f.startswith("after rt-polarity")][0]]
+    assert second.median_gain == 0.0 and second.converged and "lr 0.003" in second.name
+    resolve = lambda run_id: store.stored_config(run_id)  # noqa: E731
+    keys = {family_key(store.stored_config(i), resolve) for i in ids if store.stored_config(i).train.seed != 1000}
+    assert len(keys) == 2
+
+
+def test_figures_sizing_lists_the_plateau_rule_of_every_family_of_the_committed_reference():
+    from pathlib import Path
+
+    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.reporting import section
+    from fewdims_helpers.sizing import CONVERGENCE_END, CONVERGENCE_START, convergence_section, reference_convergence
+
+    repo = Path(__file__).resolve().parent.parent
+    table = reference_convergence(repo / "reference", get_profile("default").seeds)
+    assert len(table) and table.seeds.min() >= 1
+    shown = section((repo / "figures" / "sizing.md").read_text(), CONVERGENCE_START, CONVERGENCE_END)
+    assert shown.strip() == convergence_section(table).strip(), "python benchmarks/convergence.py rewrites it"

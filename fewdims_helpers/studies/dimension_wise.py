@@ -16,11 +16,21 @@ layer's [CLS] vector are enough? Three ways to ask it, so their answers can be c
 Ways 2 and 3 select on validation within each seed's run and report that seed's test predictions.
 Every "the best k-subset is enough" verdict compares those per-example test predictions with the
 all-dimensions baseline runs (paired interval, equivalence at the margin: ``verdicts.compare``).
+
+**Random controls.** With the encoder fine-tuned, almost any dimensions may be enough, so each best k-subset
+has a control: for each way, k and reported seed a random k-subset drawn afresh (``control_subset``: seeded
+by a hash of the task, way, k and seed; every draw recorded in ``figures/02_dimension_wise_random``) and
+trained and evaluated exactly as the best subset is: way 1 fine-tuned on it with that seed (its own runs),
+way 2 masked on that seed's DropConnect head, way 3 refit on that run's features. Two verdicts per way and
+k: "the best k-subset beats a random k-subset" (one-sided, paired by seed) and "a random k-subset is enough"
+(equivalence against the same all-dimensions runs). A draw may coincide with the best subset (it is random);
+it is kept, and the table and the verdict row count it (``coinciding_draws``).
 The scoring and the refit live in the core module ``subsets`` (study 03 uses them too).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import time
@@ -29,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..findings import BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL, subset_readings
 from ..planning import PlannedRun, StudyPlan
 from ..store import RunStore
 from ..subsets import (CachedHead, cached_head, drop_one, masked_logits, pair_table, refit_predictions, refit_scores,
@@ -44,6 +55,7 @@ WAYS = {1: "1: fine-tuned on subset", 2: "2: selected at inference", 3: "3: head
         "standard": "2 on the standard head: selected at inference", "standard-refit": "3 on the standard head: refit"}
 ALL = "all dimensions (fine-tuned)"
 TOP_PAIRS = 5  # the paper's Table: the 5 best pairs
+CONTROL_WAYS = (1, 2, 3)  # the ways whose best k-subset gets a random control
 
 
 # ----------------------------------------------------------------------------- way 2 and 3: the scanned runs
@@ -204,16 +216,100 @@ def selected_configs(profile, task: str, k: int, subset: tuple[int, ...], effect
     return labelled
 
 
+# ----------------------------------------------------------------------------- random controls
+
+def control_seed(task: str, way, k: int, seed: int) -> int:
+    """The seed of the random k-subset drawn for one task, way, k and reported seed: a hash of the four, so
+    every draw is fresh, independent of the others and reproducible on any machine."""
+    digest = hashlib.sha256(f"02 random control | {task} | way {way} | k {k} | seed {seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def control_subset(profile, task: str, way, k: int, seed: int) -> tuple[int, ...]:
+    """The random k-subset (sorted) that ``way``'s control uses for ``task`` and reported ``seed``."""
+    return sample_subsets(profile.hidden_size, k, 1, seed=control_seed(task, way, k, seed))[0]
+
+
+def control_configs(profile, ks: tuple[int, ...] = (1, 2, 3), cut: tuple = ()) -> list[RunConfig]:
+    """Way 1's random controls: per task, k not in ``cut`` (way 1 has no best subset there) and reported seed, a
+    fine-tuning on that seed's random k-subset, with that seed (as the best subset's reported runs). They depend
+    on nothing else, so the notebook can start them early (``background``)."""
+    return [profile.run_config(task, seed, selected_dims=control_subset(profile, task, 1, k, seed))
+            for task in profile.tasks for k in ks if (task, k) not in cut for seed in profile.seeds]
+
+
+def control_draws(profile, fixed: pd.DataFrame, scans: dict[str, Scan], ks: tuple[int, ...] = (1, 2, 3),
+                  cut: tuple = ()) -> pd.DataFrame:
+    """One row per task, way (``CONTROL_WAYS``), k and reported seed: the random subset drawn, the best subset
+    it is compared with (way 1: the validation-best subset retrained with every seed; ways 2 and 3: that
+    seed's own validation-best subset of the DropConnect run), and whether the two coincide."""
+    found = scans["dropconnect"].rows.set_index(["task", "seed", "k"])["subset"]
+    reported = fixed[fixed.source == "reported"]
+    rows = []
+    for task in profile.tasks:
+        for way in CONTROL_WAYS:
+            for k in ks:
+                if way == 1:
+                    chosen = reported[(reported["data.task"] == task) & (reported.k == k)]["model.selected_dims"]
+                    if (task, k) in cut or chosen.empty:
+                        continue
+                for seed in profile.seeds:
+                    if way != 1 and (task, seed, k) not in found.index:  # no triples scanned: no best 3-subset
+                        continue
+                    best = tuple(chosen.iloc[0]) if way == 1 else tuple(found.loc[(task, seed, k)])
+                    drawn = control_subset(profile, task, way, k, seed)
+                    rows.append({"task": task, "way": WAYS[way], "k": k, "seed": seed, "random_subset": drawn,
+                                 "best_subset": best, "coincides": drawn == best, "way_key": way})
+    return pd.DataFrame(rows)
+
+
+def run_controls(profile, store: RunStore, ks: tuple[int, ...] = (1, 2, 3), cut: tuple = ()) -> pd.DataFrame:
+    """Way 1's random controls (``control_configs``), trained (or read): one row per run."""
+    frame = store.execute_all(control_configs(profile, ks, cut)).assign(source="control")
+    return frame.assign(k=frame["model.selected_dims"].map(len))
+
+
+def control_outcomes(profile, store: RunStore, draws: pd.DataFrame) -> dict[tuple[str, int, int], Outcomes]:
+    """(task, way, k) -> the test predictions of the random controls, one row per reported seed, each trained
+    and evaluated as that way's best subset: way 1 its own fine-tuning on the drawn subset, way 2 the seed's
+    DropConnect head masked to it, way 3 a head refit on it from that run's features."""
+    result, heads, order = {}, {}, {seed: i for i, seed in enumerate(profile.seeds)}
+    for (task, way, k), block in draws.groupby(["task", "way_key", "k"], sort=False):
+        block = block.sort_values("seed", key=lambda seeds: seeds.map(order))  # the best side's order: paired
+        if way == 1:
+            result[task, way, k] = run_outcomes(store, [profile.run_config(task, int(seed), selected_dims=tuple(subset))
+                                                        for seed, subset in zip(block.seed, block.random_subset)])
+            continue
+        rows = []
+        for seed, subset in zip(block.seed, block.random_subset):
+            config = scan_config(profile, task, int(seed))
+            if config.run_id not in heads:
+                heads[config.run_id] = cached_head(store, config)
+            head = heads[config.run_id]
+            rows.append(masked_logits(head, subset, "test") if way == 2 else refit_predictions(head, subset, "test"))
+        saved = store.predictions(scan_config(profile, task, int(block.seed.iloc[0])), "test")
+        if any(not np.array_equal(saved["labels"], head.labels["test"]) for head in heads.values()
+               if head.spec.name == task):
+            raise ValueError(f"{task}: saved test predictions and cached test features differ in order")
+        metric = heads[scan_config(profile, task, int(block.seed.iloc[0])).run_id].main_metric
+        seeds = tuple(int(s) for s in block.seed)
+        result[task, way, k] = (Outcomes.from_logits(rows, saved["labels"], saved["idx"], seeds, metric) if way == 2
+                                else Outcomes(np.stack(rows), saved["labels"], saved["idx"], seeds, metric))
+    return result
+
+
 def planned_runs(profile, store: RunStore, subsets_per_k: int = 3, fixed_cut: tuple = (),
                  effective_dimensions: bool = False, ks: tuple[int, ...] = (1, 2, 3)) -> StudyPlan:
     """The runs the notebook executes, for ``run_all.py --plan``: the scanned runs of both heads, way 1's
-    random subsets, and per task and k the runs of the validation-best subset: exact when its random
-    subsets are all in the store, else counted from the design with the first subset as a stand-in."""
+    random subsets, way 1's random controls, and per task and k the runs of the validation-best subset: exact
+    when its random subsets are all in the store, else counted from the design with the first subset as a
+    stand-in."""
     cut = tuple(tuple(c) for c in fixed_cut)
     runs = [PlannedRun(c) for head in ("dropconnect", "standard") for task in profile.tasks
             for c in head_configs(profile, task, head)]
     selection = random_subset_configs(profile, subsets_per_k, ks, cut=cut)
     runs += [PlannedRun(c) for c in selection]
+    runs += [PlannedRun(c) for c in control_configs(profile, ks, cut)]
     for task in profile.tasks:
         for k in ks:
             candidates = [c for c in selection if c.data.task == task and len(c.model.selected_dims) == k]
@@ -249,28 +345,47 @@ def way_outcomes(profile, store: RunStore, fixed: pd.DataFrame, scans: dict[str,
     return result
 
 
-def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_MARGIN, controls: dict | None = None,
+             draws: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per task, way and k: is the best k-subset enough? Its test predictions against the all-dimensions
-    baseline's, paired by seed and example, with the interval and the equivalence verdict."""
-    rows = []
+    baseline's, paired by seed and example, with the interval and the equivalence verdict. With ``controls``
+    (``control_outcomes``), per way and k with a control also: does the best k-subset beat a random k-subset
+    (one-sided, paired by seed), and is a random k-subset enough (equivalence against the same baseline)?
+    ``draws`` (``control_draws``) gives the ``coinciding_draws`` column: seeds whose random draw is the best subset."""
+    controls, rows = controls or {}, []
+    coinciding = {} if draws is None or draws.empty else \
+        draws.groupby(["task", "way_key", "k"])["coincides"].sum().astype(int).to_dict()
     for task in profile.tasks:
         reference = baseline_outcomes(profile, store, task)
         for (other, way, k), side in outcomes.items():
-            if other == task:
-                comparison = compare(side, reference, "equivalent", margin)
-                rows.append(verdict_row("02", f"the best {k}-subset is enough (way {WAYS[way]})", task,
-                                        f"best {k}-subset, way {WAYS[way]}", ALL, comparison, way=WAYS[way], k=k))
+            if other != task:
+                continue
+            name, best = WAYS[way], f"best {k}-subset, way {WAYS[way]}"
+            rows.append(verdict_row("02", f"the best {k}-subset is enough (way {name})", task, best, ALL,
+                                    compare(side, reference, "equivalent", margin), way=name, k=k,
+                                    sides=BEST_VS_ALL))
+            if (task, way, k) not in controls:
+                continue
+            control, drawn = controls[task, way, k], f"random {k}-subset, way {name}"
+            extra = {"way": name, "k": k, "coinciding_draws": coinciding.get((task, way, k), 0)}
+            rows.append(verdict_row("02", f"the best {k}-subset beats a random {k}-subset (way {name})", task, best,
+                                    drawn, compare(side, control, "better", margin), sides=BEST_VS_RANDOM, **extra))
+            rows.append(verdict_row("02", f"a random {k}-subset is enough (way {name})", task, drawn, ALL,
+                                    compare(control, reference, "equivalent", margin), sides=RANDOM_VS_ALL,
+                                    **extra))
     return pd.DataFrame(rows)
 
 
-def summary_table(profile, store: RunStore, outcomes: dict, fixed: pd.DataFrame, scans: dict[str, Scan]) -> pd.DataFrame:
-    """Best subset per task, k and way: test metric x 100 with its 95% interval over seeds and
-    examples, and the subset (way 1: the one retrained; ways 2 and 3: the first seed's)."""
-    rows = []
+def summary_table(profile, store: RunStore, outcomes: dict, fixed: pd.DataFrame, scans: dict[str, Scan],
+                  controls: dict | None = None, draws: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Best subset per task, k and way (``chosen``: "best on validation"), and its random control where it has one
+    ("random, drawn per seed"): test metric x 100 with its 95% interval over seeds and examples, and the subset
+    (way 1: the one retrained; ways 2 and 3, and every control: the first seed's)."""
+    controls, rows = controls or {}, []
     for task in profile.tasks:
         score, low, high = score_interval(baseline_outcomes(profile, store, task))
-        rows.append({"task": task, "way": ALL, "k": profile.hidden_size, "subset": "all", "test": score,
-                     "test_low": low, "test_high": high, "seeds": len(profile.seeds)})
+        rows.append({"task": task, "way": ALL, "k": profile.hidden_size, "chosen": "all", "subset": "all",
+                     "test": score, "test_low": low, "test_high": high, "seeds": len(profile.seeds)})
         for (other, way, k), side in outcomes.items():
             if other != task:
                 continue
@@ -281,8 +396,14 @@ def summary_table(profile, store: RunStore, outcomes: dict, fixed: pd.DataFrame,
                 found = scans["dropconnect" if way in (2, 3) else "standard"].rows
                 subset = found[(found.task == task) & (found.k == k) & (found.seed == profile.seeds[0])]["subset"].iloc[0]
             score, low, high = score_interval(side)
-            rows.append({"task": task, "way": WAYS[way], "k": k, "subset": subset, "test": score, "test_low": low,
-                         "test_high": high, "seeds": len(side.seeds)})
+            rows.append({"task": task, "way": WAYS[way], "k": k, "chosen": "best on validation", "subset": subset,
+                         "test": score, "test_low": low, "test_high": high, "seeds": len(side.seeds)})
+            if (task, way, k) in controls:
+                drawn = draws[(draws.task == task) & (draws.way_key == way) & (draws.k == k)].sort_values("seed")
+                score, low, high = score_interval(controls[task, way, k])
+                rows.append({"task": task, "way": WAYS[way], "k": k, "chosen": "random, drawn per seed",
+                             "subset": drawn.random_subset.iloc[0], "test": score, "test_low": low, "test_high": high,
+                             "seeds": len(controls[task, way, k].seeds)})
     return pd.DataFrame(rows)
 
 
@@ -324,16 +445,22 @@ def effective_dimensions(fixed: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict(table: pd.DataFrame) -> str:
-    """Every verdict, one line each, then per task and way the smallest k whose verdict holds."""
+    """Every verdict, one line each, then per task and way the smallest k whose best subset is enough, and what the
+    random controls say about it (``findings.subset_readings``: the same text as the generated findings)."""
     lines = [verdict_lines(table)]
-    for task, block in table.groupby("task", sort=False):
+    best = table[table.sides == BEST_VS_ALL] if "sides" in table else table
+    for task, block in best.groupby("task", sort=False):
         parts = []
         for way, rows in block.groupby("way", sort=False):
             held = rows[rows.verdict == HOLDS].sort_values("k")
             parts.append(f"way {way}: " + (f"k = {held.k.iloc[0]} is enough" if len(held) else
                                            f"no k in {sorted(rows.k)} is shown enough"))
         lines.append(f"- {task}: " + "; ".join(parts))
+    readings = subset_readings(table)
+    if readings:
+        lines += ["Against random subsets of the same size:", *readings]
     margin = table["margin"].iloc[0]
-    lines.append(f"'Enough' holds when the 90% interval of best-subset minus all dimensions (test, paired over seeds "
-                 f"and examples) lies inside ±{margin:g} points; {tally(table)}.")
+    lines.append(f"'Enough' holds when the 90% interval of the subset minus all dimensions (test, paired over seeds "
+                 f"and examples) lies inside ±{margin:g} points; 'beats' when the one-sided 95% bound of best minus "
+                 f"random excludes 0; {tally(table)}.")
     return "\n".join(lines)

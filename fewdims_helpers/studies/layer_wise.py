@@ -2,15 +2,25 @@
 
 For each layer k = 1..L the head reads layer k's [CLS] vector; the layers above k are not computed
 (``ModelConfig.layer``), so a low-layer run costs proportionally less. Each layer's full vector is
-fine-tuned with every reported seed (``profile.seeds``); the top layer's run is the baseline. Two
-2-dimension variants per run, chosen as in study 02's way 2 (every pair scored at inference on the
-layer-k run's head, best on validation within the run) and reported on test as scored at inference
-(masked head) and with the head refit on the pair (way 3).
+fine-tuned with every reported seed (``profile.seeds``). Two 2-dimension variants per run, chosen as in
+study 02's way 2 (every pair scored at inference on the layer-k run's head, best on validation within the
+run) and reported on test as scored at inference (masked head) and with the head refit on the pair (way 3).
 
-Verdicts (``verdicts.compare``, from per-example test predictions): "layer k is as good as the top
-layer" (layer k's full vector against the baseline, equivalence at the margin), and each best-pair
-variant against its own layer's full vector. The paper's statement (lower layers contribute less;
-higher layers differ little) is read off these verdicts by ``paper_statement``.
+**One recipe per comparison.** A head on a layer below the top trains with the lower layers' recipe
+(``Profile.layer_recipe``: a higher encoder and head rate, and its own step cap), the baseline with the
+fine-tuning recipe. Comparing layer k with the baseline would mix the layer with the recipe, so the top
+layer is trained at the lower layers' recipe as well (``LOWER``, its own runs, every seed), and every verdict
+compares runs at one recipe: "layer k is as good as the top layer" (layer k's full vector against the top
+layer's, both at the lower layers' recipe; equivalence at the margin), and each best-pair variant against
+its own layer's full vector (one run, so one recipe; the top layer's at the lower layers' recipe). The top
+layer's pair at the baseline's recipe is 02's "standard head" at k = 2 (the same runs, the same selection): it
+is 02's verdict, not repeated here. The comparisons with the baseline (``BASELINE``) are kept, descriptive,
+in ``recipe_comparisons``: the old design's layer k against the baseline, and the top layer at the two
+recipes (what the recipe alone changes). Where the two recipes are one (``layer_head_train`` unset), the top
+layer's run is the baseline and there is nothing to separate.
+
+The paper's statement (lower layers contribute less; higher layers differ little) is read off the matched
+verdicts by ``paper_statement``.
 """
 from __future__ import annotations
 
@@ -28,30 +38,65 @@ from ..subsets import cached_head, masked_logits, pair_table, refit_predictions,
 from ..verdicts import (DEFAULT_MARGIN, DOES_NOT_HOLD, HOLDS, Outcomes, compare, run_outcomes, tally, verdict_lines,
                         verdict_row)
 
-
-def layer_config(profile, task: str, seed: int, layer: int) -> RunConfig:
-    """The run whose head reads ``layer``; the top layer's is the profile's baseline (study 01 trained it)."""
-    if layer == profile.num_layers:
-        return profile.baseline(task, seed)
-    return dataclasses.replace(profile.run_config(task, seed, layer=layer), save_features=BASELINE_FEATURES)
+LOWER, BASELINE = "lower layers' recipe", "baseline recipe"  # the recipe a run trained with (column ``recipe``)
 
 
-def layer_configs(profile) -> list[tuple[int, RunConfig]]:
-    """(layer k, its run) for every task, seed and layer."""
+def separate_recipes(profile) -> bool:
+    """Whether heads below the top train with a recipe of their own (then the top layer is trained at it too)."""
+    return profile.num_layers > 1 and profile.layer_recipe() != profile.train
+
+
+def recipe_text(profile, recipe: str) -> str:
+    """A recipe in words, for the tables: its name and rates, e.g. "lower layers' recipe (encoder lr 0.0003,
+    head lr 0.003, up to 20 epochs)"; the lower layers' recipe is the baseline's where the profile has one."""
+    train = profile.layer_recipe() if recipe == LOWER else profile.train
+    name = recipe if separate_recipes(profile) or recipe == BASELINE else f"{LOWER} (= the baseline's)"
+    head = f", head lr {train.head_learning_rate:g}" if train.head_learning_rate is not None else ""
+    return f"{name} (encoder lr {train.learning_rate:g}{head}, up to {train.epochs} epochs)"
+
+
+def layer_config(profile, task: str, seed: int, layer: int, recipe: str = LOWER) -> RunConfig:
+    """The run whose head reads ``layer``, at ``recipe``. Below the top, only the lower layers' recipe. The top
+    layer at the baseline recipe is the profile's baseline (study 01 trained it); at the lower layers' recipe,
+    a run of its own (the baseline itself where the recipes are one)."""
     top = profile.num_layers
-    return [(layer, layer_config(profile, task, seed, layer))
-            for task in profile.tasks for seed in profile.seeds for layer in range(1, top + 1)]
+    if layer < top:
+        if recipe != LOWER:
+            raise ValueError(f"layer {layer} below the top trains only with the {LOWER}, not the {recipe}")
+        return dataclasses.replace(profile.run_config(task, seed, layer=layer), save_features=BASELINE_FEATURES)
+    if recipe == BASELINE or not separate_recipes(profile):
+        return profile.baseline(task, seed)
+    return dataclasses.replace(profile.run_config(task, seed, recipe=profile.layer_recipe()),
+                               save_features=BASELINE_FEATURES)
+
+
+def layer_configs(profile) -> list[tuple[int, str, RunConfig]]:
+    """(layer k, recipe, its run) for every task, seed and layer at the lower layers' recipe, and the top layer
+    at the baseline recipe where that is another run."""
+    top, rows = profile.num_layers, []
+    for task in profile.tasks:
+        for seed in profile.seeds:
+            rows += [(layer, LOWER, layer_config(profile, task, seed, layer)) for layer in range(1, top + 1)]
+            if separate_recipes(profile):
+                rows.append((top, BASELINE, layer_config(profile, task, seed, top, BASELINE)))
+    return rows
+
+
+def matched_top_configs(profile) -> list[RunConfig]:
+    """The top layer's runs at the lower layers' recipe, every task and seed (03's own runs, not the baseline's)."""
+    return [c for layer, recipe, c in layer_configs(profile) if layer == profile.num_layers and recipe == LOWER]
 
 
 def planned_runs(profile, store: RunStore) -> StudyPlan:
-    """The runs the notebook executes (every layer-k run; the baselines among them), for ``run_all.py --plan``."""
-    return StudyPlan([PlannedRun(c) for _, c in layer_configs(profile)] + [PlannedRun(c) for c in profile.baselines()])
+    """The runs the notebook executes (every layer-k run, the top layer at both recipes; the baselines among
+    them), for ``run_all.py --plan``."""
+    return StudyPlan([PlannedRun(c) for _, _, c in layer_configs(profile)] + [PlannedRun(c) for c in profile.baselines()])
 
 
 def run(profile, store: RunStore) -> pd.DataFrame:
-    """Every layer-k run, plus the 2-dimension variants computed from its cached head and features."""
-    layers, chosen = zip(*layer_configs(profile))
-    frame = store.execute_all(chosen).assign(**{"model.layer": list(layers)})
+    """Every layer-k run with its recipe, plus the 2-dimension variants computed from its cached head and features."""
+    layers, recipes, chosen = zip(*layer_configs(profile))
+    frame = store.execute_all(list(chosen)).assign(**{"model.layer": list(layers), "recipe": list(recipes)})
     pairs = []
     for config in chosen:
         head = cached_head(store, config)
@@ -70,19 +115,22 @@ VARIANTS = {"test_score": FULL,
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds of each variant, per task and layer (long format; descriptive)."""
-    long = runs.melt(id_vars=["data.task", "model.layer", "train.seed"], value_vars=list(VARIANTS),
+    """Mean and std over seeds of each variant, per task, layer and recipe (long format; descriptive)."""
+    long = runs.melt(id_vars=["data.task", "model.layer", "recipe", "train.seed"], value_vars=list(VARIANTS),
                      var_name="variant", value_name="score")
     long["variant"] = long["variant"].map(VARIANTS)
-    return summarize(long, ["data.task", "variant", "model.layer"], value="score")
+    return summarize(long, ["data.task", "variant", "model.layer", "recipe"], value="score")
 
 
-def outcomes(profile, store: RunStore, runs: pd.DataFrame, task: str, layer: int) -> dict[str, Outcomes]:
-    """Test predictions of layer ``layer``'s runs of ``task``, one row per seed: the full vector (saved
-    predictions) and each seed's validation-best pair, masked head and refit head (in process, same examples)."""
-    configs = [layer_config(profile, task, seed, layer) for seed in profile.seeds]
+def outcomes(profile, store: RunStore, runs: pd.DataFrame, task: str, layer: int, recipe: str = LOWER
+             ) -> dict[str, Outcomes]:
+    """Test predictions of layer ``layer``'s runs of ``task`` at ``recipe``, one row per seed: the full vector
+    (saved predictions) and each seed's validation-best pair, masked head and refit head (in process, same
+    examples)."""
+    configs = [layer_config(profile, task, seed, layer, recipe) for seed in profile.seeds]
     full = run_outcomes(store, configs)
-    chosen = runs[(runs["data.task"] == task) & (runs["model.layer"] == layer)].set_index("train.seed")
+    chosen = runs[(runs["data.task"] == task) & (runs["model.layer"] == layer) & (runs["recipe"] == recipe)
+                  ].set_index("train.seed")
     masked, refit = [], []
     for config in configs:
         head, pair = cached_head(store, config), chosen.loc[config.train.seed, "pair"]
@@ -95,26 +143,54 @@ def outcomes(profile, store: RunStore, runs: pd.DataFrame, task: str, layer: int
             VARIANTS["pair_refit_test"]: Outcomes(np.stack(refit), full.labels, full.idx, full.seeds, full.metric)}
 
 
+def _ordered(rows: list[dict], profile) -> pd.DataFrame:
+    order = {t: i for i, t in enumerate(profile.tasks)}
+    return pd.DataFrame(rows).sort_values(["task", "variant", "layer"], key=lambda c: c.map(order) if c.name == "task"
+                                          else c, kind="stable", ignore_index=True)
+
+
 def verdicts(profile, store: RunStore, runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
-    """Per task and layer: is layer k's full vector as good as the top layer (the baseline)? And is the best
-    pair of layer k as good as layer k's full vector? Paired by seed and example; equivalence at ``margin``."""
-    rows, top = [], profile.num_layers
+    """The verdicts the tally counts, every one between runs at one recipe (the lower layers'), paired by seed and
+    example, equivalence at ``margin``: per task and layer k below the top, is layer k's full vector as good as
+    the top layer's? And per layer (the top's at the lower layers' recipe too), is its best pair as good as its
+    full vector? Columns ``a_recipe`` and ``b_recipe`` say which recipe each side trained with."""
+    rows, top, lower = [], profile.num_layers, recipe_text(profile, LOWER)
     for task in profile.tasks:
-        reference = None
+        reference = outcomes(profile, store, runs, task, top)[FULL]
         for layer in range(top, 0, -1):
             sides = outcomes(profile, store, runs, task, layer)
-            reference = sides[FULL] if layer == top else reference
             if layer != top:
                 rows.append(verdict_row("03", f"layer {layer} is as good as the top layer", task,
-                                        f"layer {layer}, {FULL}", f"layer {top} (baseline)",
-                                        compare(sides[FULL], reference, "equivalent", margin), layer=layer, variant=FULL))
+                                        f"layer {layer}, {FULL}", f"layer {top}, {FULL}",
+                                        compare(sides[FULL], reference, "equivalent", margin), layer=layer,
+                                        variant=FULL, a_recipe=lower, b_recipe=lower))
             for variant in list(sides)[1:]:
                 rows.append(verdict_row("03", f"2 dims of layer {layer} are as good as its full vector", task,
                                         f"layer {layer}, {variant}", f"layer {layer}, {FULL}",
                                         compare(sides[variant], sides[FULL], "equivalent", margin), layer=layer,
-                                        variant=variant))
-    return pd.DataFrame(rows).sort_values(["task", "variant", "layer"], key=lambda c: c.map(
-        {t: i for i, t in enumerate(profile.tasks)}) if c.name == "task" else c, kind="stable", ignore_index=True)
+                                        variant=variant, a_recipe=lower, b_recipe=lower))
+    return _ordered(rows, profile)
+
+
+def recipe_comparisons(profile, store: RunStore, runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+    """Descriptive, not counted (``figures/03_layer_wise_recipes``): the comparisons with the baseline recipe's
+    top layer. Layer k at the lower layers' recipe against the baseline (the design before the matched one: the
+    layer and the recipe both change), and the top layer at the lower layers' recipe against the baseline (what
+    the recipe alone changes). Empty where the recipes are one."""
+    if not separate_recipes(profile):
+        return pd.DataFrame()
+    rows, top = [], profile.num_layers
+    lower, baseline = recipe_text(profile, LOWER), recipe_text(profile, BASELINE)
+    for task in profile.tasks:
+        reference = outcomes(profile, store, runs, task, top, BASELINE)[FULL]
+        for layer in range(top, 0, -1):
+            full = outcomes(profile, store, runs, task, layer)[FULL]
+            claim = ("the top layer does not depend on the recipe" if layer == top
+                     else f"layer {layer} is as good as the top layer (recipes differ)")
+            rows.append(verdict_row("03", claim, task, f"layer {layer}, {FULL}", f"layer {top}, {FULL}",
+                                    compare(full, reference, "equivalent", margin), layer=layer, variant=FULL,
+                                    a_recipe=lower, b_recipe=baseline))
+    return _ordered(rows, profile)
 
 
 def paper_statement(table: pd.DataFrame, top: int) -> str:
@@ -138,6 +214,10 @@ def paper_statement(table: pd.DataFrame, top: int) -> str:
 
 
 def verdict(table: pd.DataFrame, top: int) -> str:
-    """Every verdict, one line each, the paper's statement per task, and the tally."""
-    return (verdict_lines(table) + "\n\nThe paper's statement, from these verdicts:\n" + paper_statement(table, top)
+    """Every verdict, one line each, the recipes its sides trained with, the paper's statement per task, and the
+    tally."""
+    recipes = sorted(set(table["a_recipe"]) | set(table["b_recipe"])) if "a_recipe" in table else []
+    said = (f"\nBoth sides of every verdict trained with the {recipes[0]}." if len(recipes) == 1 else
+            "\nThe sides' recipes: " + "; ".join(recipes) + "." if recipes else "")
+    return (verdict_lines(table) + said + "\n\nThe paper's statement, from these verdicts:\n" + paper_statement(table, top)
             + f"\n({tally(table)}; margin {table['margin'].iloc[0]:g} points.)")
