@@ -16,7 +16,7 @@ Finished training runs are kept in the local run store (``results/runs/`` under 
 git-ignored), so a rerun only redoes what is missing (``--force`` recomputes). After the notebooks,
 a reproduction report compares the runs this invocation used and the tables it wrote with the
 committed reference (``reference/``; never read in place of computing), prints it and writes
-``figures/reproduction.{csv,md,png}`` (see fewdims_helpers/reproduction.py):
+``figures/reproduction.{csv,md,png}`` (see fewdims_helpers/report/reproduction.py):
     --strict             exit 3 when anything disagrees with the reference (after writing the report)
     --update-reference   replace the reference with this invocation's runs and tables; with --only NN,
                          replace notebook NN's runs and tables only, and only when the baseline runs it
@@ -50,8 +50,8 @@ PROFILE_NAMES = ("smoke", "default", "paper")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """run_all's own arguments, then one flag per option declared in fewdims_helpers/options.py
-    (fewdims_helpers/parameters.py), checked by the dataclasses that declare them."""
-    from fewdims_helpers import parameters
+    (fewdims_helpers/setup/parameters.py), checked by the dataclasses that declare them."""
+    from fewdims_helpers.setup import parameters
     from fewdims_helpers.config import ConfigError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -99,8 +99,8 @@ def output_root(args: argparse.Namespace) -> Path:
 
 
 def preflight(args: argparse.Namespace, root: Path) -> list[str]:
-    """The problems with the arguments, found before any kernel starts (see fewdims_helpers.preflight)."""
-    from fewdims_helpers.preflight import problems
+    """The problems with the arguments, found before any kernel starts (see fewdims_helpers.setup.preflight)."""
+    from fewdims_helpers.setup.preflight import problems
 
     return problems(args.profile, args.tasks, args.model, args.device, root, args.glue_dir, backend=args.backend)
 
@@ -119,7 +119,7 @@ def notebook_parameters(args: argparse.Namespace, root: Path) -> dict:
     """What every notebook's ``parameters`` cell receives: the profile, the output folder relative to
     the repository (None: the repository itself; so no notebook records where its checkout lies) and
     the options given on the command line, by name (``options`` left out of it: the declared default)."""
-    from fewdims_helpers import parameters
+    from fewdims_helpers.setup import parameters
 
     options = parameters.given(args)
     options.update({name: local_path(options[name]) for name in ("model", "glue_dir") if name in options})
@@ -175,7 +175,7 @@ def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, noteb
     """Update the reference if asked (``by_notebook``: the runs each notebook used), then print and write
     the reproduction report; 3 under --strict when anything disagrees, 4 when --update-reference --only
     was refused, else 0."""
-    from fewdims_helpers import reproduction
+    from fewdims_helpers.report import reproduction
 
     runs.end_invocation()
     figures, reference = root / "figures", Path(args.reference_dir).expanduser().resolve()
@@ -211,8 +211,8 @@ def verify(args: argparse.Namespace, root: Path) -> int:
     """--verify: check every run of the store (--repair: quarantine the corrupt ones) and, read-only, the
     reference; one line per problem and a summary per store; 1 when anything is corrupt. Trains nothing."""
     from fewdims_helpers.paths import output_paths
-    from fewdims_helpers.reproduction import reference_folders
-    from fewdims_helpers.store import RunStore
+    from fewdims_helpers.report.reproduction import reference_folders
+    from fewdims_helpers.runs.store import RunStore
 
     reference = reference_folders(Path(args.reference_dir).expanduser().resolve())["runs"]
     found = [RunStore(output_paths(root, create=False)["runs"]).verify(repair=args.repair),
@@ -224,7 +224,7 @@ def verify(args: argparse.Namespace, root: Path) -> int:
 def reference_provenance(args: argparse.Namespace) -> dict:
     """Where a reference's notebooks came from: the code commit and the machine (CPU model and bf16 path,
     cores, GPU, package versions) and the device asked for."""
-    from fewdims_helpers.provenance import environment
+    from fewdims_helpers.runs.provenance import environment
 
     return {**environment(), "device": args.device or "auto"}
 
@@ -239,7 +239,7 @@ def invocation_setup(args: argparse.Namespace, root: Path):
     import contextlib
     import io
 
-    from fewdims_helpers.profiles import notebook_setup
+    from fewdims_helpers.setup.profiles import notebook_setup
 
     parameters = {k: v for k, v in notebook_parameters(args, root).items() if k != "output_dir"}
     with contextlib.redirect_stdout(io.StringIO()):
@@ -262,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import papermill
 
-    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
+    from fewdims_helpers.setup.notebook_execution import execute_notebook, failed_copy
     from fewdims_helpers.paths import output_paths
-    from fewdims_helpers.store import RunStore
+    from fewdims_helpers.runs.store import RunStore
     from fewdims_helpers.terminal import HEADLESS
 
     plan = invocation_plan(args, root, notebooks)  # before the invocation begins: planning notes no run
@@ -338,12 +338,12 @@ def notebook_design(notebook: Path) -> dict:
 
 
 def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calibrate: bool = True):
-    """The plan of this invocation (fewdims_helpers.planning): each notebook's study lists its runs from
+    """The plan of this invocation (fewdims_helpers.setup.planning): each notebook's study lists its runs from
     the profile the notebooks get and the design in the notebook's parameters cell. Trains nothing."""
     import importlib
     import inspect
 
-    from fewdims_helpers.planning import build_plan
+    from fewdims_helpers.setup.planning import build_plan
 
     profile, _, store = invocation_setup(args, root)
     studies = []
@@ -380,7 +380,7 @@ class show_progress:
 
         from tqdm.auto import tqdm
 
-        from fewdims_helpers.planning import Progress
+        from fewdims_helpers.setup.planning import Progress
 
         self.progress, self.every, self.stop = Progress(plan, runs, invocation), every, threading.Event()
         size = shutil.get_terminal_size((120, 20))  # a terminal that reports no size (0 rows hide every bar)
@@ -405,7 +405,7 @@ class show_progress:
 
 def study_notes(args: argparse.Namespace) -> dict[str, str]:
     """Per notebook prefix, the one line saying why it runs nothing with these arguments (05 on one task)."""
-    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.setup.profiles import get_profile
     from fewdims_helpers.studies import cross
 
     note = cross.missing_tasks(get_profile(args.profile, tasks=args.tasks))
@@ -416,8 +416,8 @@ def report_verdicts(root: Path, args: argparse.Namespace) -> None:
     """Gather every notebook's verdicts into figures/verdicts.csv, write figures/findings.md and
     figures/verdicts.png from them and, for the default profile in place, the README's summary table
     and docs/findings.md."""
-    from fewdims_helpers.findings import write_findings
-    from fewdims_helpers.verdicts import gather_verdicts, tally
+    from fewdims_helpers.report.findings import write_findings
+    from fewdims_helpers.stats.verdicts import gather_verdicts, tally
 
     table = gather_verdicts(root / "figures")
     if table.empty:

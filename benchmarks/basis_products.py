@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fewdims_helpers import profiles
-from fewdims_helpers.models import pretrained_encoder
-from fewdims_helpers.subspace import encoder_layers, flatten, random_basis
+from fewdims_helpers.setup import profiles
+from fewdims_helpers.model.pretrained import pretrained_encoder
+from fewdims_helpers.model.subspace import encoder_layers, flatten, random_basis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

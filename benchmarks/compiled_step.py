@@ -31,10 +31,10 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from fewdims_helpers import profiles
-from fewdims_helpers.data import tokenized_task
+from fewdims_helpers.setup import profiles
+from fewdims_helpers.data.tokenized import tokenized_task
 from fewdims_helpers.options import DataSources
-from fewdims_helpers.training import build_model, train
+from fewdims_helpers.training.loop import build_model, train
 from profile_run import group_of  # a sibling script (benchmarks/ is on the path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The plateau rule on the reported runs of a reference (fewdims_helpers/sizing.py: ``convergence``).
+"""The plateau rule on the reported runs of a reference (fewdims_helpers/studies/sizing.py: ``convergence``).
 
 Reads every run the reference records (``reference/reference.json``: each notebook's runs; each run's
 ``metrics.json`` holds its validation history), keeps those of the profile's reported seeds, groups them into
@@ -22,9 +22,9 @@ sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
 
-from fewdims_helpers import sizing  # noqa: E402
-from fewdims_helpers.profiles import get_profile  # noqa: E402
-from fewdims_helpers.reporting import write_table  # noqa: E402
+from fewdims_helpers.studies import sizing  # noqa: E402
+from fewdims_helpers.setup.profiles import get_profile  # noqa: E402
+from fewdims_helpers.report.tables import write_table  # noqa: E402
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fewdims_helpers import sizing  # noqa: E402
+from fewdims_helpers.studies import sizing  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
-from fewdims_helpers.profiles import BASELINE_FEATURES, get_profile  # noqa: E402
-from fewdims_helpers.reporting import setup_logging, write_table  # noqa: E402
-from fewdims_helpers.store import RunStore  # noqa: E402
+from fewdims_helpers.setup.profiles import BASELINE_FEATURES, get_profile  # noqa: E402
+from fewdims_helpers.report.tables import setup_logging, write_table  # noqa: E402
+from fewdims_helpers.runs.store import RunStore  # noqa: E402
 
 TASK = "rt-valence"  # the task whose families the reference left climbing
 

@@ -26,11 +26,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fewdims_helpers import profiles
+from fewdims_helpers.setup import profiles
 from fewdims_helpers.config import DataConfig
-from fewdims_helpers.models import pretrained_encoder
+from fewdims_helpers.model.pretrained import pretrained_encoder
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.store import RunStore
+from fewdims_helpers.runs.store import RunStore
 from roofline import cpu_facts, gemm_gflops  # a sibling script (benchmarks/ is on the path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Coverage of the verdicts' intervals (fewdims_helpers/verdicts.py), measured by simulation.
+"""Coverage of the verdicts' intervals (fewdims_helpers/stats/verdicts.py), measured by simulation.
 
 Simulated studies of this package's size (5 seeds x 2,113 test items, a planted difference of 4
 points of accuracy) with seed effects of 0 to 4 points per side, then the failing-seed regime (each
@@ -21,7 +21,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fewdims_helpers.verdicts import coverage  # noqa: E402
+from fewdims_helpers.stats.verdicts import coverage  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FAILING_SHARE = 0.2  # a failing seed: one in five on average

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 import plots
-from fewdims_helpers import profiles
+from fewdims_helpers.setup import profiles
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.store import RunStore
-from fewdims_helpers.subsets import CachedHead, scan_all_pairs
-from fewdims_helpers.tasks import get_task
+from fewdims_helpers.runs.store import RunStore
+from fewdims_helpers.stats.subsets import CachedHead, scan_all_pairs
+from fewdims_helpers.data.tasks import get_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPECS = {2: get_task("rt-polarity"), 5: get_task("bbc-news")}  # by number of labels; both scored on accuracy

@@ -23,13 +23,13 @@ import pandas as pd
 import torch
 
 import plots
-from fewdims_helpers import profiles
-from fewdims_helpers.data import tokenized_task
-from fewdims_helpers.features import frozen_features
-from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
+from fewdims_helpers.setup import profiles
+from fewdims_helpers.data.tokenized import tokenized_task
+from fewdims_helpers.training.features import frozen_features
+from fewdims_helpers.stats.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.tasks import get_task
-from fewdims_helpers.training import predict, train
+from fewdims_helpers.data.tasks import get_task
+from fewdims_helpers.training.loop import predict, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -48,12 +48,12 @@ import pandas as pd
 import torch
 
 from fewdims_helpers.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from fewdims_helpers.data import TokenizedSplit
-from fewdims_helpers.device_step import StepOptions
-from fewdims_helpers.gpu_sharing import gpu_concurrency
-from fewdims_helpers.head import SequenceClassifier
+from fewdims_helpers.data.tokenized import TokenizedSplit
+from fewdims_helpers.training.device_step import StepOptions
+from fewdims_helpers.runs.gpu_sharing import gpu_concurrency
+from fewdims_helpers.model.head import SequenceClassifier
 from fewdims_helpers.options import STEP_CHANGES
-from fewdims_helpers.training import train
+from fewdims_helpers.training.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_estimate import GLUE_SIZES, notebook_flops  # noqa: E402  (a sibling script)

@@ -61,7 +61,7 @@ def device_name(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    from fewdims_helpers.provenance import cpu_model
+    from fewdims_helpers.runs.provenance import cpu_model
 
     return cpu_model() or platform.machine()
 
@@ -122,7 +122,7 @@ def tail(path: Path, lines: int = 60) -> str:
 
 def study(args) -> int:
     from fewdims_helpers.paths import output_paths
-    from fewdims_helpers.store import RunStore
+    from fewdims_helpers.runs.store import RunStore
 
     began = time.perf_counter()
     signal.signal(signal.SIGTERM, _stop)

@@ -47,7 +47,7 @@ def stand_in(root: Path) -> Path:
 def prepare(root: Path, parts: int, source: Path | None = None) -> Path:
     """The stand-in package without weights (and the weights in ``parts`` pieces) under ``root``."""
     if source is None:
-        from fewdims_helpers.models import minilm_path
+        from fewdims_helpers.model.pretrained import minilm_path
 
         source = minilm_path()
     model = stand_in(root)

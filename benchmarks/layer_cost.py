@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 import plots
-from fewdims_helpers import profiles
+from fewdims_helpers.setup import profiles
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.store import RunStore
+from fewdims_helpers.runs.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import BertConfig
 
-    from fewdims_helpers.models import pretrained_encoder
+    from fewdims_helpers.model.pretrained import pretrained_encoder
 
     bert = BertConfig()  # bert-base's shape: 12 layers, hidden 768, FFN 3072
     h, f = bert.hidden_size, bert.intermediate_size

@@ -60,7 +60,7 @@ def write_random_bert_base(folder: Path) -> Path:
         return folder
     from transformers import BertConfig, BertModel
 
-    from fewdims_helpers.models import minilm_path
+    from fewdims_helpers.model.pretrained import minilm_path
 
     folder.mkdir(parents=True, exist_ok=True)
     BertModel(BertConfig()).save_pretrained(folder)

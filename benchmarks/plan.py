@@ -23,8 +23,8 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 
 import run_all  # noqa: E402
-from fewdims_helpers.provenance import cpu_bf16_path, cpu_model  # noqa: E402
-from fewdims_helpers.reporting import to_markdown  # noqa: E402
+from fewdims_helpers.runs.provenance import cpu_bf16_path, cpu_model  # noqa: E402
+from fewdims_helpers.report.tables import to_markdown  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

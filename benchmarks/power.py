@@ -20,7 +20,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fewdims_helpers.verdicts import projected  # noqa: E402
+from fewdims_helpers.stats.verdicts import projected  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 from torch.profiler import ProfilerActivity, profile
 
-from fewdims_helpers import profiles
+from fewdims_helpers.setup import profiles
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.paths import REPO_ROOT
-from fewdims_helpers.store import RunStore
+from fewdims_helpers.runs.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = {"matrix products": ("addmm", "mm", "bmm", "linear", "matmul"),

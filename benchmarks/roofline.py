@@ -36,11 +36,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from fewdims_helpers import profiles
-from fewdims_helpers.models import pretrained_encoder
+from fewdims_helpers.setup import profiles
+from fewdims_helpers.model.pretrained import pretrained_encoder
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.store import RunStore
-from fewdims_helpers.training import resolve_precision
+from fewdims_helpers.runs.store import RunStore
+from fewdims_helpers.training.loop import resolve_precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BIG = {"square 2048": (2048, 2048, 2048), "square 4096": (4096, 4096, 4096)}

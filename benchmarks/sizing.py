@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The sizing study (fewdims_helpers/sizing.py): every family's validation curve on the selection seed.
+"""The sizing study (fewdims_helpers/studies/sizing.py): every family's validation curve on the selection seed.
 
 Trains each family of runs once per task on the profile's ``selection_seed`` with the profile's recipe
 and no early stop (the whole curve to the step cap), into the local run store, then writes
@@ -22,12 +22,12 @@ sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
 
-from fewdims_helpers import sizing  # noqa: E402
+from fewdims_helpers.studies import sizing  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
 from fewdims_helpers.paths import output_paths  # noqa: E402
-from fewdims_helpers.profiles import get_profile  # noqa: E402
-from fewdims_helpers.reporting import replace_section, setup_logging, to_markdown, write_table  # noqa: E402
-from fewdims_helpers.store import RunStore  # noqa: E402
+from fewdims_helpers.setup.profiles import get_profile  # noqa: E402
+from fewdims_helpers.report.tables import replace_section, setup_logging, to_markdown, write_table  # noqa: E402
+from fewdims_helpers.runs.store import RunStore  # noqa: E402
 
 
 def rate_selection(profile, store: RunStore):

@@ -31,13 +31,13 @@ import pandas as pd
 import torch
 
 from fewdims_helpers.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from fewdims_helpers.data import tokenized_task
-from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
-from fewdims_helpers.models import minilm_path
+from fewdims_helpers.data.tokenized import tokenized_task
+from fewdims_helpers.stats.metrics import compute_metrics, predictions_from_logits
+from fewdims_helpers.model.pretrained import minilm_path
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.store import RunStore
-from fewdims_helpers.tasks import get_task, load_task
-from fewdims_helpers.training import resolve_precision
+from fewdims_helpers.runs.store import RunStore
+from fewdims_helpers.data.tasks import get_task, load_task
+from fewdims_helpers.training.loop import resolve_precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPTIONS = RunOptions(sources=DataSources(), progress=False)  # packaged data, default cache, device auto

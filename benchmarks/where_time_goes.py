@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from fewdims_helpers.paths import REPO_ROOT, output_paths
-from fewdims_helpers.reporting import to_markdown
-from fewdims_helpers.store import RunStore
+from fewdims_helpers.report.tables import to_markdown
+from fewdims_helpers.runs.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["kernel start-up", "setup", "training", "evaluation", "run overhead", "process start", "analysis", "other"]

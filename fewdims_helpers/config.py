@@ -31,7 +31,7 @@ def _require(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    task: str = field(metadata={"help": "task name from fewdims_helpers.tasks.TASKS"})
+    task: str = field(metadata={"help": "task name from fewdims_helpers.data.tasks.TASKS"})
     max_seq_length: int = field(default=128, metadata={"help": "tokens per example after truncation"})
     max_train_examples: int | None = field(
         default=None, metadata={"help": "stratified seeded subsample of train (None: all)"})

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fewdims_helpers.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from fewdims_helpers.data import TokenizedSplit
+from fewdims_helpers.data.tokenized import TokenizedSplit
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent

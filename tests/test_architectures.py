@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from fewdims_helpers import architectures
+from fewdims_helpers.model import architectures
 from fewdims_helpers.config import ConfigError, DataConfig, ModelConfig, RunConfig, SubspaceConfig, TrainConfig
-from fewdims_helpers.data import tokenize_split
-from fewdims_helpers.head import select_tokens
-from fewdims_helpers.models import ModelLoadError, load_encoder, load_tokenizer, pretrained_encoder
-from fewdims_helpers.subspace import SubspaceLayer, materialize, reparameterize
-from fewdims_helpers.tiny_models import CORPUS, KINDS, build_tiny_model
-from fewdims_helpers.training import build_model, predict, relative_weight_change, train
+from fewdims_helpers.data.tokenized import tokenize_split
+from fewdims_helpers.model.head import select_tokens
+from fewdims_helpers.model.pretrained import ModelLoadError, load_encoder, load_tokenizer, pretrained_encoder
+from fewdims_helpers.model.subspace import SubspaceLayer, materialize, reparameterize
+from fewdims_helpers.model.tiny_models import CORPUS, KINDS, build_tiny_model
+from fewdims_helpers.training.loop import build_model, predict, relative_weight_change, train
 
 CPU = torch.device("cpu")
 
@@ -166,7 +166,7 @@ def test_a_pair_task_uses_the_tokenizers_own_pair_template(folders):
 def test_an_unsupported_architecture_is_refused_naming_the_supported_ones(tmp_path):
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
-    from fewdims_helpers.models import minilm_path
+    from fewdims_helpers.model.pretrained import minilm_path
 
     DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=4, hidden_dim=37)).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(str(minilm_path())).save_pretrained(tmp_path)

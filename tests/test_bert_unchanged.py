@@ -13,9 +13,9 @@ import torch
 
 from conftest import synthetic_split, tiny_config
 from fewdims_helpers.config import SubspaceConfig
-from fewdims_helpers.models import pretrained_encoder
-from fewdims_helpers.subspace import reparameterize
-from fewdims_helpers.training import build_model, predict, relative_weight_change, train
+from fewdims_helpers.model.pretrained import pretrained_encoder
+from fewdims_helpers.model.subspace import reparameterize
+from fewdims_helpers.training.loop import build_model, predict, relative_weight_change, train
 
 VARIANTS = {
     "cls": {}, "mean": {"token_selection": "mean"}, "max": {"token_selection": "max"},

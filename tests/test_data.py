@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from fewdims_helpers.archives import Archive, ArchiveError, fetch_archive
+from fewdims_helpers.data.archives import Archive, ArchiveError, fetch_archive
 from fewdims_helpers.config import ConfigError, DataConfig
-from fewdims_helpers.glue import GlueFormatError, read_glue_tsv
-from fewdims_helpers.metrics import compute_metrics
+from fewdims_helpers.data.glue import GlueFormatError, read_glue_tsv
+from fewdims_helpers.stats.metrics import compute_metrics
 from fewdims_helpers.options import DataSources
-from fewdims_helpers.tasks import GLUE_TASKS, TaskError, _stratified_split, duplicate_rows, get_task, load_task, \
+from fewdims_helpers.data.tasks import GLUE_TASKS, TaskError, _stratified_split, duplicate_rows, get_task, load_task, \
     packaged_duplicates
 
 from conftest import FIXTURES
@@ -125,7 +125,7 @@ def test_metrics_equal_hand_computed_values():
 
 
 def test_the_duplicates_of_a_packaged_task_are_computed_once_and_read_back(tmp_path, monkeypatch):
-    from fewdims_helpers import tasks
+    from fewdims_helpers.data import tasks
 
     (DataSources().cache / "archives").mkdir(parents=True, exist_ok=True)  # a machine that never fetched them
     (tmp_path / "archives").symlink_to(DataSources().cache / "archives")  # the real data, a fresh cache

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import synthetic_split, tiny_config
-from fewdims_helpers import device_step
+from fewdims_helpers.training import device_step
 from fewdims_helpers.config import ConfigError
-from fewdims_helpers.device_step import BestCheckpoint, LossMeter, ResidentSplit, StepOptions, predict_resident
+from fewdims_helpers.training.device_step import BestCheckpoint, LossMeter, ResidentSplit, StepOptions, predict_resident
 from fewdims_helpers.options import STEP_CHANGES, RunOptions
-from fewdims_helpers.training import autocast, build_model, predict, train, validation_steps
+from fewdims_helpers.training.loop import autocast, build_model, predict, train, validation_steps
 
 CPU = torch.device("cpu")
 # the device path's logic on a CPU, with the changes that alter no arithmetic (no wider padding, no other
@@ -57,8 +57,8 @@ def test_a_cpu_run_by_default_never_enters_the_device_path(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the device path was entered on a CPU")
     for name in ("ResidentSplit", "encoder_mask", "predict_resident", "prepare_model"):
-        monkeypatch.setattr(f"fewdims_helpers.training.{name}", refuse)
-    monkeypatch.setattr("fewdims_helpers.training.prepare_model", lambda model, step: refuse() if step.attention
+        monkeypatch.setattr(f"fewdims_helpers.training.loop.{name}", refuse)
+    monkeypatch.setattr("fewdims_helpers.training.loop.prepare_model", lambda model, step: refuse() if step.attention
                         or step.compile else None)
     default = train(config, tokens, device="cpu", progress=False)
     assert [h["validation"] for h in default.history] == [h["validation"] for h in plain.history]

@@ -10,10 +10,10 @@ import torch
 from scipy.stats import pearsonr
 
 from fewdims_helpers.config import ConfigError
-from fewdims_helpers.subsets import (CachedHead, drop_one, masked_logits, pair_table, refit_predictions, refit_scores,
-                                     sample_subsets, scan_all_pairs, score_subsets, top_pairs)
-from fewdims_helpers.tasks import TaskSpec
-from fewdims_helpers.training import build_model
+from fewdims_helpers.stats.subsets import CachedHead, drop_one, masked_logits, pair_table, refit_predictions, \
+    refit_scores, sample_subsets, scan_all_pairs, score_subsets, top_pairs
+from fewdims_helpers.data.tasks import TaskSpec
+from fewdims_helpers.training.loop import build_model
 
 from conftest import tiny_config
 
@@ -93,7 +93,7 @@ def test_refit_finds_the_informative_dimension():
 @pytest.mark.parametrize("num_labels", [1, 2, 4])
 def test_masked_logits_score_as_the_subset_scan_scores_them(num_labels):
     """The per-example predictions behind a verdict give the same metric as the vectorised scan."""
-    from fewdims_helpers.verdicts import Outcomes
+    from fewdims_helpers.stats.verdicts import Outcomes
 
     head = random_head(num_labels)
     for subset in [(2, 5), (3,), (0, 7, 11)]:
@@ -106,7 +106,7 @@ def test_masked_logits_score_as_the_subset_scan_scores_them(num_labels):
 
 @pytest.mark.parametrize("num_labels", [1, 2])
 def test_refit_predictions_score_as_the_refit_scores(num_labels):
-    from fewdims_helpers.metrics import compute_metrics
+    from fewdims_helpers.stats.metrics import compute_metrics
 
     head = random_head(num_labels)
     predicted = refit_predictions(head, (3, 4), "test")
@@ -125,7 +125,7 @@ def test_top_pairs_are_the_best_of_the_scan_best_first():
 
 
 def test_way_one_selects_with_the_selection_seed_and_cuts_what_it_is_told():
-    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.setup.profiles import get_profile
     from fewdims_helpers.studies.dimension_wise import random_subset_configs
 
     profile = dataclasses.replace(get_profile("smoke"), seq_lengths=tuple((t, 16) for t in get_profile("smoke").tasks))
@@ -136,14 +136,14 @@ def test_way_one_selects_with_the_selection_seed_and_cuts_what_it_is_told():
 
 
 def _smoke_profile():
-    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.setup.profiles import get_profile
 
     profile = get_profile("smoke")
     return dataclasses.replace(profile, seq_lengths=tuple((t, 16) for t in profile.tasks))
 
 
 def test_a_random_control_is_drawn_afresh_per_seed_reproducibly_and_recorded_in_its_config(tmp_path):
-    from fewdims_helpers.store import RunStore
+    from fewdims_helpers.runs.store import RunStore
     from fewdims_helpers.studies.dimension_wise import control_configs, control_subset, planned_runs
 
     profile = _smoke_profile()  # hidden 32, seeds 0, 1, 2
@@ -194,9 +194,9 @@ def test_a_random_draw_that_is_the_best_subset_is_kept_and_counted():
 
 
 def test_the_findings_read_the_random_controls_from_the_verdicts():
-    from fewdims_helpers.findings import (BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL, subset_readings,
-                                          subset_summary)
-    from fewdims_helpers.verdicts import HOLDS, UNRESOLVED
+    from fewdims_helpers.report.findings import BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL, subset_readings, \
+        subset_summary
+    from fewdims_helpers.stats.verdicts import HOLDS, UNRESOLVED
 
     def cell(task, k, best, beats, random):
         return [{"study": "02", "task": task, "way": "1: fine-tuned on subset", "k": k, "sides": c, "verdict": v}

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers.findings import unbacked_prose_numbers
+from fewdims_helpers.report.findings import unbacked_prose_numbers
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-# docs/published.md is generated from fewdims_helpers/published.csv (the papers' numbers, not ours):
+# docs/published.md is generated from fewdims_helpers/report/published.csv (the papers' numbers, not ours):
 # tests/test_published.py checks it against that file
 PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md") if p.name != "published.md")]
 TIMED_ON = "2026-12-04"  # the day the default profile was timed on the sized recipes (docs/speed.md says so)
@@ -99,11 +99,11 @@ def timings() -> dict[str, tuple[dict, dict | None]]:
 @lru_cache(maxsize=None)
 def data():
     """The counts the packaged tasks give under the default profile (cached archives; no training)."""
-    from fewdims_helpers import profiles
-    from fewdims_helpers.models import load_tokenizer
+    from fewdims_helpers.setup import profiles
+    from fewdims_helpers.model.pretrained import load_tokenizer
     from fewdims_helpers.options import DataSources
-    from fewdims_helpers.tasks import (BBC_TOPICS, load_task, packaged_duplicates, read_bbc_news,
-                                       read_rotten_tomatoes, read_vader_file)
+    from fewdims_helpers.data.tasks import BBC_TOPICS, load_task, packaged_duplicates, read_bbc_news, \
+        read_rotten_tomatoes, read_vader_file
 
     sources = DataSources()
     profile = profiles.get_profile("default").resolve(sources)
@@ -135,7 +135,7 @@ def bert_base_layer_parameters() -> int:
 
 @lru_cache(maxsize=None)
 def minilm():
-    from fewdims_helpers.models import pretrained_encoder
+    from fewdims_helpers.model.pretrained import pretrained_encoder
 
     return pretrained_encoder("minilm")
 
@@ -175,7 +175,7 @@ def claim_test_split_and_data_counts():
 
 
 def claim_profiles():
-    from fewdims_helpers import profiles
+    from fewdims_helpers.setup import profiles
 
     d = data()
     default, smoke, paper = (profiles.get_profile(n) for n in ("default", "smoke", "paper"))
@@ -444,7 +444,7 @@ def claim_profile_run():
 
 
 def claim_model_facts():
-    from fewdims_helpers.fast_dropout import FastDropout
+    from fewdims_helpers.training.fast_dropout import FastDropout
 
     encoder = minilm()
     rows, hidden = encoder.embeddings.word_embeddings.weight.shape

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from fewdims_helpers.findings import (END, START, findings_markdown, regeneration_status, section, summary_markdown,
-                                      unbacked_numbers,
-                                      unbacked_prose_numbers, write_findings)
-from fewdims_helpers.verdicts import gather_verdicts
+from fewdims_helpers.report.findings import END, START, findings_markdown, regeneration_status, section, \
+    summary_markdown, unbacked_numbers, unbacked_prose_numbers, write_findings
+from fewdims_helpers.stats.verdicts import gather_verdicts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,7 +62,7 @@ def test_the_readme_is_short_and_every_number_in_it_is_measured():
 
 
 def test_the_findings_skip_a_verdict_whose_side_did_not_train(tmp_path):
-    from fewdims_helpers.findings import findings_markdown
+    from fewdims_helpers.report.findings import findings_markdown
 
     figures = _figures(tmp_path)
     table = gather_verdicts(figures)
@@ -79,7 +78,7 @@ def test_the_summary_says_which_studies_were_regenerated_on_their_own(tmp_path):
     marked as the earlier export's, row by row."""
     import json
 
-    from fewdims_helpers.findings import CURRENT, EARLIER
+    from fewdims_helpers.report.findings import CURRENT, EARLIER
 
     (tmp_path / "reference.json").write_text(json.dumps({"notebooks": {"03": {"runs": [], "commit": "abc"}}}))
     status = regeneration_status(tmp_path)

@@ -5,11 +5,11 @@ import dataclasses
 import pytest
 import torch
 
-from fewdims_helpers import store
-from fewdims_helpers.features import frozen_features
-from fewdims_helpers.models import pretrained_encoder
+from fewdims_helpers.runs import store
+from fewdims_helpers.training.features import frozen_features
+from fewdims_helpers.model.pretrained import pretrained_encoder
 from fewdims_helpers.options import RunOptions
-from fewdims_helpers.training import relative_weight_change, train
+from fewdims_helpers.training.loop import relative_weight_change, train
 
 from conftest import tiny_config
 
@@ -74,7 +74,7 @@ def test_new_optional_fields_leave_existing_run_ids_alone():
 
 def test_each_family_trains_with_its_own_recipe():
     from fewdims_helpers.options import RunOptions
-    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.setup.profiles import get_profile
 
     profile = get_profile("default").resolve(RunOptions().sources)
     frozen = profile.run_config("rt-polarity", 0, freeze_pretrained=True)
@@ -89,7 +89,7 @@ def test_each_family_trains_with_its_own_recipe():
 
 def test_cross_fine_tuning_on_one_task_says_so_in_one_line_and_writes_no_table(tmp_path):
     from conftest import run_all
-    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.setup.profiles import get_profile
     from fewdims_helpers.studies import cross
 
     one, two = get_profile("smoke", tasks=["rt-polarity"]), get_profile("smoke", tasks=["rt-polarity", "bbc-news"])

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from fewdims_helpers.glue import GLUE_LAYOUTS, GlueFormatError, load_glue_dir, missing_files, read_glue_tsv
+from fewdims_helpers.data.glue import GLUE_LAYOUTS, GlueFormatError, load_glue_dir, missing_files, read_glue_tsv
 
 from conftest import FIXTURES
 
@@ -55,12 +55,12 @@ def test_real_mrpc_and_rte_rows_load_with_hub_labels():
 def test_qqp_broken_rows_are_skipped_and_counted_in_one_warning(caplog):
     """4 malformed rows (a question split by a newline, 5 and 7 fields) go; the 4 good rows stay."""
     path = QUIRKS / "QQP" / "train.tsv"
-    with caplog.at_level(logging.WARNING, logger="fewdims_helpers.glue"):
+    with caplog.at_level(logging.WARNING, logger="fewdims_helpers.data.glue"):
         columns = read_glue_tsv(path, "qqp", ("question1", "question2"))
     assert columns["question1"] == ["How do I learn Python quickly?", 'Why do people say "break a leg?',
                                     "Is the Earth flat?", "Can cats swim?"]
     assert columns["label"] == [1, 1, 0, 0]
-    warnings = [r for r in caplog.records if r.name == "fewdims_helpers.glue" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "fewdims_helpers.data.glue" and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert str(path) in warnings[0].getMessage() and "skipped 4 malformed rows" in warnings[0].getMessage()
 

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from conftest import synthetic_split, tiny_config
-from fewdims_helpers import gpu_sharing, planning
-from fewdims_helpers.gpu_sharing import (CUDA_CONTEXT_BYTES, FOOTPRINT_MARGIN, GIB, HEADROOM, Packing,
-                                         estimated_run_bytes, gpu_concurrency, memory_limit)
+from fewdims_helpers.runs import gpu_sharing
+from fewdims_helpers.setup import planning
+from fewdims_helpers.runs.gpu_sharing import CUDA_CONTEXT_BYTES, FOOTPRINT_MARGIN, GIB, HEADROOM, Packing, \
+    estimated_run_bytes, gpu_concurrency, memory_limit
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.config import rate_key
-from fewdims_helpers.planning import Rates
-from fewdims_helpers.store import RunStore
+from fewdims_helpers.setup.planning import Rates
+from fewdims_helpers.runs.store import RunStore
 
 
 def test_the_concurrency_is_what_the_free_memory_holds_at_most_one_per_core():

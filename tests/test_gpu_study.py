@@ -65,7 +65,7 @@ def test_the_plain_executor_injects_the_parameters_after_the_parameters_cell():
 
 def test_the_stand_in_minilm_gets_its_real_weights_from_the_pieces_or_random_ones(tmp_path):
     weights = _script("gpu_weights")
-    from fewdims_helpers.models import minilm_path
+    from fewdims_helpers.model.pretrained import minilm_path
 
     source = tmp_path / "source"
     source.mkdir()

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from fewdims_helpers.config import ConfigError, ModelConfig
-from fewdims_helpers.head import select_tokens
-from fewdims_helpers.models import load_encoder
-from fewdims_helpers.training import build_model, train
+from fewdims_helpers.model.head import select_tokens
+from fewdims_helpers.model.pretrained import load_encoder
+from fewdims_helpers.training.loop import build_model, train
 
 from conftest import tiny_config
 

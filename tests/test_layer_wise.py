@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 
 from fewdims_helpers.studies.layer_wise import FULL, paper_statement
-from fewdims_helpers.verdicts import Outcomes, compare, verdict_row
+from fewdims_helpers.stats.verdicts import Outcomes, compare, verdict_row
 
 
 def layer_table(gaps: dict[int, float], n: int = 2000, seeds: int = 5) -> pd.DataFrame:
@@ -45,10 +45,10 @@ def test_every_lower_layer_recipe_has_top_layer_runs_at_it_and_the_verdicts_comp
     """03's matched design on the default profile: for every task and seed, the top layer is also trained with the
     lower layers' recipe (its own runs, not the baseline's), and the planned runs hold them."""
     from fewdims_helpers.options import RunOptions
-    from fewdims_helpers.profiles import get_profile
-    from fewdims_helpers.store import RunStore
-    from fewdims_helpers.studies.layer_wise import (BASELINE, LOWER, layer_configs, matched_top_configs,
-                                                    planned_runs, recipe_text, separate_recipes)
+    from fewdims_helpers.setup.profiles import get_profile
+    from fewdims_helpers.runs.store import RunStore
+    from fewdims_helpers.studies.layer_wise import BASELINE, LOWER, layer_configs, matched_top_configs, planned_runs, \
+        recipe_text, separate_recipes
 
     profile = get_profile("default").resolve(RunOptions().sources)
     top = profile.num_layers
@@ -72,7 +72,7 @@ def test_every_lower_layer_recipe_has_top_layer_runs_at_it_and_the_verdicts_comp
 def test_where_the_recipes_are_one_the_top_layer_is_the_baseline_and_nothing_is_trained_twice():
     import dataclasses
 
-    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.setup.profiles import get_profile
     from fewdims_helpers.studies.layer_wise import LOWER, layer_configs, matched_top_configs, separate_recipes
 
     profile = get_profile("smoke")  # no recipe of its own for lower layers

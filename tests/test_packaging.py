@@ -13,7 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "fewdims_helpers"
-DATA_FILES = ("fewdims_helpers/published.csv",)  # package data (pyproject.toml's [tool.setuptools.package-data])
+DATA_FILES = ("fewdims_helpers/report/published.csv",)  # package data (pyproject.toml's [tool.setuptools.package-data])
 
 
 def notebook_imports() -> set[str]:
@@ -61,10 +61,10 @@ def test_a_plain_install_holds_every_module_and_the_notebooks_import_from_it(tmp
 
     modules = sorted(notebook_imports())
     assert "fewdims_helpers.studies.token_wise" in modules  # the parser sees the notebooks' study imports
-    assert "fewdims_helpers.published" in modules  # notebook 07 reads the published numbers
+    assert "fewdims_helpers.report.published" in modules  # notebook 07 reads the published numbers
     probe = ("import importlib, json, sys\n"
              f"loaded = {{m: importlib.import_module(m).__file__ for m in {modules!r}}}\n"
-             "from fewdims_helpers import published\n"  # the installed data file is the one it reads
+             "from fewdims_helpers.report import published\n"  # the installed data file is the one it reads
              "loaded['published.csv rows'] = str(len(published.load()))\n"
              "print(json.dumps(loaded))\n")
     # the target first on the path: it wins over the editable install's finder, which comes after it
@@ -74,5 +74,5 @@ def test_a_plain_install_holds_every_module_and_the_notebooks_import_from_it(tmp
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     rows = int(loaded.pop("published.csv rows"))
-    assert rows == len((REPO / "fewdims_helpers" / "published.csv").read_text().splitlines()) - 1
+    assert rows == len((REPO / "fewdims_helpers" / "report" / "published.csv").read_text().splitlines()) - 1
     assert all(Path(file).is_relative_to(target) for file in loaded.values()), loaded

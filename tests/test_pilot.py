@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 
-from fewdims_helpers.models import minilm_path
+from fewdims_helpers.model.pretrained import minilm_path
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ("the cat dog sat ran on a mat house red blue big small man woman said went to market river quickly "

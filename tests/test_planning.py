@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from fewdims_helpers.planning import CALIBRATION_SECONDS, run_work
+from fewdims_helpers.setup.planning import CALIBRATION_SECONDS, run_work
 
 from conftest import REPO, synthetic_split, tiny_config
 
@@ -63,9 +63,9 @@ def test_the_plan_lists_every_notebook_and_a_total_trains_nothing_and_calibrates
 
 
 def test_the_progress_line_counts_the_ledger_against_the_plan(tmp_path, monkeypatch):
-    from fewdims_helpers.planning import NotebookPlan, Plan, PlannedRun, Progress
-    from fewdims_helpers.ledger import INVOCATION_ENV
-    from fewdims_helpers.store import RunStore
+    from fewdims_helpers.setup.planning import NotebookPlan, Plan, PlannedRun, Progress
+    from fewdims_helpers.runs.ledger import INVOCATION_ENV
+    from fewdims_helpers.runs.store import RunStore
 
     monkeypatch.setenv(INVOCATION_ENV, "")  # restored after the test
     configs = [tiny_config(seed=s) for s in range(4)]

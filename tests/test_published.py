@@ -1,5 +1,5 @@
-"""The papers' published numbers (``fewdims_helpers/published.csv``) and ours beside them
-(``fewdims_helpers.published``): the file loads with the right types and holds each table whole; the
+"""The papers' published numbers (``fewdims_helpers/report/published.csv``) and ours beside them
+(``fewdims_helpers.report.published``): the file loads with the right types and holds each table whole; the
 tables agree with each other where the papers say they must (a typo in the transcription breaks one of
 these); the beside frame names model and data on each side and computes what it shows; the sentence
 prints no number the frame does not hold; docs/published.md is the page the data file generates."""
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers import published
+from fewdims_helpers.report import published
 
 REPO = Path(__file__).resolve().parent.parent
 GLUE = ["CoLA", "MRPC", "SST-2", "STS-B", "QQP", "MNLI", "QNLI", "RTE"]
@@ -223,7 +223,7 @@ def test_a_frame_not_made_by_beside_has_no_sentence():
 # ----------------------------------------------------------------------------- the docs page
 def test_the_docs_page_is_the_one_the_data_file_generates():
     committed = (REPO / "docs" / "published.md").read_text()
-    assert committed == published.page(), "regenerate it: python -m fewdims_helpers.published > docs/published.md"
+    assert committed == published.page(), "regenerate it: python -m fewdims_helpers.report.published > docs/published.md"
 
 
 def test_the_page_prints_every_value_of_the_file_in_its_table():

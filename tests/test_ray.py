@@ -26,7 +26,8 @@ pytestmark = pytest.mark.xdist_group("ray")  # one process: its module's Ray clu
 
 ray = pytest.importorskip("ray", reason="the Ray backend is optional: pip install -r requirements-ray.txt")
 
-from fewdims_helpers import paths, ray_backend, store  # noqa: E402
+from fewdims_helpers import paths  # noqa: E402
+from fewdims_helpers.runs import ray_backend, store  # noqa: E402
 from fewdims_helpers.config import DataConfig  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
 
@@ -298,7 +299,7 @@ TOKEN_DRIVER = """
 import json, sys
 from fewdims_helpers.config import RunConfig
 from fewdims_helpers.options import RunOptions
-from fewdims_helpers.store import RunStore
+from fewdims_helpers.runs.store import RunStore
 configs = [RunConfig.from_dict(c) for c in json.loads(sys.argv[1])]
 runs = RunStore(sys.argv[2], RunOptions(backend="ray", ray_address=sys.argv[3], progress=False))
 print(json.dumps({"workers": runs.workers(), "run_ids": list(runs.execute_all(configs).run_id)}))

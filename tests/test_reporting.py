@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers.reporting import mean_std, summarize, write_table
+from fewdims_helpers.report.tables import mean_std, summarize, write_table
 
 
 def test_mean_std_is_the_sample_statistics_of_the_values_that_exist():

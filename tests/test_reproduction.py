@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers import ledger, reproduction, store
+from fewdims_helpers.runs import ledger, store
+from fewdims_helpers.report import reproduction
 from fewdims_helpers.options import RunOptions
 
 from conftest import run_all, tiny_config

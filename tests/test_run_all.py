@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from fewdims_helpers import preflight
+from fewdims_helpers.setup import preflight
 from fewdims_helpers.config import ConfigError
-from fewdims_helpers.profiles import get_profile
-from fewdims_helpers.tasks import TASKS
+from fewdims_helpers.setup.profiles import get_profile
+from fewdims_helpers.data.tasks import TASKS
 
 from conftest import REPO, run_all
 
@@ -310,7 +310,7 @@ def threads_option(monkeypatch):
 def test_a_new_option_reaches_the_command_line_and_every_notebook(threads_option, tmp_path, monkeypatch, capsys):
     import papermill
 
-    from fewdims_helpers import parameters
+    from fewdims_helpers.setup import parameters
 
     with pytest.raises(SystemExit):
         RUN_ALL.parse_args(["--help"])
@@ -333,7 +333,7 @@ def test_a_new_option_reaches_the_command_line_and_every_notebook(threads_option
 def test_every_notebook_takes_its_options_as_one_dictionary():
     """The parameters cell holds the profile, the output folder and one options dictionary, and the
     setup call passes them on: no option is listed in a notebook."""
-    from fewdims_helpers import parameters
+    from fewdims_helpers.setup import parameters
 
     names = {option.name for option in parameters.option_fields()}
     for notebook in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
@@ -345,7 +345,7 @@ def test_every_notebook_takes_its_options_as_one_dictionary():
 
 
 def test_an_unknown_notebook_option_names_the_known_ones():
-    from fewdims_helpers import parameters
+    from fewdims_helpers.setup import parameters
 
     with pytest.raises(ConfigError, match="unknown option 'epoch'; the options are model, tasks, seeds"):
         parameters.build({"epoch": 1})
@@ -378,7 +378,7 @@ def test_a_notebook_that_succeeds_is_moved_into_place_with_its_figures(tmp_path,
     import nbformat
     import papermill
 
-    from fewdims_helpers.notebook_execution import execute_notebook
+    from fewdims_helpers.setup.notebook_execution import execute_notebook
 
     notebook = sorted((REPO / "notebooks").glob("01_*.ipynb"))[0]
     target, figures = tmp_path / "notebooks" / notebook.name, tmp_path / "figures"
@@ -395,7 +395,7 @@ def test_a_notebook_that_succeeds_is_moved_into_place_with_its_figures(tmp_path,
 def test_an_interrupt_while_a_notebook_runs_is_handled_like_a_failure(tmp_path, monkeypatch):
     import papermill
 
-    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
+    from fewdims_helpers.setup.notebook_execution import execute_notebook, failed_copy
 
     notebook = sorted((REPO / "notebooks").glob("01_*.ipynb"))[0]
     target, figures = tmp_path / "notebooks" / notebook.name, tmp_path / "figures"
@@ -441,7 +441,7 @@ def test_a_real_kernel_failing_halfway_replaces_nothing(tmp_path):
     import nbformat
     import papermill
 
-    from fewdims_helpers.notebook_execution import execute_notebook, failed_copy
+    from fewdims_helpers.setup.notebook_execution import execute_notebook, failed_copy
 
     figures, target = tmp_path / "figures", tmp_path / "notebooks" / "01_planted.ipynb"
     figures.mkdir()
@@ -467,7 +467,7 @@ def test_a_real_kernel_failing_halfway_replaces_nothing(tmp_path):
 # ---------------------------------------------------------------------------- --verify
 def test_verify_names_a_truncated_run_in_one_line_and_repair_sets_it_aside(tmp_path, monkeypatch, capsys,
                                                                             synthetic_task):
-    from fewdims_helpers import store
+    from fewdims_helpers.runs import store
     from fewdims_helpers.options import RunOptions
 
     from conftest import tiny_config

@@ -8,11 +8,13 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from fewdims_helpers import general_text, probes, scheduling
+from fewdims_helpers.data import general_text
+from fewdims_helpers.stats import probes
+from fewdims_helpers.runs import scheduling
 from fewdims_helpers.options import DataSources, RunOptions
-from fewdims_helpers.store import RunStore
+from fewdims_helpers.runs.store import RunStore
 from fewdims_helpers.studies import salient
-from fewdims_helpers.tasks import PACKAGED_TASKS, get_task, load_task, read_bbc_news, read_rotten_tomatoes
+from fewdims_helpers.data.tasks import PACKAGED_TASKS, get_task, load_task, read_bbc_news, read_rotten_tomatoes
 
 
 def planted(n: int, hidden: int, num_labels: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

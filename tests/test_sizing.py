@@ -1,7 +1,7 @@
 """The sizing study's checks: when a validation curve has plateaued, and the sanity orderings."""
 import pandas as pd
 
-from fewdims_helpers.sizing import PLATEAU_GAIN, plateau, sanity_orderings
+from fewdims_helpers.studies.sizing import PLATEAU_GAIN, plateau, sanity_orderings
 
 
 def _curve(scores):
@@ -36,9 +36,9 @@ def test_the_pair_of_the_fair_ordering_is_chosen_on_the_training_features_not_on
     dimensions 0 and 1 separate the classes on train, 2 and 3 on validation."""
     import numpy as np
 
-    from fewdims_helpers.sizing import best_pair
-    from fewdims_helpers.subsets import CachedHead
-    from fewdims_helpers.tasks import get_task
+    from fewdims_helpers.studies.sizing import best_pair
+    from fewdims_helpers.stats.subsets import CachedHead
+    from fewdims_helpers.data.tasks import get_task
 
     rng = np.random.default_rng(0)
     labels = {split: rng.integers(0, 2, 200) for split in ("train", "validation")}
@@ -57,10 +57,10 @@ def test_the_pair_of_the_fair_ordering_is_chosen_on_the_training_features_not_on
 def test_the_readme_shows_the_default_profiles_recipe_table_and_the_committed_one():
     from pathlib import Path
 
-    from fewdims_helpers import profiles
+    from fewdims_helpers.setup import profiles
     from fewdims_helpers.options import RunOptions
-    from fewdims_helpers.reporting import section, to_markdown
-    from fewdims_helpers.sizing import RECIPES_END, RECIPES_START, recipe_table
+    from fewdims_helpers.report.tables import section, to_markdown
+    from fewdims_helpers.studies.sizing import RECIPES_END, RECIPES_START, recipe_table
 
     repo = Path(__file__).resolve().parent.parent
     table = to_markdown(recipe_table(profiles.get_profile("default").resolve(RunOptions().sources)))
@@ -74,7 +74,7 @@ def _history(scores, every=20, metric="accuracy"):
 
 
 def test_the_last_third_gain_is_what_the_last_third_adds_to_the_best_score():
-    from fewdims_helpers.sizing import last_third_gain
+    from fewdims_helpers.studies.sizing import last_third_gain
 
     # 9 validations at steps 20..180: the first two thirds end at step 120 (best 70), the last third reaches 73
     assert abs(last_third_gain(_history([50, 60, 65, 68, 69, 70, 71, 73, 72]), "accuracy") - 3.0) < 1e-9
@@ -92,8 +92,8 @@ def test_convergence_takes_the_median_over_the_seeds_of_each_family_of_reported_
     import dataclasses
     import json
 
-    from fewdims_helpers.sizing import PLATEAU_GAIN, convergence, family_key, reported_by_notebook
-    from fewdims_helpers.store import RunStore
+    from fewdims_helpers.studies.sizing import PLATEAU_GAIN, convergence, family_key, reported_by_notebook
+    from fewdims_helpers.runs.store import RunStore
 
     from conftest import tiny_config
 
@@ -130,9 +130,10 @@ def test_convergence_takes_the_median_over_the_seeds_of_each_family_of_reported_
 def test_figures_sizing_lists_the_plateau_rule_of_every_family_of_the_committed_reference():
     from pathlib import Path
 
-    from fewdims_helpers.profiles import get_profile
-    from fewdims_helpers.reporting import section
-    from fewdims_helpers.sizing import CONVERGENCE_END, CONVERGENCE_START, convergence_section, reference_convergence
+    from fewdims_helpers.setup.profiles import get_profile
+    from fewdims_helpers.report.tables import section
+    from fewdims_helpers.studies.sizing import CONVERGENCE_END, CONVERGENCE_START, convergence_section, \
+        reference_convergence
 
     repo = Path(__file__).resolve().parent.parent
     table = reference_convergence(repo / "reference", get_profile("default").seeds)

@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fewdims_helpers import paths, runner, store
+from fewdims_helpers import paths
+from fewdims_helpers.runs import runner, store
 from fewdims_helpers.config import DataConfig, RunConfig, SubspaceConfig
-from fewdims_helpers.integrity import CorruptRun
-from fewdims_helpers.metrics import compute_metrics, predictions_from_logits
+from fewdims_helpers.runs.integrity import CorruptRun
+from fewdims_helpers.stats.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.options import RunOptions
 from fewdims_helpers.paths import HOST, write_atomically
-from fewdims_helpers.subspace import basis_affinity
-from fewdims_helpers.training import train as real_train
+from fewdims_helpers.model.subspace import basis_affinity
+from fewdims_helpers.training.loop import train as real_train
 
 from conftest import tiny_config
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from fewdims_helpers import run_files, store, subspace
+from fewdims_helpers.runs import run_files, store
+from fewdims_helpers.model import subspace
 from fewdims_helpers.config import ConfigError, RunConfig, SubspaceConfig
 from fewdims_helpers.options import RunOptions
-from fewdims_helpers.training import build_model
+from fewdims_helpers.training.loop import build_model
 
 from conftest import tiny_config
 
@@ -212,7 +213,7 @@ def test_disabling_sets_weights_to_zero_or_back_to_theta0():
 
 
 def _resolved_smoke_profile():
-    from fewdims_helpers.profiles import get_profile
+    from fewdims_helpers.setup.profiles import get_profile
 
     profile = get_profile("smoke")
     return dataclasses.replace(profile, seq_lengths=tuple((task, 16) for task in profile.tasks))

@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from fewdims_helpers.fast_dropout import FastDropout
-from fewdims_helpers.training import evaluate, train
+from fewdims_helpers.training.fast_dropout import FastDropout
+from fewdims_helpers.training.loop import evaluate, train
 
 from conftest import tiny_config
 
@@ -49,8 +49,8 @@ def test_fast_dropout_drops_at_rate_p_and_keeps_the_mean():
 def test_fast_dropout_attention_still_masks_padding():
     """The fast-dropout attention must get transformers' padding mask: in eval mode the real tokens of a
     padded row match the stock model exactly (a custom attention name gets no mask unless registered)."""
-    from fewdims_helpers.fast_dropout import install_fast_dropout
-    from fewdims_helpers.models import load_encoder
+    from fewdims_helpers.training.fast_dropout import install_fast_dropout
+    from fewdims_helpers.model.pretrained import load_encoder
 
     stock, fast = load_encoder("tiny").eval(), install_fast_dropout(load_encoder("tiny"), seed=0).eval()
     ids = torch.tensor([[101, 2000, 2001, 102, 0, 0], [101, 2000, 2001, 2002, 2003, 102]])
@@ -65,7 +65,7 @@ def test_fast_dropout_attention_still_masks_padding():
 def test_training_only_the_train_vocabulary_rows_is_exact(synthetic_task, monkeypatch):
     import contextlib
 
-    from fewdims_helpers import training
+    from fewdims_helpers.training import loop as training
 
     config = tiny_config(epochs=2)
     compact = train(config, tokens=synthetic_task, progress=False)
@@ -115,7 +115,7 @@ def test_patience_stops_on_a_validation_plateau(synthetic_task):
 
 
 def test_the_head_trains_at_its_own_learning_rate():
-    from fewdims_helpers.training import build_model, parameter_groups
+    from fewdims_helpers.training.loop import build_model, parameter_groups
 
     model = build_model(tiny_config())
     groups = parameter_groups(model, 1e-4, 3e-3)

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers.metrics import compute_metrics
-from fewdims_helpers.verdicts import (ABOVE, DIFFERS, DOES_NOT_HOLD, HOLDS, INVALID, UNRESOLVED, Outcomes,
-                                      _leave_one_out, borderline, compare, coverage, decide, distinct, score_interval,
-                                      simulated_pair, tally, verdict_row, verdict_text)
+from fewdims_helpers.stats.metrics import compute_metrics
+from fewdims_helpers.stats.verdicts import ABOVE, DIFFERS, DOES_NOT_HOLD, HOLDS, INVALID, UNRESOLVED, Outcomes, \
+    _leave_one_out, borderline, compare, coverage, decide, distinct, score_interval, simulated_pair, tally, \
+    verdict_row, verdict_text
 
 
 def _outcomes(predictions, labels, seeds=None, metric="accuracy"):
@@ -169,7 +169,7 @@ def test_an_equivalence_that_fails_because_a_is_better_says_so():
 
 
 def test_projecting_fewer_seeds_widens_the_interval_by_the_seed_term_only():
-    from fewdims_helpers.verdicts import projected
+    from fewdims_helpers.stats.verdicts import projected
 
     rng = np.random.default_rng(8)
     a, b = _simulate(rng, 2000, 5, 0.78, 0.765, seed_sd=0.02)

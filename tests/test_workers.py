@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 PARENT = textwrap.dedent("""
     import time
-    from fewdims_helpers.workers import WorkerPool
+    from fewdims_helpers.runs.workers import WorkerPool
 
     if __name__ == "__main__":
         pool = WorkerPool(2, 1)

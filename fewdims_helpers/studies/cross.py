@@ -17,11 +17,11 @@ import dataclasses
 import pandas as pd
 
 from ..config import RunConfig
-from ..planning import PlannedRun, StudyPlan
-from ..reporting import mean_std
-from ..store import RunStore
-from ..tasks import get_task
-from ..verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+from ..data.tasks import get_task
+from ..report.tables import mean_std
+from ..runs.store import RunStore
+from ..setup.planning import PlannedRun, StudyPlan
+from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
 
 def shares_text(first: str, second: str) -> bool:
     """True when two tasks read the same sentences (rt-polarity and rt-valence label one pool of snippets):

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..features import frozen_features
-from ..planning import PlannedRun, StudyPlan
-from ..probes import refit, refit_predictions
-from ..store import RunStore
-from ..tasks import get_task
-from ..verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+from ..data.tasks import get_task
+from ..runs.store import RunStore
+from ..setup.planning import PlannedRun, StudyPlan
+from ..stats.probes import refit, refit_predictions
+from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+from ..training.features import frozen_features
 
 def variants(profile, top_layers: tuple[int, ...], num_layers: int) -> dict[str, dict]:
     """The compared settings as ``ModelConfig`` fields: standard, frozen with a linear or 2-layer

@@ -30,13 +30,14 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..planning import PlannedRun, StudyPlan
-from ..profiles import BASELINE_FEATURES
-from ..reporting import summarize
-from ..store import RunStore
-from ..subsets import cached_head, masked_logits, pair_table, refit_predictions, refit_scores, scan_all_pairs, score_subsets
-from ..verdicts import (DEFAULT_MARGIN, DOES_NOT_HOLD, HOLDS, Outcomes, compare, run_outcomes, tally, verdict_lines,
-                        verdict_row)
+from ..report.tables import summarize
+from ..runs.store import RunStore
+from ..setup.planning import PlannedRun, StudyPlan
+from ..setup.profiles import BASELINE_FEATURES
+from ..stats.subsets import cached_head, masked_logits, pair_table, refit_predictions, refit_scores, scan_all_pairs, \
+    score_subsets
+from ..stats.verdicts import DEFAULT_MARGIN, DOES_NOT_HOLD, HOLDS, Outcomes, compare, run_outcomes, tally, \
+    verdict_lines, verdict_row
 
 LOWER, BASELINE = "lower layers' recipe", "baseline recipe"  # the recipe a run trained with (column ``recipe``)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import RunConfig
-from ..planning import PlannedRun, StudyPlan
-from ..profiles import Profile
-from ..reporting import summarize
-from ..store import RunStore
-from ..verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+from ..report.tables import summarize
+from ..runs.store import RunStore
+from ..setup.planning import PlannedRun, StudyPlan
+from ..setup.profiles import Profile
+from ..stats.verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
 
 SELECTION_COLUMN = "model.token_selection"
 PAPER_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler")  # ``last`` is cls on a decoder: not studied
@@ -22,7 +22,7 @@ PAPER_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler")  # ``last`
 def studied_selections(model: str) -> tuple[str, ...]:
     """The paper's selections that ``model`` has: ``pooler`` only where a pretrained pooler exists
     (BERT, RoBERTa; architectures.py)."""
-    from ..models import pretrained_encoder
+    from ..model.pretrained import pretrained_encoder
 
     has_pooler = getattr(pretrained_encoder(model), "pooler", None) is not None
     return tuple(s for s in PAPER_SELECTIONS if s != "pooler" or has_pooler)

@@ -8,9 +8,9 @@ import dataclasses
 import pandas as pd
 
 from ...config import RunConfig, SubspaceConfig, ZeroingConfig
-from ...planning import PlannedRun, StudyPlan
-from ...store import RunStore
-from ...training import total_steps
+from ...runs.store import RunStore
+from ...setup.planning import PlannedRun, StudyPlan
+from ...training.loop import total_steps
 
 SETTINGS = ("Full", "Freeze", "Random", "Intrinsic")
 SELECTION_TEST_EXAMPLES = 64  # rate-selection runs are read on validation only: a token test slice keeps them cheap

@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 
 from ...config import RunConfig
-from ...models import pretrained_encoder
+from ...data.tasks import get_task
+from ...model.pretrained import pretrained_encoder
+from ...model.subspace import basis_affinity, encoder_layers, materialize, outlier_mask, parameter_slices, \
+    zero_coordinates, zeroing_masks
 from ...paths import write_atomically
-from ...store import RunStore
-from ...subspace import basis_affinity, encoder_layers, materialize, outlier_mask, parameter_slices, zero_coordinates, \
-    zeroing_masks
-from ...tasks import get_task
-from ...training import evaluate_and_encode, resolve_device, resolve_precision
-from ...verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
+from ...runs.store import RunStore
+from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
+from ...training.loop import evaluate_and_encode, resolve_device, resolve_precision
 from .design import VERDICT_SEEDS, ZEROED_SETTINGS, Design, zeroed_configs
 
 SIGMAS, TOP, BINS = 3.0, 10, 400  # the paper's 3-sigma rule; Table 4's top 10 per layer; blocks of Fig. 4

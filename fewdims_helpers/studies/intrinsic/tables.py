@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ... import published
-from ...models import pretrained_encoder
-from ...sizing import validation_noise
-from ...store import RunStore
-from ...tasks import get_task
-from ...verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
+from ...data.tasks import get_task
+from ...model.pretrained import pretrained_encoder
+from ...report import published
+from ...runs.store import RunStore
+from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, validation_noise, verdict_row
 from .design import SETTINGS, VERDICT_SEEDS, Design, selection_full, table_configs
 
 CIRCULAR = ("near-circular at d = t: the source trajectory's end point lies in the subspace, so this mostly tests "
@@ -158,7 +157,7 @@ def selection_orderings(profile, design: Design, store: RunStore, sweep: pd.Data
     """The sanity ordering on the selection seed, on validation: Full >= Intrinsic >= Random >= Freeze > chance,
     Intrinsic, Random and Freeze at the rates chosen by the sweep (their best validation score: a maximum over
     the grid, so it leans upward against Full's single run). ``holds`` is the strict ordering; ``within_noise``
-    allows one standard error of a validation score (``sizing.validation_noise``) of the lower side."""
+    allows one standard error of a validation score (``verdicts.validation_noise``) of the lower side."""
     best = sweep.groupby(["task", "subspace"], sort=False)["validation_score"].max()
     full = dict(zip(profile.tasks, store.execute_all(selection_full(profile))["validation_score"]))
     rows = []

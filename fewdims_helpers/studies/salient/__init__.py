@@ -31,7 +31,7 @@ here.
 """
 from __future__ import annotations
 
-from ...general_text import GENERAL_SOURCES, general_pool, read_general_text, task_texts, tokenize_pool
+from ...data.general_text import GENERAL_SOURCES, general_pool, read_general_text, task_texts, tokenize_pool
 from .analysis import ALL, ANALYSIS_FORMAT, BEST_SINGLE, RATIO_COMPONENTS, VARIANTS, VERDICT_COMPONENTS, Analysis, \
     analyse, best_single_predictions, chance_score, fit_pca, leading_ratio_index, natural_dimensions, pca_curve, \
     pca_points, pca_predictions, salient_scores, single_neuron_scores, variance_ratios

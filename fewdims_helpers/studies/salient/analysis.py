@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ...metrics import compute_metrics
+from ...data.tasks import TaskSpec, get_task
 from ...paths import write_atomically
-from ...probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_predictions, probe_results
-from ...scheduling import map_jobs
-from ...store import RunStore
-from ...tasks import TaskSpec, get_task
+from ...runs.scheduling import map_jobs
+from ...runs.store import RunStore
+from ...stats.metrics import compute_metrics
+from ...stats.probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_predictions, probe_results
 from .features import Features, ModelState, digest
 
 log = logging.getLogger(__name__)

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...data import TokenizedSplit
-from ...features import frozen_features
-from ...general_text import tokenize_pool
+from ...data.general_text import tokenize_pool
+from ...data.tokenized import TokenizedSplit
 from ...paths import save_npz_atomically
-from ...planning import ExtraPass, PlannedRun, StudyPlan
-from ...profiles import BASELINE_FEATURES
-from ...scheduling import map_jobs
-from ...store import RunStore
-from ...training import build_model, predict, resolve_device, resolve_precision
+from ...runs.scheduling import map_jobs
+from ...runs.store import RunStore
+from ...setup.planning import ExtraPass, PlannedRun, StudyPlan
+from ...setup.profiles import BASELINE_FEATURES
+from ...training.features import frozen_features
+from ...training.loop import build_model, predict, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...reporting import format_mean_std, mean_std, summarize
-from ...tasks import get_task
-from ...verdicts import DEFAULT_MARGIN, Outcomes, compare, tally, verdict_lines, verdict_row
+from ...data.tasks import get_task
+from ...report.tables import format_mean_std, mean_std, summarize
+from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, tally, verdict_lines, verdict_row
 from .analysis import ALL, BEST_SINGLE, VARIANTS, Analysis, chance_score, leading_ratio_index, natural_dimensions
 from .features import Features, ModelState
 

@@ -1,0 +1,267 @@
+"""The integrity of the run store: each run folder's manifest, the checks against it, and the quarantine a
+corrupt run is moved into.
+
+A run's ``manifest.json`` records the size and sha256 of every other file of the run. It is written last,
+inside the run's atomic write (``runner``), so every run folder in place has one; runs written before
+manifests existed get one from ``RunStore.verify`` once their files load cleanly. ``RunStore.is_complete``
+compares the sizes (cheap, on every call); a file read for a result is compared with its sha256 first
+(once per process and version of the file). A run whose files do not match is corrupt: its folder is
+moved whole into ``<store>/.quarantine/``, which no store reads (nothing is deleted), with one line saying
+which run, what was wrong and where its files went, and the run is computed again. An error while
+loading a run's file is one line naming the run, the file and the fix (``CorruptRun``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..paths import HOST, write_atomically
+from .run_files import CONFIG_FILE, MANIFEST_FILE, METRICS_FILE, QUARANTINE_DIR, artifact_files, write_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+REPAIR = ("python run_all.py --verify --repair sets the run aside so that the next invocation recomputes it, "
+          "or rerun its notebook with --force")
+
+
+class CorruptRun(RuntimeError):
+    """A run's file does not load, or does not match the run's manifest. The message is one line: what is
+    wrong, the run, the file, and what to do."""
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def files_of(folder: Path) -> list[str]:
+    """Every file of a run folder ('/'-separated, relative, sorted), except the manifest and hidden files
+    (a temporary being written)."""
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file()
+                  and p.name != MANIFEST_FILE and not any(s.startswith(".") for s in p.relative_to(folder).parts))
+
+
+def manifest_of(folder: Path) -> dict:
+    return {"format": MANIFEST_FORMAT, "files": {name: {"size": (folder / name).stat().st_size,
+                                                        "sha256": sha256(folder / name)} for name in files_of(folder)}}
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and sha256 of every file of ``folder`` in its manifest: the last file a run writes."""
+    write_json(Path(folder) / MANIFEST_FILE, manifest_of(Path(folder)))
+
+
+def read_manifest(folder: Path) -> dict[str, dict] | None:
+    """File name -> ``size`` and ``sha256``; None for a run written before manifests existed. ValueError
+    (one line) when the manifest itself does not load."""
+    path = Path(folder) / MANIFEST_FILE
+    if not path.exists():
+        return None
+    try:
+        files = json.loads(path.read_text())["files"]
+        return {name: {"size": int(entry["size"]), "sha256": str(entry["sha256"])} for name, entry in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{MANIFEST_FILE} does not load ({one_line(error)})") from error
+
+
+def declared_files(config: RunConfig) -> list[str]:
+    """The files a complete run of ``config`` holds at least: its config, metrics and declared artifacts."""
+    return [CONFIG_FILE, METRICS_FILE, *artifact_files(config)]
+
+
+def file_problem(folder: Path, name: str, entry: dict, hashes: bool) -> str | None:
+    """What is wrong with one file the manifest lists (its ``entry``), or None: gone, another size, or (with
+    ``hashes``) other bytes of the same size."""
+    path = Path(folder) / name
+    if not path.is_file():
+        return f"{name} is missing (its manifest lists it)"
+    size = path.stat().st_size
+    if size != entry["size"]:
+        return f"{name} has {size} bytes, its manifest says {entry['size']} (truncated or overwritten)"
+    if hashes and sha256(path) != entry["sha256"]:
+        return f"{name} has the size its manifest records but another sha256 (its bytes changed)"
+    return None
+
+
+def folder_problems(folder: Path, declared: list[str], hashes: bool = False) -> list[str]:
+    """What is wrong with a run folder ([] when nothing): every file its manifest lists is there with its size
+    (and sha256, with ``hashes``) and every ``declared`` file is listed. A folder written before manifests
+    existed only needs its declared files."""
+    try:
+        manifest = read_manifest(folder)
+    except ValueError as error:
+        return [str(error)]
+    if manifest is None:
+        return [f"{name} is missing (its config declares it)" for name in declared if not (Path(folder) / name).exists()]
+    problems = [f"{name} is missing (its config declares it; its manifest does not list it)"
+                for name in declared if name not in manifest]
+    return problems + [p for name, entry in manifest.items() if (p := file_problem(folder, name, entry, hashes))]
+
+
+def load_problem(folder: Path, name: str) -> str | None:
+    """None when the file loads whole as what its suffix says (JSON, npz, npy, a torch state), else what failed."""
+    path = Path(folder) / name
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".npz":
+            with np.load(path) as stored:  # reading each array checks its zip CRC too
+                for key in stored.files:
+                    stored[key]
+        elif path.suffix == ".npy":
+            np.load(path)
+        elif path.suffix == ".pt":
+            torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            path.read_bytes()
+    except Exception as error:  # any failure to load is the finding
+        return f"{name} does not load ({one_line(error)})"
+    return None
+
+
+@dataclass
+class Verification:
+    """What ``RunStore.verify`` found in one store: its runs, each problem (run id, what), the runs given a
+    manifest (written before manifests existed, their files loaded cleanly) and the runs set aside."""
+    root: Path
+    read_only: bool
+    runs: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    quarantined: dict[str, Path | None] = field(default_factory=dict)
+
+    @property
+    def corrupt(self) -> list[str]:
+        return sorted({run_id for run_id, _ in self.problems})
+
+    def lines(self) -> list[str]:
+        """One line per problem, one per run set aside, and the summary."""
+        lines = [f"corrupt run {run_id} in {self.root}: {problem}" for run_id, problem in self.problems]
+        lines += [f"run {run_id} moved to {moved or 'the quarantine by another process'} (nothing deleted); the next "
+                  f"invocation recomputes it" for run_id, moved in self.quarantined.items()]
+        kind, intact = ("summaries, read-only", "load whole") if self.read_only else ("runs", "intact")
+        fix = ""
+        if self.corrupt and self.read_only:
+            fix = f"; restore them from git: git checkout -- {self.root}"
+        elif self.corrupt and not self.quarantined:
+            fix = "; python run_all.py --verify --repair sets them aside so that the next invocation recomputes them"
+        lines.append(f"{self.root} ({kind}): {self.runs} checked, {self.runs - len(self.corrupt)} {intact}, "
+                     f"{len(self.corrupt)} corrupt" + (f", {len(self.adopted)} given a manifest" if self.adopted else "")
+                     + (f", {len(self.quarantined)} set aside" if self.quarantined else "") + fix)
+        return lines
+
+
+class RunIntegrity:
+    """``RunStore``'s checks of its runs against their manifests, and its quarantine (a mixin: it uses the
+    store's ``root``, ``folder``, ``is_summary`` and ``run_ids``)."""
+
+    def run_problems(self, config: RunConfig, hashes: bool = False) -> list[str]:
+        """What is wrong with the run's folder against its manifest and its config ([]: nothing; sizes only
+        unless ``hashes``)."""
+        return folder_problems(self.folder(config), declared_files(config), hashes)
+
+    def set_aside(self, config: RunConfig) -> Path | None:
+        """Move the run's folder into the quarantine when it is there but corrupt, saying so in one line, so
+        that the run is computed again; returns where it went (None: nothing to move)."""
+        if not self.folder(config).is_dir() or self.is_summary(config):
+            return None
+        problems = self.run_problems(config)
+        moved = self.quarantine(config.run_id, problems) if problems else None
+        if moved is not None:
+            log.warning("corrupt run %s in %s: %s; its files were moved to %s (nothing deleted); computing it again",
+                        config.run_id, self.root, "; ".join(problems), moved)
+        return moved
+
+    def quarantine(self, run_id: str, problems: list[str]) -> Path | None:
+        """Move the run's folder whole into ``<root>/.quarantine/`` (which no store reads), with a note of why
+        beside it; None when another process moved it first."""
+        target = self.root / QUARANTINE_DIR / f"{run_id}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:6]}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self.folder(run_id), target)
+        except FileNotFoundError:
+            return None
+        write_json(target.with_name(f"{target.name}.json"), {"run_id": run_id, "problems": problems, "host": HOST,
+                                                             "moved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        return target
+
+    def check_file(self, config: RunConfig | str, name: str) -> None:
+        """Compare the run's file ``name`` with the run's manifest before it is read (its sha256, once per
+        process and version of the file). A listed file that is gone or differs makes the run corrupt: it is
+        quarantined and ``CorruptRun`` raised. Files the manifest does not list (or a run without one) pass."""
+        run_id = config if isinstance(config, str) else config.run_id
+        folder = self.folder(run_id)
+        path = folder / name
+        checked = self.__dict__.setdefault("checked_files", set())  # (path, size, mtime) of files found intact
+        key = (str(path), path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
+        if key is not None and key in checked:
+            return
+        try:
+            manifest = read_manifest(folder)
+            problem = None if manifest is None or name not in manifest else file_problem(folder, name, manifest[name], True)
+        except ValueError as error:
+            problem = str(error)
+        if problem is None:
+            if key is not None:
+                checked.add(key)
+            return
+        if self.is_summary(run_id):
+            raise CorruptRun(f"{problem}: run {run_id} in {self.root}, an exported summary; restore it from git: "
+                             f"git checkout -- {folder}")
+        moved = self.quarantine(run_id, [problem])
+        raise CorruptRun(f"corrupt run {run_id} in {self.root}: {problem}; its files were moved to "
+                         f"{moved or 'the quarantine by another process'} (nothing deleted); run the notebook again "
+                         f"to recompute it")
+
+    def unreadable(self, config: RunConfig | str, name: str, error: BaseException) -> CorruptRun:
+        """The one-line error for a run's file that failed to load: what failed, the run, the file, the fix."""
+        run_id = config if isinstance(config, str) else config.run_id
+        fix = (f"restore it from git: git checkout -- {self.folder(run_id)}" if self.is_summary(run_id) else REPAIR)
+        return CorruptRun(f"{name} of run {run_id} in {self.root} does not load ({one_line(error)}); {fix}")
+
+    def verify(self, repair: bool = False, read_only: bool = False) -> Verification:
+        """Check every run of this store: against its manifest, sizes and sha256 (a run written before
+        manifests existed: each of its files must load whole, and it is then given a manifest unless
+        ``read_only``), and that it holds what its config declares. With ``repair``, move each corrupt run
+        into the quarantine, so that the next invocation recomputes it. Exported summaries are only read."""
+        report = Verification(self.root, read_only)
+        for run_id in self.run_ids():
+            report.runs += 1
+            folder, summary = self.folder(run_id), self.is_summary(run_id)
+            problems = folder_problems(folder, [], hashes=True)
+            legacy = not problems and not (folder / MANIFEST_FILE).exists()
+            if legacy:
+                problems = [p for name in files_of(folder) if (p := load_problem(folder, name))]
+            if not problems and not summary:
+                problems = folder_problems(folder, self.declared(run_id))
+            report.problems += [(run_id, problem) for problem in problems]
+            if problems and repair and not (summary or read_only):
+                report.quarantined[run_id] = self.quarantine(run_id, problems)
+            elif legacy and not (problems or summary or read_only):
+                write_atomically(folder / MANIFEST_FILE, lambda tmp: write_json(tmp, manifest_of(folder)))
+                report.adopted.append(run_id)
+        return report
+
+    def declared(self, run_id: str) -> list[str]:
+        """The files run ``run_id``'s stored config declares (its config and metrics alone when this code
+        cannot rebuild that config: a run of an older design, which no notebook reads)."""
+        try:  # read here, not through the store's reading methods: verifying never moves a run by itself
+            stored = json.loads((self.folder(run_id) / CONFIG_FILE).read_text())["config"]
+            return declared_files(RunConfig.from_dict(stored))
+        except Exception:  # an older design's config, not a corruption of its files (they loaded whole)
+            return [CONFIG_FILE, METRICS_FILE]
