@@ -417,7 +417,8 @@ def report_verdicts(root: Path, args: argparse.Namespace) -> None:
     figures/verdicts.png from them and, for the default profile in place, the README's summary table
     and docs/findings.md."""
     from fewdims_helpers.report.findings import write_findings
-    from fewdims_helpers.stats.verdicts import gather_verdicts, tally
+    from fewdims_helpers.stats.verdicts import tally
+    from fewdims_helpers.report.tables import gather_verdicts
 
     table = gather_verdicts(root / "figures")
     if table.empty:

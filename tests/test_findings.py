@@ -7,7 +7,7 @@ import pandas as pd
 
 from fewdims_helpers.report.findings import END, START, findings_markdown, regeneration_status, section, \
     summary_markdown, unbacked_numbers, unbacked_prose_numbers, write_findings
-from fewdims_helpers.stats.verdicts import gather_verdicts
+from fewdims_helpers.report.tables import gather_verdicts
 
 REPO = Path(__file__).resolve().parent.parent
 

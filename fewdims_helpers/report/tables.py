@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..stats.verdicts import BORDERLINE, OUTLIER_LEVEL, distinct, tally
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Send the package's log lines (run banners, results) to stderr once."""
@@ -92,3 +94,32 @@ def write_table(table: pd.DataFrame, stem: Path, note: str | None = None) -> lis
     table.to_csv(csv_path, index=_has_named_index(table))
     md_path.write_text(to_markdown(table) + (f"\n{note}\n" if note else ""))
     return [csv_path, md_path]
+
+
+# ----------------------------------------------------------------------------- verdict tables
+VERDICT_FILE = "verdicts"  # figures/<NN>_verdicts.csv per notebook; figures/verdicts.csv gathers them all
+
+
+def write_verdicts(rows: list[dict] | pd.DataFrame, figures: Path, study: str) -> pd.DataFrame:
+    """``figures/<study>_verdicts.{csv,md}`` from ``verdict_row``s; returns the table."""
+    table = distinct(pd.DataFrame(rows).reset_index(drop=True))
+    note = (f"A - B in points (metric x 100) with its 95% and 90% intervals over seeds (t, paired by seed) and "
+            f"test examples (jackknife), Welch-Satterthwaite degrees of freedom; verdict by two one-sided tests at "
+            f"5% against the margin (equivalence: the 90% interval), or a one-sided 5% test (better / worse); "
+            f"invalid where a side's run did not train. loo_same of loo_runs: leave-one-seed-out re-decisions that "
+            f"agree (fewer: fragile); outlier_seeds: seeds beyond 3 SDs of the rest of their side (their "
+            f"{100 * OUTLIER_LEVEL:.2f}% prediction interval; kept); borderline: a deciding bound within {BORDERLINE:g} points of its threshold; same_as: rows dropped "
+            f"as the same comparison (same task, estimate and interval). {tally(table)}.")
+    write_table(table, Path(figures) / f"{study}_{VERDICT_FILE}", note=note)
+    return table
+
+
+def gather_verdicts(figures: Path) -> pd.DataFrame:
+    """Every notebook's verdict table in one: ``figures/verdicts.{csv,md}`` (run_all.py writes it)."""
+    parts = [pd.read_csv(path, dtype={"study": str}) for path in sorted(Path(figures).glob(f"[0-9][0-9]_{VERDICT_FILE}.csv"))]
+    if not parts:
+        return pd.DataFrame()
+    table = distinct(pd.concat(parts, ignore_index=True))
+    write_table(table, Path(figures) / VERDICT_FILE, note=f"All verdicts of the notebooks, each comparison once: "
+                                                           f"{tally(table)}.")
+    return table

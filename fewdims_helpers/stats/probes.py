@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.tasks import TaskSpec
+from ..task_specs import TaskSpec
 from .metrics import compute_metrics
 
 STRENGTHS = tuple(float(s) for s in np.logspace(-2, 4, 7))  # L2 strengths tried; the best on validation is kept

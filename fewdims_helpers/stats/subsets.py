@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ConfigError, RunConfig
-from ..data.tasks import TaskSpec, get_task
-from ..runs.store import RunStore
+from ..config import ConfigError
+from ..task_specs import TaskSpec
 from .probes import probe_predictions, refit
 
 # ----------------------------------------------------------------------------- subsets
@@ -58,7 +57,7 @@ def drop_one(subset: tuple[int, ...]) -> list[tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class CachedHead:
-    """A fine-tuned linear head and the features it reads, from one run in the store."""
+    """A fine-tuned linear head and the features it reads, from one run in the store (``runs.outcomes.cached_head``)."""
     weight: np.ndarray  # (num_labels, hidden)
     bias: np.ndarray  # (num_labels,)
     features: dict[str, np.ndarray]  # split -> (n, hidden)
@@ -80,14 +79,6 @@ class CachedHead:
     @property
     def num_labels(self) -> int:
         return self.weight.shape[0]
-
-
-def cached_head(store: RunStore, config: RunConfig) -> CachedHead:
-    """Head weights and saved features of a finished run (``config.save_features`` must list them)."""
-    weight, bias = store.head(config)
-    saved = {split: store.features(config, split) for split in config.save_features}
-    return CachedHead(weight, bias, {s: f for s, (f, _) in saved.items()}, {s: y for s, (_, y) in saved.items()},
-                      get_task(config.data.task))
 
 
 # ----------------------------------------------------------------------------- vectorised scoring

@@ -49,7 +49,6 @@ degrees of freedom are the other side's alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -389,42 +388,10 @@ def validation_noise(score: float, metric: str, n: int) -> float:
 
 
 # ----------------------------------------------------------------------------- tables
-VERDICT_FILE = "verdicts"  # figures/<NN>_verdicts.csv per notebook; figures/verdicts.csv gathers them all
-
-
 def verdict_row(study: str, claim_text: str, task: str, a: str, b: str, comparison: Comparison, **extra) -> dict:
     """One row of a study's verdict table (and of ``figures/verdicts.csv``): the study ("01"), the
     paper's claim in words, the task, the two sides compared (A - B), and the comparison."""
     return {"study": study, "claim": claim_text, "task": task, "a": a, "b": b, **comparison.as_row(), **extra}
-
-
-def write_verdicts(rows: list[dict] | pd.DataFrame, figures: Path, study: str) -> pd.DataFrame:
-    """``figures/<study>_verdicts.{csv,md}`` from ``verdict_row``s; returns the table."""
-    from ..report.tables import write_table
-
-    table = distinct(pd.DataFrame(rows).reset_index(drop=True))
-    note = (f"A - B in points (metric x 100) with its 95% and 90% intervals over seeds (t, paired by seed) and "
-            f"test examples (jackknife), Welch-Satterthwaite degrees of freedom; verdict by two one-sided tests at "
-            f"5% against the margin (equivalence: the 90% interval), or a one-sided 5% test (better / worse); "
-            f"invalid where a side's run did not train. loo_same of loo_runs: leave-one-seed-out re-decisions that "
-            f"agree (fewer: fragile); outlier_seeds: seeds beyond 3 SDs of the rest of their side (their "
-            f"{100 * OUTLIER_LEVEL:.2f}% prediction interval; kept); borderline: a deciding bound within {BORDERLINE:g} points of its threshold; same_as: rows dropped "
-            f"as the same comparison (same task, estimate and interval). {tally(table)}.")
-    write_table(table, Path(figures) / f"{study}_{VERDICT_FILE}", note=note)
-    return table
-
-
-def gather_verdicts(figures: Path) -> pd.DataFrame:
-    """Every notebook's verdict table in one: ``figures/verdicts.{csv,md}`` (run_all.py writes it)."""
-    from ..report.tables import write_table
-
-    parts = [pd.read_csv(path, dtype={"study": str}) for path in sorted(Path(figures).glob(f"[0-9][0-9]_{VERDICT_FILE}.csv"))]
-    if not parts:
-        return pd.DataFrame()
-    table = distinct(pd.concat(parts, ignore_index=True))
-    write_table(table, Path(figures) / VERDICT_FILE, note=f"All verdicts of the notebooks, each comparison once: "
-                                                           f"{tally(table)}.")
-    return table
 
 
 SAME = 1e-4  # points: rows whose estimate and interval bounds agree this closely are one comparison
@@ -542,24 +509,6 @@ def _robustness(table: pd.DataFrame) -> str:
               "with an outlier seed")]
     found = [f"{count} {name}" for count, name in parts if count]
     return f"; {', '.join(found)}" if found else ""
-
-
-def run_outcomes(store, configs: Iterable, split: str = "test") -> Outcomes:
-    """The saved predictions of runs that differ only in their seed (``save_predictions`` of ``split``),
-    read through the run store, one row per run in the order given."""
-    from ..data.tasks import get_task
-
-    configs = list(configs)
-    if not configs:
-        raise ValueError("no runs to read predictions from")
-    saved = [store.predictions(config, split) for config in configs]
-    first = saved[0]
-    for config, other in zip(configs[1:], saved[1:]):
-        if not np.array_equal(other["idx"], first["idx"]):
-            raise ValueError(f"run {config.run_id} was scored on other {split} examples than {configs[0].run_id}")
-    spec = get_task(configs[0].data.task)
-    return Outcomes.from_logits([s["logits"] for s in saved], first["labels"], first["idx"],
-                                [c.train.seed for c in configs], spec.main_metric)
 
 
 # ----------------------------------------------------------------------------- coverage of the interval

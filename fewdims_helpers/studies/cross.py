@@ -19,9 +19,10 @@ import pandas as pd
 from ..config import RunConfig
 from ..data.tasks import get_task
 from ..report.tables import mean_std
+from ..runs.outcomes import run_outcomes
 from ..runs.store import RunStore
 from ..setup.planning import PlannedRun, StudyPlan
-from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, tally, verdict_lines, verdict_row
 
 def shares_text(first: str, second: str) -> bool:
     """True when two tasks read the same sentences (rt-polarity and rt-valence label one pool of snippets):

@@ -40,12 +40,12 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..report.findings import BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL, subset_readings
+from ..runs.outcomes import cached_head, run_outcomes
 from ..runs.store import RunStore
 from ..setup.planning import PlannedRun, StudyPlan
-from ..stats.subsets import CachedHead, cached_head, drop_one, masked_logits, pair_table, refit_predictions, \
-    refit_scores, sample_subsets, scan_all_pairs, score_subsets, top_pairs
-from ..stats.verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, run_outcomes, score_interval, tally, \
-    verdict_lines, verdict_row
+from ..stats.subsets import CachedHead, drop_one, masked_logits, pair_table, refit_predictions, refit_scores, \
+    sample_subsets, scan_all_pairs, score_subsets, top_pairs
+from ..stats.verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, score_interval, tally, verdict_lines, verdict_row
 
 log = logging.getLogger(__name__)
 

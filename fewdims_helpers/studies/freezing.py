@@ -21,10 +21,11 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data.tasks import get_task
+from ..runs.outcomes import run_outcomes
 from ..runs.store import RunStore
 from ..setup.planning import PlannedRun, StudyPlan
 from ..stats.probes import refit, refit_predictions
-from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, tally, verdict_lines, verdict_row
 from ..training.features import frozen_features
 
 def variants(profile, top_layers: tuple[int, ...], num_layers: int) -> dict[str, dict]:

@@ -31,13 +31,12 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..report.tables import summarize
+from ..runs.outcomes import cached_head, run_outcomes
 from ..runs.store import RunStore
 from ..setup.planning import PlannedRun, StudyPlan
 from ..setup.profiles import BASELINE_FEATURES
-from ..stats.subsets import cached_head, masked_logits, pair_table, refit_predictions, refit_scores, scan_all_pairs, \
-    score_subsets
-from ..stats.verdicts import DEFAULT_MARGIN, DOES_NOT_HOLD, HOLDS, Outcomes, compare, run_outcomes, tally, \
-    verdict_lines, verdict_row
+from ..stats.subsets import masked_logits, pair_table, refit_predictions, refit_scores, scan_all_pairs, score_subsets
+from ..stats.verdicts import DEFAULT_MARGIN, DOES_NOT_HOLD, HOLDS, Outcomes, compare, tally, verdict_lines, verdict_row
 
 LOWER, BASELINE = "lower layers' recipe", "baseline recipe"  # the recipe a run trained with (column ``recipe``)
 

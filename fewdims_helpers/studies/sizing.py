@@ -36,9 +36,10 @@ import pandas as pd
 from ..config import ModelConfig, RunConfig, SubspaceConfig
 from ..data.tasks import get_task
 from ..report.tables import replace_section, to_markdown
+from ..runs.outcomes import cached_head
 from ..runs.store import RunStore
 from ..setup.profiles import BASELINE_FEATURES
-from ..stats.subsets import cached_head, pair_table, refit_scores, scan_all_pairs
+from ..stats.subsets import pair_table, refit_scores, scan_all_pairs
 from ..stats.verdicts import validation_noise
 
 PLATEAU_GAIN = 1.0  # points: the least gain in a curve's last third that counts as still climbing (the rule's bound)

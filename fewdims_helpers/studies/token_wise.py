@@ -10,10 +10,11 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..report.tables import summarize
+from ..runs.outcomes import run_outcomes
 from ..runs.store import RunStore
 from ..setup.planning import PlannedRun, StudyPlan
 from ..setup.profiles import Profile
-from ..stats.verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, run_outcomes, tally, verdict_lines, verdict_row
+from ..stats.verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, tally, verdict_lines, verdict_row
 
 SELECTION_COLUMN = "model.token_selection"
 PAPER_SELECTIONS = ("cls", "max_norm_token", "max", "mean", "pooler")  # ``last`` is cls on a decoder: not studied

@@ -29,9 +29,8 @@ from ..model.head import SequenceClassifier
 from ..model.pretrained import load_encoder, load_tokenizer
 from ..options import resolve_device, resolve_precision  # noqa: F401 (the store and studies import them here)
 from ..stats.metrics import compute_metrics, predictions_from_logits
-from .device_step import BestCheckpoint, LossMeter, ResidentSplit, StepOptions, encoder_mask, prepare_model, \
-    predict_resident
-from .device_step import features as resident_features
+from .device_step import BestCheckpoint, LossMeter, ResidentSplit, StepOptions, encoder_mask, \
+    features as resident_features, predict_resident, prepare_model
 from .fast_dropout import install_fast_dropout
 from .train_vocabulary import train_vocabulary
 

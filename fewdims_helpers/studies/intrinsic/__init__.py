@@ -27,8 +27,8 @@ notebook uses are here.
 from __future__ import annotations
 
 from .design import FREEZE_SCALES, SELECTION_TEST_EXAMPLES, SETTINGS, VERDICT_SEEDS, ZEROED_SETTINGS, Design, \
-    analysis_configs, design_for, freeze_config, rate_sweep_configs, run_analysis, run_table, select_rates, \
-    selection_config, selection_full, planned_runs, subspace_config, table_configs, trajectories, trajectory_config, \
+    analysis_configs, design_for, freeze_config, planned_runs, rate_sweep_configs, run_analysis, run_table, \
+    select_rates, selection_config, selection_full, subspace_config, table_configs, trajectories, trajectory_config, \
     zeroed_configs
 from .outliers import BINS, SIGMAS, TOP, ZEROINGS, delta_profile, outlier_analyses, outlier_analysis, \
     outlier_locations, outlier_mask, outlier_share, retrained_zeroing_verdicts, run_zeroed, stored_deltas, \

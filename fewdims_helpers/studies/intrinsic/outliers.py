@@ -19,8 +19,9 @@ from ...model.pretrained import pretrained_encoder
 from ...model.subspace import basis_affinity, encoder_layers, materialize, outlier_mask, parameter_slices, \
     zero_coordinates, zeroing_masks
 from ...paths import write_atomically
+from ...runs.outcomes import run_outcomes
 from ...runs.store import RunStore
-from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, verdict_row
+from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, verdict_row
 from ...training.loop import evaluate_and_encode, resolve_device, resolve_precision
 from .design import VERDICT_SEEDS, ZEROED_SETTINGS, Design, zeroed_configs
 

@@ -8,8 +8,9 @@ import pandas as pd
 from ...data.tasks import get_task
 from ...model.pretrained import pretrained_encoder
 from ...report import published
+from ...runs.outcomes import run_outcomes
 from ...runs.store import RunStore
-from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, run_outcomes, validation_noise, verdict_row
+from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, validation_noise, verdict_row
 from .design import SETTINGS, VERDICT_SEEDS, Design, selection_full, table_configs
 
 CIRCULAR = ("near-circular at d = t: the source trajectory's end point lies in the subspace, so this mostly tests "
