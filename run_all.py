@@ -86,8 +86,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
     if args.repair and not args.verify:
         parser.error("--repair needs --verify")
-    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
-        parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give distinct seeds")
     return args
 
 
@@ -177,9 +175,9 @@ def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, noteb
     was refused, else 0."""
     from fewdims_helpers.report import reproduction
 
-    runs.end_invocation()
+    runs.ledger.end_invocation()
     figures, reference = root / "figures", Path(args.reference_dir).expanduser().resolve()
-    used = runs.invocation_runs(invocation)
+    used = runs.ledger.invocation_runs(invocation)
     refused = None
     if args.update_reference:
         provenance = reference_provenance(args)
@@ -235,7 +233,7 @@ def baseline_ids(args: argparse.Namespace, root: Path) -> list[str]:
 
 
 def invocation_setup(args: argparse.Namespace, root: Path):
-    """(profile, output paths, run store) exactly as each notebook's setup cell makes them, without its banner."""
+    """(profile, output paths, runner) exactly as each notebook's setup cell makes them, without its banner."""
     import contextlib
     import io
 
@@ -269,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = invocation_plan(args, root, notebooks)  # before the invocation begins: planning notes no run
     runs = RunStore(output_paths(root)["runs"])
-    invocation = runs.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
+    invocation = runs.ledger.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
     progress = show_progress(plan, runs, invocation)
     use_this_checkout()
     os.environ[HEADLESS] = "1"  # the kernels' progress bars and log lines go to this terminal, not the notebooks
@@ -282,20 +280,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all: {notebook.name} ({args.profile}) -> {target}", flush=True)
         if notebook.name[:2] in notes:
             print(f"run_all: {notebook.name}: {notes[notebook.name[:2]]}", flush=True)
-        start, ledger = time.perf_counter(), len(runs.invocation_events(invocation))
+        start, ledger = time.perf_counter(), len(runs.ledger.invocation_events(invocation))
         try:
             execute_notebook(notebook, target, root, parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
                              progress_bar=True, request_save_on_cell_execute=True)
         except papermill.PapermillExecutionError as error:
             progress.close()
-            runs.end_invocation()  # the finished notebooks' runs stay in the ledger and the store
+            runs.ledger.end_invocation()  # the finished notebooks' runs stay in the ledger and the store
             os.environ.pop(HEADLESS, None)
             print(f"run_all: {notebook.name} failed in cell {error.exec_count}: {error.ename}: "
                   f"{' '.join(str(error.evalue).split())} (executed notebook with the traceback: "
                   f"{failed_copy(root, notebook)}; {target} and figures/ left as they were)", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
-        events = runs.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
+        events = runs.ledger.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
         used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
                         "invocation": invocation, "ledger_lines": [ledger, ledger + len(events)],
@@ -345,15 +343,15 @@ def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calib
 
     from fewdims_helpers.setup.planning import build_plan
 
-    profile, _, store = invocation_setup(args, root)
+    profile, _, runner = invocation_setup(args, root)
     studies = []
     for notebook in notebooks:
         planner = importlib.import_module(f"fewdims_helpers.studies.{STUDIES[notebook.name[:2]]}").planned_runs
-        accepted = set(inspect.signature(planner).parameters) - {"profile", "store"}
+        accepted = set(inspect.signature(planner).parameters) - {"profile", "runner"}
         design = {k: v for k, v in notebook_design(notebook).items() if k in accepted}
-        studies.append((notebook.name, planner(profile, store, **design)))
-    workers = store.options.workers if store.options.backend == "local" else 1  # "auto" on a GPU: gpu_sharing.py
-    return build_plan(studies, store, workers, calibrate_rates=calibrate)
+        studies.append((notebook.name, planner(profile, runner, **design)))
+    workers = runner.options.workers if runner.options.backend == "local" else 1  # "auto" on a GPU: gpu_sharing.py
+    return build_plan(studies, runner, workers, calibrate_rates=calibrate)
 
 
 def invocation_plan(args: argparse.Namespace, root: Path, notebooks: list[Path]):
@@ -405,10 +403,11 @@ class show_progress:
 
 def study_notes(args: argparse.Namespace) -> dict[str, str]:
     """Per notebook prefix, the one line saying why it runs nothing with these arguments (05 on one task)."""
+    from fewdims_helpers.options import ProfileOverrides
     from fewdims_helpers.setup.profiles import get_profile
     from fewdims_helpers.studies import cross
 
-    note = cross.missing_tasks(get_profile(args.profile, tasks=args.tasks))
+    note = cross.missing_tasks(get_profile(args.profile, ProfileOverrides(tasks=args.tasks)))
     return {"05": note} if note else {}
 
 

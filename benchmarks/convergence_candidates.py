@@ -27,6 +27,7 @@ from fewdims_helpers.studies import sizing  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
 from fewdims_helpers.setup.profiles import BASELINE_FEATURES, get_profile  # noqa: E402
 from fewdims_helpers.report.tables import setup_logging, write_table  # noqa: E402
+from fewdims_helpers.runs.runner import Runner  # noqa: E402
 from fewdims_helpers.runs.store import RunStore  # noqa: E402
 
 TASK = "rt-valence"  # the task whose families the reference left climbing
@@ -53,7 +54,7 @@ def main() -> None:
     setup_logging()
     options = RunOptions(workers=int(args.workers) if args.workers.isdigit() else args.workers)
     profile = get_profile("default").resolve(options.sources)
-    scratch, reference = RunStore(args.store, options), RunStore(args.reference, options)
+    scratch, reference = Runner(RunStore(args.store), options), RunStore(args.reference)
     rows = []
     for key in args.families:
         for family, epochs, fields, recipe in candidates(profile)[key]:
@@ -61,14 +62,14 @@ def main() -> None:
                        for seed in profile.seeds]
             if "layer" in fields:  # as 03 runs them (its pair scans read the features): the same run ids
                 configs = [dataclasses.replace(c, save_features=BASELINE_FEATURES) for c in configs]
-            store = next((s for s in (reference, scratch) if all(s.is_complete(c) or s.is_summary(c) and
+            store = next((s for s in (reference, scratch.store) if all(s.is_complete(c) or s.is_summary(c) and
                                                                   (s.folder(c) / "metrics.json").exists()
                                                                   for c in configs)), None)
             if store is None:
                 if args.only_stored:
                     continue
                 scratch.execute_all(configs)
-                store = scratch
+                store = scratch.store
             found = sizing.convergence(store, [c.run_id for c in configs], profile.seeds)
             metrics = [store.metrics(c) for c in configs]
             score = {split: float(np.mean([100 * m[split][m["main_metric"]] for m in metrics]))

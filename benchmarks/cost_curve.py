@@ -30,6 +30,7 @@ from fewdims_helpers.setup import profiles
 from fewdims_helpers.config import DataConfig
 from fewdims_helpers.model.pretrained import pretrained_encoder
 from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.runs.store import RunStore
 from roofline import cpu_facts, gemm_gflops  # a sibling script (benchmarks/ is on the path when run as a script)
 
@@ -42,7 +43,7 @@ def one_epoch(setup, task: str, n: int, length: int) -> dict:
                                                          max_eval_examples=100),
                                  train=dataclasses.replace(config.train, epochs=1))
     with tempfile.TemporaryDirectory() as runs:
-        store = RunStore(runs, RunOptions(progress=False))
+        store = Runner(RunStore(runs), RunOptions(progress=False))
         tokens = store.tokens(config)
         metrics = store.execute(config, progress=False)
     seconds = metrics["history"][0]["train_seconds"]

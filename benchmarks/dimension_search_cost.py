@@ -27,6 +27,7 @@ import pandas as pd
 import plots
 from fewdims_helpers.setup import profiles
 from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.runs.store import RunStore
 from fewdims_helpers.stats.subsets import CachedHead, scan_all_pairs
 from fewdims_helpers.data.tasks import get_task
@@ -47,7 +48,7 @@ def main() -> None:
     config = setup.run_config("rt-polarity", 0, selected_dims=(11, 222))
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        metrics = RunStore(runs, RunOptions(progress=False)).execute(config, progress=False)
+        metrics = Runner(RunStore(runs), RunOptions(progress=False)).execute(config, progress=False)
         per_subset_finetune = time.perf_counter() - start
     rows = [{"method": "fine-tune per subset (paper)", "hidden": 384, "labels": 2,
              "seconds_per_subset": per_subset_finetune,

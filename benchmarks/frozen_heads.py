@@ -27,6 +27,7 @@ from fewdims_helpers.setup import profiles
 from fewdims_helpers.data.tokenized import tokenized_task
 from fewdims_helpers.training.features import frozen_features
 from fewdims_helpers.stats.metrics import compute_metrics, predictions_from_logits
+from fewdims_helpers.execution import resolve
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.data.tasks import get_task
 from fewdims_helpers.training.loop import predict, train
@@ -39,7 +40,7 @@ def time_side(config, tokens, spec, cached_side: bool, encoded: dict | None, opt
     """(seconds, test score, features) of one frozen-encoder run; the cached side encodes (into the feature
     cache of ``options``) unless given features."""
     start = time.perf_counter()
-    cached = (encoded if encoded is not None else frozen_features(config, tokens, options)) if cached_side else None
+    cached = (encoded if encoded is not None else frozen_features(config, tokens, resolve("cpu"), options.sources.cache)) if cached_side else None
     result = train(config, tokens, device="cpu", progress=False, cached_features=cached)
     seconds = time.perf_counter() - start
     logits, _ = predict(result.model, tokens["test"], torch.device("cpu"), result.precision,

@@ -150,7 +150,7 @@ def study(args) -> int:
         pd.DataFrame(rows, columns=COLUMNS).to_csv(out / "gpu_study.csv", index=False)
     save()
     runs = RunStore(output_paths(root)["runs"])
-    invocation = runs.begin_invocation()  # the notebooks' stores note their runs under it (the environment)
+    invocation = runs.ledger.begin_invocation()  # the notebooks' stores note their runs under it (the environment)
     env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("FEWDIMS_")}}
     options = {**json.loads(args.options), "device": args.device, "progress": False}
     used: dict[str, list[str]] = {}
@@ -159,7 +159,7 @@ def study(args) -> int:
         if remaining < 5:
             break
         parameters = {"profile": args.profile, "output_dir": str(root), "options": options}
-        ledger = len(runs.invocation_events(invocation))
+        ledger = len(runs.ledger.invocation_events(invocation))
         log = root / "logs" / f"{notebook.stem}.log"
         print(f"gpu_study: {notebook.name} ({remaining:.0f} s of the budget left)", flush=True)
         row["status"], started = "running", time.perf_counter()
@@ -173,7 +173,7 @@ def study(args) -> int:
             (out / f"gpu_study_{notebook.name[:2]}.log").write_text(tail(log))
             print(f"gpu_study: stopped during {notebook.name}", flush=True)
             return 124
-        events = runs.invocation_events(invocation)[ledger:]
+        events = runs.ledger.invocation_events(invocation)[ledger:]
         used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
         row.update(seconds=round(seconds, 1), runs_computed=len({e["run_id"] for e in events
                                                                  if e["event"] == "computed"}),

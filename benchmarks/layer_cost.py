@@ -24,6 +24,7 @@ import pandas as pd
 import plots
 from fewdims_helpers.setup import profiles
 from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.runs.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,7 +38,7 @@ def main(repeats: int) -> None:
             config = setup.run_config("rt-polarity", 0, layer=layer)
             config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_train_examples=800))
             with tempfile.TemporaryDirectory() as runs:
-                metrics = RunStore(runs, RunOptions(progress=False)).execute(config, progress=False)
+                metrics = Runner(RunStore(runs), RunOptions(progress=False)).execute(config, progress=False)
             rows.append({"layer": layer, "round": round_,
                          "train_seconds": sum(epoch["train_seconds"] for epoch in metrics["history"]),
                          "test_accuracy": metrics["test"]["accuracy"]})

@@ -23,6 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 from fewdims_helpers.setup import profiles
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.paths import REPO_ROOT
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.runs.store import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +45,7 @@ def group_of(name: str) -> str:
 
 def store_accounting() -> None:
     runs = REPO_ROOT / "results" / "runs"
-    frame = RunStore(runs, RunOptions(progress=False)).collect()
+    frame = RunStore(runs).collect()
     timings = json.loads((REPO_ROOT / "results" / "timings-default.json").read_text())
     print(f"run store: {len(frame)} runs, {frame.train_seconds.sum() / 60:.1f} min inside training runs "
           f"(fit and validation); notebook wall time recorded: "
@@ -57,7 +58,7 @@ def main() -> None:
     setup = profiles.get_profile("default").resolve(DataSources())
     config = setup.run_config("rt-polarity", 0)
     with tempfile.TemporaryDirectory() as runs, profile(activities=[ProfilerActivity.CPU]) as prof:
-        RunStore(runs, RunOptions(progress=False)).execute(config, progress=False)
+        Runner(RunStore(runs), RunOptions(progress=False)).execute(config, progress=False)
     rows = [{"operator": e.key, "self_cpu_seconds": e.self_cpu_time_total / 1e6, "calls": e.count}
             for e in prof.key_averages()]
     frame = pd.DataFrame(rows).sort_values("self_cpu_seconds", ascending=False)

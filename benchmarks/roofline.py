@@ -39,8 +39,9 @@ import torch
 from fewdims_helpers.setup import profiles
 from fewdims_helpers.model.pretrained import pretrained_encoder
 from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.runs.store import RunStore
-from fewdims_helpers.training.loop import resolve_precision
+from fewdims_helpers.execution import resolve
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BIG = {"square 2048": (2048, 2048, 2048), "square 4096": (4096, 4096, 4096)}
@@ -85,7 +86,7 @@ def training_step(threads: int) -> dict:
     setup = profiles.get_profile("default").resolve(DataSources())
     config = setup.run_config("rt-polarity", 0)
     with tempfile.TemporaryDirectory() as runs:
-        store = RunStore(runs, RunOptions(progress=False, workers=1))
+        store = Runner(RunStore(runs), RunOptions(progress=False, workers=1))
         tokens = store.tokens(config)
         metrics = store.execute(config, progress=False)
         precision = store.record(config)["precision_used"]
@@ -138,7 +139,7 @@ def main() -> None:
               f"{step['train_samples_per_second']:.0f}: "
               f"{step['eval_samples_per_second'] / step['train_samples_per_second']:.1f}x", flush=True)
     print(f"machine: {facts['cpu']}, bf16 path {facts['bf16_path']}, {facts['cores']} cores; precision chosen for "
-          f"training here: {resolve_precision('auto', torch.device('cpu'))}")
+          f"training here: {resolve('cpu').precision('auto')}")
     frame = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "roofline.csv"

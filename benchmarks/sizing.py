@@ -27,17 +27,18 @@ from fewdims_helpers.options import RunOptions  # noqa: E402
 from fewdims_helpers.paths import output_paths  # noqa: E402
 from fewdims_helpers.setup.profiles import get_profile  # noqa: E402
 from fewdims_helpers.report.tables import replace_section, setup_logging, to_markdown, write_table  # noqa: E402
+from fewdims_helpers.runs.runner import Runner  # noqa: E402
 from fewdims_helpers.runs.store import RunStore  # noqa: E402
 
 
-def rate_selection(profile, store: RunStore):
+def rate_selection(profile, runner: Runner):
     """07 on the selection seed: its trajectories and its rate sweep (the runs notebook 07 itself starts with,
     so none is wasted); returns (the design with the chosen rates, the sweep)."""
     from fewdims_helpers.studies import intrinsic
 
-    design = intrinsic.design_for(profile, store, 32, 32, 100, (8, 16), (0,))  # notebook 07's defaults
-    intrinsic.trajectories(profile, design, store)
-    return intrinsic.select_rates(profile, design, store, (0.01, 0.03, 0.1))
+    design = intrinsic.design_for(profile, runner, 32, 32, 100, (8, 16), (0,))  # notebook 07's defaults
+    intrinsic.trajectories(profile, design, runner)
+    return intrinsic.select_rates(profile, design, runner, (0.01, 0.03, 0.1))
 
 
 def freeze_runs(profile, design) -> dict:
@@ -85,11 +86,12 @@ def main() -> None:
     if args.recipes_only:
         write_recipes(profile, out, args.output_dir is None)
         return
-    store = RunStore(out["runs"], options)
-    design, sweep = rate_selection(profile, store)
+    runner = Runner(RunStore(out["runs"]), options)
+    store = runner.store
+    design, sweep = rate_selection(profile, runner)
     runs = sizing.sizing_runs(profile, freeze=freeze_runs(profile, design))
-    store.execute_all(sizing.sources(profile))
-    store.execute_all(list(runs.config))
+    runner.execute_all(sizing.sources(profile))
+    runner.execute_all(list(runs.config))
     checked = sizing.check(store, runs)
     refits = sizing.pair_refits(store, runs)
     orderings = sizing.sanity_orderings(checked, refits)

@@ -35,9 +35,10 @@ from fewdims_helpers.data.tokenized import tokenized_task
 from fewdims_helpers.stats.metrics import compute_metrics, predictions_from_logits
 from fewdims_helpers.model.pretrained import minilm_path
 from fewdims_helpers.options import DataSources, RunOptions
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.runs.store import RunStore
 from fewdims_helpers.data.tasks import get_task, load_task
-from fewdims_helpers.training.loop import resolve_precision
+from fewdims_helpers.execution import resolve
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPTIONS = RunOptions(sources=DataSources(), progress=False)  # packaged data, default cache, device auto
@@ -70,7 +71,7 @@ def run_trainer(config: RunConfig, tuned: bool) -> dict:
             num_train_epochs=config.train.epochs, weight_decay=config.train.weight_decay, seed=config.train.seed,
             lr_scheduler_type="linear", save_strategy="no", eval_strategy="no", logging_strategy="no",
             report_to=[], disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
-            train_sampling_strategy="group_by_length" if tuned else "random", bf16=tuned and resolve_precision("auto", torch.device("cpu")) == "bf16",
+            train_sampling_strategy="group_by_length" if tuned else "random", bf16=tuned and resolve("cpu").precision("auto") == "bf16",
             optim="adamw_torch_fused" if tuned else "adamw_torch")
         trainer = Trainer(model=model, args=args, train_dataset=encoded["train"],
                           data_collator=DataCollatorWithPadding(tokenizer) if tuned else default_data_collator)
@@ -86,7 +87,7 @@ def run_trainer(config: RunConfig, tuned: bool) -> dict:
 
 def run_fewdims(config: RunConfig) -> dict:
     with tempfile.TemporaryDirectory() as runs:
-        metrics = RunStore(runs, OPTIONS).execute(config, progress=False)
+        metrics = Runner(RunStore(runs), OPTIONS).execute(config, progress=False)
     # training time only: the Trainer sides run no validation pass while training
     return {"train_seconds": sum(epoch["train_seconds"] for epoch in metrics["history"]),
             "test_score": metrics["test"][metrics["main_metric"]]}

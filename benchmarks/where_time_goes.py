@@ -6,7 +6,7 @@
 - training and evaluation: the runs computed by the notebook, from their ``metrics.json`` (per epoch
   ``train_seconds`` and ``validation_seconds``), in worker-seconds;
 - run overhead (model loading, the test pass, saving artifacts): each run's wall time in its worker
-  (between its ledger line and the previous one of the same process, ``RunStore.invocation_events``)
+  (between its ledger line and the previous one of the same process, ``InvocationLedger.invocation_events``)
   minus its ``train_seconds``; the first run of each worker process is left out of it;
 - process start: what the first run of each worker process took beyond the median run overhead (the
   process's spawn and imports);
@@ -88,7 +88,7 @@ def breakdown(root: Path, profile: str, invocation: str | None = None) -> tuple[
         raise SystemExit(f"{root}: no invocation recorded its runs in timings-{profile}.json (run run_all.py again)")
     invocation = invocation or recorded[-1]["invocation"]
     store = RunStore(output_paths(root)["runs"])
-    events = store.invocation_events(invocation)
+    events = store.ledger.invocation_events(invocation)
     starts = [(t["notebook"], t) for t in recorded if t["invocation"] == invocation]
     rows, cursor = [], 0
     for name, timing in starts:

@@ -13,8 +13,9 @@ enough, the ``type`` that converts and checks a value (a command-line string or 
 a ``metavar`` and ``choices``.
 
 ``RunOptions`` is built once, from ``run_all.py``'s arguments or a notebook's ``options``, and handed
-to the run store, which passes it on to every place that loads data or executes runs (transformers'
-``TrainingArguments`` plays the same part). Every data loader takes ``DataSources`` as a required
+to the runner (``runs.runner.Runner``), which passes it on to every place that loads data or executes
+runs (transformers' ``TrainingArguments`` plays the same part); its ``device`` is resolved once, at the
+same edge, into the ``execution.Execution`` that travels beside it. Every data loader takes ``DataSources`` as a required
 argument, so no call can silently fall back to the Hugging Face hub when the user gave a local GLUE folder.
 """
 from __future__ import annotations
@@ -128,6 +129,8 @@ class ProfileOverrides:
             if isinstance(getattr(self, name), (str, int)):
                 object.__setattr__(self, name, (getattr(self, name),))
         check_fields(self)
+        if self.seeds is not None and len(self.seeds) == 0:
+            raise ConfigError("seeds is empty; give at least one seed (three or more to report mean ± std)")
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds {' '.join(map(str, self.seeds))} repeats a seed; give distinct seeds")
 
@@ -135,30 +138,6 @@ class ProfileOverrides:
 def default_cache_dir() -> str:
     """Download and tokenisation cache: ``$FEWDIMS_CACHE`` or ``~/.cache/fewdims``."""
     return str(Path(os.environ.get("FEWDIMS_CACHE", Path.home() / ".cache" / "fewdims")).expanduser())
-
-
-def resolve_device(device: str | None = None) -> "torch.device":
-    """``device`` if given, else CUDA when present, else CPU: the package's one resolution of the device.
-    It runs in the process that trains (a Ray worker on a GPU node resolves its own), never ahead of it."""
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_precision(precision: str, device: "torch.device") -> str:
-    """'bf16' or 'fp32' on ``device``; 'auto' picks bf16 where the hardware computes it natively (CUDA
-    with bf16, CPUs with AMX or AVX512-BF16): the package's one resolution of the precision."""
-    import torch
-
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()) else "fp32"
-    return "fp32"
 
 
 @dataclass(frozen=True)
@@ -215,11 +194,3 @@ class RunOptions:
             raise ConfigError("ray_address and gpus_per_run need backend ray; set it or leave them out")
         if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address.strip()):
             raise ConfigError(f"ray_address must be 'auto' or 'host:port', got {self.ray_address!r}")
-
-    def torch_device(self) -> "torch.device":
-        """The device runs use in this process (``resolve_device``)."""
-        return resolve_device(self.device)
-
-    def precision_for(self, requested: str) -> str:
-        """The precision a run asking for ``requested`` ('auto', 'bf16', 'fp32') uses on this process's device."""
-        return resolve_precision(requested, self.torch_device())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fewdims_helpers.profiles import PROFILES
+from fewdims_helpers.setup.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parent.parent
 # Notebooks whose code changed after their committed rendering (issue 28's designs): strict, so that a

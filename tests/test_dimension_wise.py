@@ -143,6 +143,7 @@ def _smoke_profile():
 
 
 def test_a_random_control_is_drawn_afresh_per_seed_reproducibly_and_recorded_in_its_config(tmp_path):
+    from fewdims_helpers.runs.runner import Runner
     from fewdims_helpers.runs.store import RunStore
     from fewdims_helpers.studies.dimension_wise import control_configs, control_subset, planned_runs
 
@@ -163,7 +164,7 @@ def test_a_random_control_is_drawn_afresh_per_seed_reproducibly_and_recorded_in_
         assert config.model.selected_dims == control_subset(profile, config.data.task, 1, k, config.train.seed)
         assert config.train.seed in profile.seeds and (config.data.task, k) not in cut
         assert config.train == profile.run_config(config.data.task, config.train.seed).train  # the best subset's recipe
-    planned = {run.config.run_id for run in planned_runs(profile, RunStore(tmp_path), fixed_cut=cut).runs}
+    planned = {run.config.run_id for run in planned_runs(profile, Runner(RunStore(tmp_path)), fixed_cut=cut).runs}
     assert {c.run_id for c in configs} <= planned
 
 

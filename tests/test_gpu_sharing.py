@@ -13,10 +13,12 @@ from fewdims_helpers.runs import gpu_sharing
 from fewdims_helpers.setup import planning
 from fewdims_helpers.runs.gpu_sharing import CUDA_CONTEXT_BYTES, FOOTPRINT_MARGIN, GIB, HEADROOM, Packing, \
     estimated_run_bytes, gpu_concurrency, memory_limit
+from fewdims_helpers.execution import Execution
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.config import rate_key
 from fewdims_helpers.setup.planning import Rates
 from fewdims_helpers.runs.store import RunStore
+from fewdims_helpers.runs.runner import Runner
 
 
 def test_the_concurrency_is_what_the_free_memory_holds_at_most_one_per_core():
@@ -60,28 +62,29 @@ def pretend_gpu(monkeypatch):
     return free
 
 
-def test_the_store_chooses_its_gpu_workers_once_from_the_measured_footprint(pretend_gpu, tmp_path):
+def test_the_runner_chooses_its_gpu_workers_once_from_the_measured_footprint(pretend_gpu, tmp_path):
     sources = DataSources(cache_dir=str(tmp_path / "cache"))
-    store = RunStore(tmp_path / "runs", RunOptions(sources=sources, device="cuda"))
+    runner = Runner(RunStore(tmp_path / "runs"), RunOptions(sources=sources, device="cuda"))
     config = tiny_config()
-    assert store.workers() == 1  # nothing to size yet
+    assert runner.workers() == 1  # nothing to size yet
     gpu_sharing.record_footprint(sources.cache, rate_key(config), "Pretend GPU", 3 * GIB)
     expected = memory_limit(20 * GIB, 3 * GIB)
-    assert 1 < expected < 16 and store.workers([config]) == expected
-    assert store._gpu_concurrency.measured and store._gpu_concurrency.run_bytes == 3 * GIB
-    assert "measured" in store._gpu_concurrency.reason() and "memory" in store._gpu_concurrency.reason()
+    assert 1 < expected < 16 and runner.workers([config]) == expected
+    assert runner._gpu_concurrency.measured and runner._gpu_concurrency.run_bytes == 3 * GIB
+    assert "measured" in runner._gpu_concurrency.reason() and "memory" in runner._gpu_concurrency.reason()
     pretend_gpu[0] = 80 * GIB
-    assert store.workers([config]) == expected  # kept: the store's pool keeps its size
-    other = RunStore(tmp_path / "runs", RunOptions(sources=sources, device="cuda"))
+    assert runner.workers([config]) == expected  # kept: the runner's pool keeps its size
+    other = Runner(RunStore(tmp_path / "runs"), RunOptions(sources=sources, device="cuda"))
     assert other.workers([dataclasses.replace(config, data=dataclasses.replace(config.data, max_seq_length=24))]) \
         == 16  # no measurement of that recipe: estimated (a tiny model), and the cores decide
     assert not other._gpu_concurrency.measured
-    assert RunStore(tmp_path / "runs", RunOptions(sources=sources, device="cuda", workers=3)).workers([config]) == 3
+    assert Runner(RunStore(tmp_path / "runs"), RunOptions(sources=sources, device="cuda", workers=3)).workers([config]) == 3
 
 
-class FakeStore:
+class FakeRunner:
     def __init__(self, cache):
         self.options = RunOptions(sources=DataSources(cache_dir=str(cache)), device="cuda")
+        self.execution = Execution("cuda", True, 1)
 
     def tokens(self, config):
         return {"train": synthetic_split(64, 0), "validation": synthetic_split(32, 1), "test": synthetic_split(32, 2)}
@@ -96,16 +99,16 @@ def test_the_plan_on_a_gpu_scales_its_rates_by_the_packed_calibration_and_says_s
         measured.append((runs, alone, train_rows, eval_rows))
         return Packing(runs, 0.25, 0.5)
     monkeypatch.setattr(gpu_sharing, "measure_packing", measure_packing)
-    store = FakeStore(tmp_path)
+    runner = FakeRunner(tmp_path)
     scaled, workers, text = planning._share_gpu(rates, [config, dataclasses.replace(config, save_features=("test",))],
-                                                store, measure=True)
+                                                runner, measure=True)
     assert workers == memory_limit(20 * GIB, 2 * GIB) and measured[0][:2] == (workers, (100.0, 400.0))
     assert scaled[rate_key(config)].train_per_second == 25.0 and scaled[rate_key(config)].eval_per_second == 200.0
     assert f"calibrated with {workers} runs at once" in text and "measured" in text
-    again = planning._share_gpu(rates, [config], store, measure=False)  # the packing is cached per GPU
+    again = planning._share_gpu(rates, [config], runner, measure=False)  # the packing is cached per GPU
     assert again[0] == scaled and len(measured) == 1
     pretend_gpu[0] = 1 * GIB  # one run: nothing to pack
-    alone = planning._share_gpu(rates, [config], store, measure=True)
+    alone = planning._share_gpu(rates, [config], runner, measure=True)
     assert alone[0] == rates and alone[1] == 1 and "1 run(s) share the GPU" in alone[2]
 
 

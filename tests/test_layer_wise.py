@@ -46,6 +46,7 @@ def test_every_lower_layer_recipe_has_top_layer_runs_at_it_and_the_verdicts_comp
     lower layers' recipe (its own runs, not the baseline's), and the planned runs hold them."""
     from fewdims_helpers.options import RunOptions
     from fewdims_helpers.setup.profiles import get_profile
+    from fewdims_helpers.runs.runner import Runner
     from fewdims_helpers.runs.store import RunStore
     from fewdims_helpers.studies.layer_wise import BASELINE, LOWER, layer_configs, matched_top_configs, planned_runs, \
         recipe_text, separate_recipes
@@ -63,7 +64,7 @@ def test_every_lower_layer_recipe_has_top_layer_runs_at_it_and_the_verdicts_comp
             assert config.model.layer is None and _recipe(config) == profile.layer_recipe()
             assert config.run_id != profile.baseline(config.data.task, config.train.seed).run_id
     assert sum(recipe == BASELINE for _, recipe, _ in rows) == len(profile.tasks) * len(profile.seeds)
-    planned = {run.config.run_id for run in planned_runs(profile, RunStore(tmp_path)).runs}
+    planned = {run.config.run_id for run in planned_runs(profile, Runner(RunStore(tmp_path))).runs}
     assert {c.run_id for c in matched_top_configs(profile)} <= planned
     assert {c.run_id for c in profile.baselines()} <= planned
     assert "lr 0.0003" in recipe_text(profile, LOWER) and "lr 0.0001" in recipe_text(profile, BASELINE)

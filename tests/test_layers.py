@@ -1,8 +1,22 @@
-"""The package's layers, checked on its source: core modules never import the studies, no study imports
-another, no two modules import each other (directly or round a cycle, function-local imports included), no
-module reaches into another module's private names (``from m import _x`` or ``m._x``), and only the run
-store's modules know the names of the files in a run folder. The checks only read the package; their own
-test plants violations in a temporary copy."""
+"""The package's layers are its folders, checked on its source. Every import counts: at module level, inside a
+function, and under ``if TYPE_CHECKING:`` (an import for annotations only still ties two modules together).
+
+The floors, from the ground up, and what each may import (besides itself):
+
+    root      config, execution, options, paths, task_specs, terminal: plain values, no floor
+    stats/    the root
+    model/    the root
+    data/     the root, model/
+    training/ the root, stats/, model/, data/
+    runs/     the root, stats/, model/, data/, training/
+    report/   the root, stats/, runs/
+    setup/    every floor above, never studies/
+    studies/  every floor; no study imports another
+
+Besides the floors: no import cycle at all, no module reaches into another module's private names
+(``from m import _x`` or ``m._x``), only the run store's modules name the files in a run folder, each folder's
+``__init__`` says in two lines what it does and what it may import (the second line names exactly the floors
+above). The checks only read the package; their own test plants violations in a temporary copy."""
 from __future__ import annotations
 
 import ast
@@ -15,9 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent  # the folder holding the package
 PACKAGE = ROOT / "fewdims_helpers"
 STUDIES = PACKAGE / "studies"
 MODULES = sorted(PACKAGE.rglob("*.py"))
-# the store layer: the only modules that know a run folder's file names (everyone else asks RunStore)
+ROOT_FLOOR = "root"
+MAY_IMPORT: dict[str, set[str]] = {
+    ROOT_FLOOR: set(),
+    "stats": {ROOT_FLOOR},
+    "model": {ROOT_FLOOR},
+    "data": {ROOT_FLOOR, "model"},
+    "training": {ROOT_FLOOR, "stats", "model", "data"},
+    "runs": {ROOT_FLOOR, "stats", "model", "data", "training"},
+    "report": {ROOT_FLOOR, "stats", "runs"},
+    "setup": {ROOT_FLOOR, "stats", "model", "data", "training", "runs", "report"},
+    "studies": {ROOT_FLOOR, "stats", "model", "data", "training", "runs", "report", "setup"},
+}
+TOP_LEVEL_MODULES, MODULE_LINES, RUN_ALL_LINES = 12, 400, 250
+# the store's modules: the only ones that know a run folder's file names (everyone else asks RunStore)
 STORE = PACKAGE / "runs"
-STORE_MODULES = {"store.py", "run_files.py", "artifacts.py", "runner.py", "reference_export.py"}
+STORE_MODULES = {"store.py", "run_files.py", "artifacts.py", "execute.py", "reference_export.py"}
 # config.json is left out: a Hugging Face model folder has one too (preflight checks model folders)
 RUN_FOLDER_FILES = re.compile(r"""["'](metrics\.json|head\.npz|model\.pt|subspace\.npz|trajectory/|"""
                               r"""(features|labels|predictions)-)""")
@@ -36,31 +63,22 @@ def _from_module(node: ast.ImportFrom, path: Path, root: Path) -> str:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
-def type_checking_imports(tree: ast.Module) -> set[ast.AST]:
-    """The import statements under ``if TYPE_CHECKING:`` (for annotations only: never run)."""
-    return {inner for node in ast.walk(tree) if isinstance(node, ast.If)
-            and (getattr(node.test, "id", None) == "TYPE_CHECKING" or getattr(node.test, "attr", None) == "TYPE_CHECKING")
-            for statement in node.body for inner in ast.walk(statement) if isinstance(inner, (ast.Import, ast.ImportFrom))}
-
-
-def imports(path: Path, root: Path = ROOT, at_run_time: bool = False) -> list[tuple[str, list[str]]]:
-    """(absolute module imported, names taken from it) for every import statement of ``path``, function-local
-    ones included (``at_run_time``: leaving out those under ``if TYPE_CHECKING:``, which never run)."""
+def imports(path: Path, root: Path = ROOT) -> list[tuple[str, list[str]]]:
+    """(absolute module imported, names taken from it) for every import statement of ``path``: module-level,
+    function-local and under ``if TYPE_CHECKING:`` alike."""
     found = []
-    tree = ast.parse(path.read_text())
-    skipped = type_checking_imports(tree) if at_run_time else set()
-    for node in ast.walk(tree):
-        if node in skipped:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             module = _from_module(node, path, root)
             names = [alias.name for alias in node.names]
-            if (root / module.replace(".", "/")).is_dir():  # "from .studies import x": x is a module
-                found += [(f"{module}.{name}", []) for name in names]
-            else:
-                found.append((module, names))
+            package_names = [n for n in names if (root / module.replace(".", "/") / n).is_dir()
+                             or (root / module.replace(".", "/") / f"{n}.py").is_file()]
+            found += [(f"{module}.{name}", []) for name in package_names]  # "from .runs import store": a module
+            rest = [n for n in names if n not in package_names]
+            if rest or not names:
+                found.append((module, rest))
     return found
 
 
@@ -69,9 +87,8 @@ def package_modules(root: Path = ROOT) -> dict[str, Path]:
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
-    """module -> the package modules it imports anywhere in its text when it runs (a name taken from a package
-    resolves to the package's ``__init__``; an import for annotations only, under ``if TYPE_CHECKING:``, is no
-    edge)."""
+    """module -> the package modules it imports anywhere in its text (a name taken from a package resolves to
+    the package's ``__init__``; the ``__init__``s of the packages on the way are not counted)."""
     modules = package_modules(root)
 
     def resolve(name: str) -> str | None:
@@ -79,7 +96,7 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
             name = name.rpartition(".")[0]
         return name or None
 
-    return {name: {target for imported, _ in imports(path, root, at_run_time=True) if (target := resolve(imported))} - {None}
+    return {name: {target for imported, _ in imports(path, root) if (target := resolve(imported))} - {None}
             for name, path in modules.items()}
 
 
@@ -112,6 +129,20 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return cycles
+
+
+def floor_of(module: str) -> str:
+    """The floor of a package module: the folder right under the package (``runs`` for
+    ``fewdims_helpers.runs.store``), or ``root`` for a module at the package's top (or the package itself)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in MAY_IMPORT) else ROOT_FLOOR
+
+
+def floor_violations(path: Path, root: Path = ROOT) -> list[str]:
+    """'module (floor) -> imported (floor)' for each import of ``path`` that its floor may not make."""
+    own = module_name(path, root)
+    return [f"{own} ({floor_of(own)}) -> {target} ({floor_of(target)})" for target in sorted(import_graph(root)[own])
+            if floor_of(target) != floor_of(own) and floor_of(target) not in MAY_IMPORT[floor_of(own)]]
 
 
 def private_names_used(path: Path, root: Path = ROOT) -> list[str]:
@@ -162,10 +193,9 @@ def study_of(module: str) -> str:
     return module.removeprefix("fewdims_helpers.studies.").split(".")[0]
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if STUDIES not in p.parents],
-                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
-def test_core_modules_never_import_the_studies(path):
-    assert not [m for m, _ in imports(path) if m.startswith("fewdims_helpers.studies")], path
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_each_floor_imports_only_the_floors_its_folder_may(path):
+    assert floor_violations(path) == []
 
 
 STUDY_MODULES = sorted(p for p in STUDIES.rglob("*.py") if p != STUDIES / "__init__.py")
@@ -177,7 +207,7 @@ def test_no_study_imports_another(path):
     assert not [m for m, _ in imports(path) if is_study(m) and study_of(m) != own], path
 
 
-def test_no_import_cycle_even_through_function_local_imports():
+def test_no_import_cycle_at_all_function_local_and_annotation_only_imports_included():
     assert import_cycles(import_graph()) == []
 
 
@@ -191,6 +221,18 @@ def test_no_module_uses_another_modules_private_names(path):
                          ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_only_the_run_store_names_run_folder_files(path):
     assert not RUN_FOLDER_FILES.search(path.read_text()), f"{path.name} names a run-folder file; use RunStore's API"
+
+
+FOLDERS = sorted(name for name in MAY_IMPORT if name != ROOT_FLOOR)
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_each_folder_says_in_two_lines_what_it_does_and_what_it_may_import(folder):
+    docstring = ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text()), clean=False) or ""
+    lines = docstring.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split(":")[0].lower() == folder and lines[1].startswith("May import:"), lines
+    said = set(re.findall(r"\b([a-z]+)/", lines[1])) | ({ROOT_FLOOR} if "root" in lines[1] else set())
+    assert said == MAY_IMPORT[folder], f"{folder}/__init__.py says {sorted(said)}; the rule is {sorted(MAY_IMPORT[folder])}"
 
 
 def test_the_checks_see_planted_violations(tmp_path):
@@ -208,8 +250,12 @@ def test_the_checks_see_planted_violations(tmp_path):
         "loner.py": "_own = 1\nimport fewdims_helpers.loner as me\ny = me._own\n",
         "typed.py": "from typing import TYPE_CHECKING\nfrom .hinted import h\nif TYPE_CHECKING:\n    from .hinted import H\n",
         "hinted.py": "import typing\nif typing.TYPE_CHECKING:\n    from .typed import T\nh = 1\n",
+        "stats/__init__.py": "",
+        "stats/low.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..runs.store import RunStore\n",
+        "runs/__init__.py": "",
+        "runs/store.py": "from ..stats.low import x\nclass RunStore: ...\n",
         "studies/__init__.py": "",
-        "studies/planted.py": "from ..studies import salient\nfrom .cross import run\nfrom ..store import _alive\n",
+        "studies/planted.py": "from ..studies import salient\nfrom .cross import run\nfrom ..runs.store import _alive\n",
         "studies/salient/__init__.py": "from .tables import verdicts\n",
         "studies/salient/tables.py": "from ..cross import run\n",
     }
@@ -219,12 +265,18 @@ def test_the_checks_see_planted_violations(tmp_path):
     package = tmp_path / PACKAGE.name
     found = imports(package / "studies" / "planted.py", tmp_path)
     assert ("fewdims_helpers.studies.salient", []) in found and ("fewdims_helpers.studies.cross", ["run"]) in found
-    assert ("fewdims_helpers.store", ["_alive"]) in found
+    assert ("fewdims_helpers.runs.store", ["_alive"]) in found
     own, other = imports(package / "studies" / "salient" / "__init__.py", tmp_path), \
         imports(package / "studies" / "salient" / "tables.py", tmp_path)
     assert [study_of(m) for m, _ in own] == ["salient"] and [study_of(m) for m, _ in other] == ["cross"]
-    assert import_cycles(import_graph(tmp_path)) == [["fewdims_helpers.alpha", "fewdims_helpers.beta",
-                                                      "fewdims_helpers.gamma"], ["fewdims_helpers.loner"]]
+    # every cycle, the one only an annotation closes and the one only a function-local import closes included
+    assert import_cycles(import_graph(tmp_path)) == [
+        ["fewdims_helpers.alpha", "fewdims_helpers.beta", "fewdims_helpers.gamma"], ["fewdims_helpers.hinted",
+         "fewdims_helpers.typed"], ["fewdims_helpers.loner"], ["fewdims_helpers.runs.store", "fewdims_helpers.stats.low"]]
+    # an import for annotations only still runs up the floors
+    assert floor_violations(package / "stats" / "low.py", tmp_path) == [
+        "fewdims_helpers.stats.low (stats) -> fewdims_helpers.runs.store (runs)"]
+    assert floor_violations(package / "runs" / "store.py", tmp_path) == []
     assert sorted(private_names_used(package / "reader.py", tmp_path)) == [
         "fewdims_helpers.beta._other", "fewdims_helpers.gamma._hidden", "fewdims_helpers.gamma._hidden",
         "fewdims_helpers.gamma._hidden"]

@@ -73,10 +73,10 @@ def test_the_progress_line_counts_the_ledger_against_the_plan(tmp_path, monkeypa
                               {c.run_id: 10.0 for c in configs}, 40.0)], workers=1, threads=1, precision="fp32",
                 calibrated=True)
     store = RunStore(tmp_path / "runs")
-    invocation = store.begin_invocation()
+    invocation = store.ledger.begin_invocation()
     progress = Progress(plan, store, invocation, started=0.0)
     assert progress.line(now=5.0) == "all notebooks: 0 of 4 runs, 0:05 elapsed, about 0:35 left"  # the plan's minutes
-    store._note("used", [configs[0].run_id])  # read from the store: not a run done now
-    store._note("computed", [configs[0].run_id, configs[1].run_id])
+    store.ledger.note("used", [configs[0].run_id])  # read from the store: not a run done now
+    store.ledger.note("computed", [configs[0].run_id, configs[1].run_id])
     assert progress.line(now=30.0) == "all notebooks: 2 of 4 runs, 0:30 elapsed, about 0:30 left"
     assert Progress(None, store, invocation, started=0.0).line(now=61.0) == "all notebooks: 2 runs, 1:01 elapsed"

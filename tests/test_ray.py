@@ -30,6 +30,7 @@ from fewdims_helpers import paths  # noqa: E402
 from fewdims_helpers.runs import ray_backend, store  # noqa: E402
 from fewdims_helpers.config import DataConfig  # noqa: E402
 from fewdims_helpers.options import RunOptions  # noqa: E402
+from fewdims_helpers.runs.runner import Runner  # noqa: E402
 
 from conftest import tiny_config  # noqa: E402
 
@@ -56,8 +57,8 @@ def without_timings(value):
     return value
 
 
-def stored_metrics(runs: store.RunStore, configs) -> dict:
-    return {c.run_id: without_timings(runs.metrics(c)) for c in configs}
+def stored_metrics(runs: Runner, configs) -> dict:
+    return {c.run_id: without_timings(runs.store.metrics(c)) for c in configs}
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +74,20 @@ def local_ray():
         os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
 
 
-def ray_store(root, **options) -> store.RunStore:
-    return store.RunStore(root, RunOptions(backend="ray", progress=False, **options))
+def ray_store(root, **options) -> Runner:
+    return Runner(store.RunStore(root), RunOptions(backend="ray", progress=False, **options))
 
 
 def test_ray_gives_the_local_pools_runs_bitwise_and_a_second_call_submits_nothing(tmp_path, local_ray, monkeypatch):
     configs = small_configs(1, 2)
-    local = store.RunStore(tmp_path / "local", RunOptions(workers=2, progress=False))  # 1 thread per worker
+    local = Runner(store.RunStore(tmp_path / "local"), RunOptions(workers=2, progress=False))  # 1 thread per worker
     local_frame = local.execute_all(configs)
     local._pool.shutdown()
     runs = ray_store(tmp_path / "ray")  # a fake GPU per run: no CPU of its own, 1 torch thread
     frame = runs.execute_all(configs)
     assert list(frame.run_id) == list(local_frame.run_id) == [c.run_id for c in configs]
     assert stored_metrics(runs, configs) == stored_metrics(local, configs)
-    assert {runs.record(c)["threads"] for c in configs} == {local.record(c)["threads"] for c in configs} == {1}
+    assert {runs.store.record(c)["threads"] for c in configs} == {local.store.record(c)["threads"] for c in configs} == {1}
 
     submitted = []
     monkeypatch.setattr(ray_backend.RayPool, "submit_runs", lambda self, f, root, options, cs: submitted.extend(cs))
@@ -152,7 +153,7 @@ def test_a_run_that_reads_another_waits_for_it(tmp_path, local_ray):
     runs = ray_store(tmp_path)
     frame = runs.execute_all([target, source])  # two GPUs free: without the wait both would start at once
     assert list(frame.run_id) == [target.run_id, source.run_id]
-    assert "accuracy" in runs.metrics(target)["source_after"]
+    assert "accuracy" in runs.store.metrics(target)["source_after"]
 
 
 # ----------------------------------------------------------------------------- two nodes on 127.0.0.1
@@ -273,8 +274,8 @@ def test_a_two_node_cluster_loses_a_node_mid_run_and_every_run_completes_once(tm
     assert runs.workers() == 2  # one CPU on each node
     killed, stop = [], threading.Event()
     killer = threading.Thread(target=kill_node_mid_run,
-                              args=(runs.root, raylet_of(worker_temp), killed, stop), daemon=True)
-    runs.root.mkdir(parents=True)
+                              args=(runs.store.root, raylet_of(worker_temp), killed, stop), daemon=True)
+    runs.store.root.mkdir(parents=True)
     killer.start()
     frame = runs.execute_all(configs)
     stop.set()
@@ -282,14 +283,14 @@ def test_a_two_node_cluster_loses_a_node_mid_run_and_every_run_completes_once(tm
     assert killed, "no run started on the worker node"
     folder, pid = killed[0]
     assert not paths.process_alive(pid)  # killed (a zombie here: no init reaps it)
-    assert not (runs.root / folder).exists()  # removed by the run's next writer or the store's sweep
-    inodes = {c.run_id: os.stat(runs.folder(c)).st_ino for c in configs}
+    assert not (runs.store.root / folder).exists()  # removed by the run's next writer or the store's sweep
+    inodes = {c.run_id: os.stat(runs.store.folder(c)).st_ino for c in configs}
     time.sleep(1)
-    assert {c.run_id: os.stat(runs.folder(c)).st_ino for c in configs} == inodes  # nobody wrote a run again
-    assert sorted(p.name for p in runs.root.iterdir()) == sorted(c.run_id for c in configs)  # no temporary left
-    assert list(frame.run_id) == [c.run_id for c in configs] and all(runs.is_complete(c) for c in configs)
+    assert {c.run_id: os.stat(runs.store.folder(c)).st_ino for c in configs} == inodes  # nobody wrote a run again
+    assert sorted(p.name for p in runs.store.root.iterdir()) == sorted(c.run_id for c in configs)  # no temporary left
+    assert list(frame.run_id) == [c.run_id for c in configs] and all(runs.store.is_complete(c) for c in configs)
 
-    serial = store.RunStore(tmp_path / "serial", RunOptions(workers=1, progress=False))
+    serial = Runner(store.RunStore(tmp_path / "serial"), RunOptions(workers=1, progress=False))
     serial.execute_all(configs)  # this process: 1 torch thread (conftest), as each Ray task
     assert stored_metrics(runs, configs) == stored_metrics(serial, configs)
 
@@ -300,8 +301,9 @@ import json, sys
 from fewdims_helpers.config import RunConfig
 from fewdims_helpers.options import RunOptions
 from fewdims_helpers.runs.store import RunStore
+from fewdims_helpers.runs.runner import Runner
 configs = [RunConfig.from_dict(c) for c in json.loads(sys.argv[1])]
-runs = RunStore(sys.argv[2], RunOptions(backend="ray", ray_address=sys.argv[3], progress=False))
+runs = Runner(RunStore(sys.argv[2]), RunOptions(backend="ray", ray_address=sys.argv[3], progress=False))
 print(json.dumps({"workers": runs.workers(), "run_ids": list(runs.execute_all(configs).run_id)}))
 """
 
@@ -315,8 +317,8 @@ def test_a_two_node_cluster_with_token_authentication_runs_for_the_tokens_holder
     assert driver.returncode == 0, driver.stderr[-3000:]
     report = json.loads(driver.stdout.strip().splitlines()[-1])
     assert report == {"workers": 2, "run_ids": [c.run_id for c in configs]}  # both nodes joined with the token
-    runs = store.RunStore(root, RunOptions(progress=False))
-    serial = store.RunStore(tmp_path / "serial", RunOptions(workers=1, progress=False))
+    runs = Runner(store.RunStore(root), RunOptions(progress=False))
+    serial = Runner(store.RunStore(tmp_path / "serial"), RunOptions(workers=1, progress=False))
     serial.execute_all(configs)
     assert stored_metrics(runs, configs) == stored_metrics(serial, configs)
 

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fewdims_helpers.runs import ledger, store
+from fewdims_helpers.runs import execute, ledger, store
+from fewdims_helpers.runs.reference_export import export_summary
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.report import reproduction
 from fewdims_helpers.options import RunOptions
 
@@ -19,13 +21,13 @@ from conftest import run_all, tiny_config
 
 @pytest.fixture
 def synthetic_store(tmp_path, monkeypatch, synthetic_task):
-    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
-    return store.RunStore(tmp_path / "local", RunOptions(progress=False, workers=1))
+    monkeypatch.setattr(execute, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    return Runner(store.RunStore(tmp_path / "local"), RunOptions(progress=False, workers=1))
 
 
-def exported(local: store.RunStore, configs, root: Path) -> store.RunStore:
+def exported(local: Runner, configs, root: Path) -> store.RunStore:
     for config in configs:
-        local.export_summary(config.run_id, root)
+        export_summary(local.store, config.run_id, root)
     return store.RunStore(root)
 
 
@@ -33,24 +35,24 @@ def test_a_reference_is_never_a_finished_run(synthetic_store, tmp_path):
     config = tiny_config(seed=1)
     synthetic_store.execute(config)
     reference = exported(synthetic_store, [config], tmp_path / "reference")
-    assert synthetic_store.is_complete(config) and reference.is_summary(config)
+    assert synthetic_store.store.is_complete(config) and reference.is_summary(config)
     assert not reference.is_complete(config)  # config and metrics are there, but it is a summary
     assert reference.has_predictions(config.run_id, "test")
-    assert reference.metrics(config.run_id) == synthetic_store.metrics(config.run_id)
+    assert reference.metrics(config.run_id) == synthetic_store.store.metrics(config.run_id)
     with pytest.raises(RuntimeError, match="exported summary"):
-        reference.execute(config)  # neither read as finished nor computed into
+        Runner(reference).execute(config)  # neither read as finished nor computed into
 
 
 def test_the_ledger_counts_computed_and_reused_runs(synthetic_store, monkeypatch):
     monkeypatch.delenv(ledger.INVOCATION_ENV, raising=False)
     first, second = tiny_config(seed=1), tiny_config(seed=2)
     synthetic_store.execute(first)
-    invocation = synthetic_store.begin_invocation()
+    invocation = synthetic_store.store.ledger.begin_invocation()
     try:
         synthetic_store.execute_all([first, second])
     finally:
-        synthetic_store.end_invocation()
-    assert synthetic_store.invocation_runs(invocation) == {"computed": [second.run_id], "reused": [first.run_id],
+        synthetic_store.store.ledger.end_invocation()
+    assert synthetic_store.store.ledger.invocation_runs(invocation) == {"computed": [second.run_id], "reused": [first.run_id],
                                                            "summaries": []}
 
 
@@ -58,7 +60,7 @@ def test_identical_runs_are_bitwise_and_a_perturbed_reference_disagrees(syntheti
     configs, new = [tiny_config(seed=1), tiny_config(seed=2)], tiny_config(seed=3)
     synthetic_store.execute_all([*configs, new])
     reference = exported(synthetic_store, configs, tmp_path / "reference")
-    rows = reproduction.compare_runs(synthetic_store, reference, [c.run_id for c in configs] + [new.run_id])
+    rows = reproduction.compare_runs(synthetic_store.store, reference, [c.run_id for c in configs] + [new.run_id])
     assert list(rows["verdict"]) == [reproduction.BITWISE, reproduction.BITWISE, reproduction.NO_REFERENCE]
 
     logits_file = reference.folder(configs[0]) / "predictions-test.npz"
@@ -69,7 +71,7 @@ def test_identical_runs_are_bitwise_and_a_perturbed_reference_disagrees(syntheti
     metrics = json.loads(metrics_file.read_text())
     metrics["test"]["accuracy"] += 0.01
     metrics_file.write_text(json.dumps(metrics))
-    rows = reproduction.compare_runs(synthetic_store, reference, [c.run_id for c in configs])
+    rows = reproduction.compare_runs(synthetic_store.store, reference, [c.run_id for c in configs])
     assert list(rows["verdict"]) == [reproduction.DISAGREEMENT, reproduction.DISAGREEMENT]  # same machine, threads
     assert rows["abs_delta"].iloc[1] == pytest.approx(1.0)
 
@@ -77,7 +79,7 @@ def test_identical_runs_are_bitwise_and_a_perturbed_reference_disagrees(syntheti
     record = json.loads(record_file.read_text())
     record["cpu"], record["gpu"] = "another CPU", "another GPU"  # another machine, on a CPU or a GPU
     record_file.write_text(json.dumps(record))
-    row = reproduction.compare_run(synthetic_store, reference, configs[1].run_id)
+    row = reproduction.compare_run(synthetic_store.store, reference, configs[1].run_id)
     assert row["verdict"] == reproduction.WITHIN and row["interval_low"] < row["recomputed"] < row["interval_high"]
 
 
@@ -139,7 +141,7 @@ def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s
     figures.mkdir()
     (figures / "01_a.csv").write_text("x\n1\n")
     (figures / "02_b.csv").write_text("y\n2\n")
-    reproduction.update_reference(synthetic_store, [ids["baseline"], ids["old"], ids["other"]], figures, reference,
+    reproduction.update_reference(synthetic_store.store, [ids["baseline"], ids["old"], ids["other"]], figures, reference,
                                   made_by, notebooks={"01": [ids["baseline"], ids["other"]],
                                                       "02": [ids["baseline"], ids["old"]]},
                                   provenance={"git_commit": "abc", "cpu": "first"})
@@ -149,7 +151,7 @@ def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s
 
     # accepted: 02 read the reference's own baseline; its old run goes, its new run and table come in
     (figures / "02_b.csv").write_text("y\n3\n")
-    counts, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["baseline"], ids["new"]]}, figures,
+    counts, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["baseline"], ids["new"]]}, figures,
                                                     reference, made_by, [ids["baseline"]],
                                                     {"git_commit": "def", "cpu": "second"})
     assert refused is None and counts["runs"] == 3
@@ -162,23 +164,23 @@ def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s
 
     # refused: a baseline the reference does not have (another recipe), then one whose metrics differ
     before = about()
-    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["elsewhere"], ids["new"]]}, figures,
+    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["elsewhere"], ids["new"]]}, figures,
                                                reference, made_by, [ids["elsewhere"]])
     assert "baseline run(s) the reference does not have" in refused and about() == before
     metrics = reference / "runs" / ids["baseline"] / "metrics.json"
     changed = json.loads(metrics.read_text())
     changed["test"] = {k: v + 0.01 for k, v in changed["test"].items()}
     metrics.write_text(json.dumps(changed))
-    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["baseline"], ids["new"]]}, figures,
+    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["baseline"], ids["new"]]}, figures,
                                                reference, made_by, [ids["baseline"]])
     assert "test metrics differ from the reference's" in refused and about() == before
-    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["new"]]}, figures, reference,
+    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["new"]]}, figures, reference,
                                                {"profile": "default"}, [ids["baseline"]])
     assert "the reference was made with" in refused
 
     # refused: a reference that records no notebooks (made whole, before per-notebook refreshes)
-    reproduction.update_reference(synthetic_store, [ids["baseline"]], figures, reference, made_by)
-    _, refused = reproduction.update_notebooks(synthetic_store, {"02": [ids["baseline"]]}, figures, reference,
+    reproduction.update_reference(synthetic_store.store, [ids["baseline"]], figures, reference, made_by)
+    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["baseline"]]}, figures, reference,
                                                made_by, [ids["baseline"]])
     assert "records no notebooks" in refused
 
@@ -190,7 +192,7 @@ def test_a_notebook_starts_a_reference_where_there_is_none(synthetic_store, tmp_
     figures.mkdir()
     (figures / "03_c.csv").write_text("z\n1\n")
     (figures / "04_d.csv").write_text("w\n1\n")  # another notebook's table: not this reference's
-    counts, refused = reproduction.update_notebooks(synthetic_store, {"03": [baseline.run_id]}, figures, reference,
+    counts, refused = reproduction.update_notebooks(synthetic_store.store, {"03": [baseline.run_id]}, figures, reference,
                                                     {"profile": "smoke"}, [baseline.run_id], {"git_commit": "abc"})
     assert refused is None and counts["runs"] == 1 and list(counts["notebooks"]) == ["03"]
     assert sorted(p.name for p in (reference / "figures").iterdir()) == ["03_c.csv"]

@@ -15,6 +15,9 @@ from fewdims_helpers.setup import preflight
 from fewdims_helpers.config import ConfigError
 from fewdims_helpers.setup.profiles import get_profile
 from fewdims_helpers.data.tasks import TASKS
+from fewdims_helpers.runs.runner import Runner
+from fewdims_helpers.runs.reference_export import export_summary
+from fewdims_helpers.runs import execute
 
 from conftest import REPO, run_all
 
@@ -472,13 +475,13 @@ def test_verify_names_a_truncated_run_in_one_line_and_repair_sets_it_aside(tmp_p
 
     from conftest import tiny_config
 
-    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
-    runs = store.RunStore(tmp_path / "results" / "runs", RunOptions(progress=False, workers=1))
+    monkeypatch.setattr(execute, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = Runner(store.RunStore(tmp_path / "results" / "runs"), RunOptions(progress=False, workers=1))
     good, bad = tiny_config(seed=1), tiny_config(seed=2)
     runs.execute_all([good, bad])
-    runs.export_summary(good.run_id, tmp_path / "reference" / "runs")
-    logits = runs.predictions(bad, "test")["logits"]
-    path = runs.folder(bad) / "predictions-test.npz"
+    export_summary(runs.store, good.run_id, tmp_path / "reference" / "runs")
+    logits = runs.store.predictions(bad, "test")["logits"]
+    path = runs.store.folder(bad) / "predictions-test.npz"
     size = path.stat().st_size
     path.write_bytes(path.read_bytes()[:size // 2])
     reference = files_in(tmp_path / "reference")
@@ -493,7 +496,7 @@ def test_verify_names_a_truncated_run_in_one_line_and_repair_sets_it_aside(tmp_p
         f"run_all: verify: {store_root} (runs): 2 checked, 1 intact, 1 corrupt; python run_all.py --verify --repair "
         f"sets them aside so that the next invocation recomputes them",
         f"run_all: verify: {reference_runs} (summaries, read-only): 1 checked, 1 load whole, 0 corrupt"]
-    assert not (tmp_path / "notebooks").exists() and runs.folder(bad).is_dir()  # trains nothing, writes no notebook
+    assert not (tmp_path / "notebooks").exists() and runs.store.folder(bad).is_dir()  # trains nothing, writes no notebook
 
     assert RUN_ALL.main([*argv, "--repair"]) == 1
     [moved] = [p for p in (store_root / ".quarantine").iterdir() if p.is_dir()]
@@ -505,4 +508,4 @@ def test_verify_names_a_truncated_run_in_one_line_and_repair_sets_it_aside(tmp_p
         RUN_ALL.parse_args(["--repair"])
     assert "--repair needs --verify" in capsys.readouterr().err
     runs.execute_all([good, bad])  # what the next invocation does
-    assert np.array_equal(runs.predictions(bad, "test")["logits"], logits)
+    assert np.array_equal(runs.store.predictions(bad, "test")["logits"], logits)

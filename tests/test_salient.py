@@ -10,11 +10,11 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from fewdims_helpers.data import general_text
 from fewdims_helpers.stats import probes
-from fewdims_helpers.runs import scheduling
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.runs.store import RunStore
 from fewdims_helpers.studies import salient
 from fewdims_helpers.data.tasks import PACKAGED_TASKS, get_task, load_task, read_bbc_news, read_rotten_tomatoes
+from fewdims_helpers.runs.runner import Runner, map_jobs
 
 
 def planted(n: int, hidden: int, num_labels: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +140,8 @@ def test_pca_points_are_log_spaced_and_include_five():
 
 def test_jobs_run_in_parallel_workers_write_their_results(tmp_path):
     jobs = [(tmp_path / f"{name}.txt", name) for name in ("a", "b", "c")]
-    store = RunStore(tmp_path, RunOptions(workers=2, progress=False))
-    scheduling.map_jobs(store, Path.write_text, jobs, "writing", one_thread=True)
+    runner = Runner(RunStore(tmp_path), RunOptions(workers=2, progress=False))
+    map_jobs(runner, Path.write_text, jobs, "writing", one_thread=True)
     assert [path.read_text() for path, _ in jobs] == ["a", "b", "c"]
 
 

@@ -18,7 +18,11 @@ import numpy as np
 import pytest
 
 from fewdims_helpers import paths
-from fewdims_helpers.runs import runner, store
+from fewdims_helpers.runs import execute, store
+from fewdims_helpers.runs.models import kept_model
+from fewdims_helpers.runs.reference_export import export_summary
+from fewdims_helpers.runs.scheduling import schedule
+from fewdims_helpers.runs.runner import Runner
 from fewdims_helpers.config import DataConfig, RunConfig, SubspaceConfig
 from fewdims_helpers.runs.integrity import CorruptRun
 from fewdims_helpers.stats.metrics import compute_metrics, predictions_from_logits
@@ -30,13 +34,13 @@ from fewdims_helpers.training.loop import train as real_train
 from conftest import tiny_config
 
 
-def run_store(root, **options) -> store.RunStore:
-    return store.RunStore(root, RunOptions(progress=False, **options))
+def run_store(root, **options) -> Runner:
+    return Runner(store.RunStore(root), RunOptions(progress=False, **options))
 
 
 @pytest.fixture
 def counted_training(monkeypatch, synthetic_task):
-    """RunStore.execute on synthetic data; counts trainings; raises KeyboardInterrupt for seed 13."""
+    """Runner.execute on synthetic data; counts trainings; raises KeyboardInterrupt for seed 13."""
     calls = []
 
     def fake_train(config, tokens, **options):
@@ -45,8 +49,8 @@ def counted_training(monkeypatch, synthetic_task):
             raise KeyboardInterrupt  # the process is killed while this run trains
         return real_train(config, tokens, **options)
 
-    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
-    monkeypatch.setattr(runner, "train", fake_train)
+    monkeypatch.setattr(execute, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    monkeypatch.setattr(execute, "train", fake_train)
     return calls
 
 
@@ -64,7 +68,7 @@ def test_killed_run_resumes_without_redoing_finished_runs(tmp_path, counted_trai
     with pytest.raises(KeyboardInterrupt):
         runs.execute_all([done, killed])
     assert sorted(p.name for p in tmp_path.iterdir()) == [done.run_id]  # no partial or hidden folder left
-    assert runs.is_complete(done) and not runs.is_complete(killed)
+    assert runs.store.is_complete(done) and not runs.store.is_complete(killed)
 
     counted_training.clear()
     runs.execute_all([done, tiny_config(seed=2)])
@@ -80,7 +84,7 @@ def test_stale_temporary_folder_of_this_hosts_dead_process_is_removed_and_others
         (stale / "config.json").write_text("{half written")
     run_store(tmp_path).execute(config)
     assert not dead.exists() and other_host.exists()  # another machine's run may still be writing
-    assert run_store(tmp_path).is_complete(config)
+    assert run_store(tmp_path).store.is_complete(config)
 
 
 def test_the_sweep_removes_temporaries_whose_writer_is_gone_on_any_host_and_keeps_live_ones(tmp_path):
@@ -102,7 +106,7 @@ def test_the_sweep_removes_temporaries_whose_writer_is_gone_on_any_host_and_keep
     long_ago = time.time() - paths.STALE_SECONDS - 60
     os.utime(lost_node, (long_ago, long_ago))  # its node stopped touching it
     assert paths.temporary_owner(killed) == ("rt-polarity-cls-s4-0123456789", HOST, zombie.pid)
-    assert sorted(run_store(tmp_path).sweep()) == sorted([lost_node, killed])
+    assert sorted(run_store(tmp_path).store.sweep()) == sorted([lost_node, killed])
     assert all(p.exists() for p in (fresh_elsewhere, live, this_process, other))
     zombie.wait()
 
@@ -126,12 +130,12 @@ def test_force_recomputes_and_collect_gives_one_row_per_run(tmp_path, counted_tr
     run_store(tmp_path, workers=1, force=True).execute_all(configs)
     assert len(counted_training) == 4
     runs = run_store(tmp_path)
-    frame = runs.collect()
+    frame = runs.store.collect()
     assert len(frame) == 2
     assert set(frame["model.token_selection"]) == {"cls", "mean"}
     assert {"test_score", "test.accuracy", "validation.accuracy", "train.seed", "best_epoch"} <= set(frame.columns)
-    record = runs.record(configs[0])
-    assert runs.stored_config(configs[0].run_id) == configs[0]
+    record = runs.store.record(configs[0])
+    assert runs.store.stored_config(configs[0].run_id) == configs[0]
     assert record["versions"]["torch"] and "git_commit" in record and record["split"]["test"]["size"] == 48
     assert record["cpu"] and record["threads"] >= 1  # provenance: where and how it ran
 
@@ -140,7 +144,7 @@ def test_requested_features_are_saved_with_labels(tmp_path, counted_training):
     runs = run_store(tmp_path)
     config = dataclasses.replace(tiny_config(seed=1), save_features=("test",))
     runs.execute(config)
-    features, labels = runs.features(config, "test")
+    features, labels = runs.store.features(config, "test")
     assert features.shape == (48, 32) and labels.shape == (48,)
 
 
@@ -148,8 +152,8 @@ def test_saved_test_features_are_those_that_scored_test(tmp_path, counted_traini
     runs = run_store(tmp_path)
     config = dataclasses.replace(tiny_config(seed=1, epochs=2), save_features=("train", "test"))
     metrics = runs.execute(config)
-    weight, bias = runs.head(config)
-    features, labels = runs.features(config, "test")
+    weight, bias = runs.store.head(config)
+    features, labels = runs.store.features(config, "test")
     accuracy = float(np.mean((features @ weight.T + bias).argmax(1) == labels))
     assert accuracy == pytest.approx(metrics["test"]["accuracy"])
 
@@ -159,7 +163,7 @@ def test_saved_predictions_reproduce_the_stored_metrics(tmp_path, counted_traini
     config = dataclasses.replace(tiny_config(seed=1, epochs=2), save_predictions=("validation", "test"))
     metrics = runs.execute(config)
     for split, stored in (("test", metrics["test"]), ("validation", metrics["validation"])):
-        saved = runs.predictions(config, split)
+        saved = runs.store.predictions(config, split)
         assert saved["logits"].shape == (48, 2) and len(saved["idx"]) == 48
         again = compute_metrics("accuracy", predictions_from_logits(saved["logits"], 2), saved["labels"])
         assert again["accuracy"] == pytest.approx(stored["accuracy"])
@@ -170,12 +174,12 @@ def test_a_run_missing_a_declared_artifact_is_not_complete(tmp_path, counted_tra
     config = dataclasses.replace(tiny_config(seed=1), save_features=("train", "test"), save_model=True)
     assert set(config.artifacts) == {"features:train", "features:test", "head", "model"}
     runs.execute(config)
-    assert runs.is_complete(config)
-    (runs.folder(config) / store.HEAD_FILE).unlink()  # e.g. a folder copied without its large files
-    assert not runs.is_complete(config)
+    assert runs.store.is_complete(config)
+    (runs.store.folder(config) / store.HEAD_FILE).unlink()  # e.g. a folder copied without its large files
+    assert not runs.store.is_complete(config)
     counted_training.clear()
     runs.execute(config)
-    assert counted_training == [config.run_id] and runs.is_complete(config)  # recomputed, not read
+    assert counted_training == [config.run_id] and runs.store.is_complete(config)  # recomputed, not read
 
 
 def test_a_missing_artifact_is_a_one_line_error_naming_the_fix(tmp_path, counted_training):
@@ -183,19 +187,19 @@ def test_a_missing_artifact_is_a_one_line_error_naming_the_fix(tmp_path, counted
     config = tiny_config(seed=1)
     runs.execute(config)
     with pytest.raises(FileNotFoundError, match="has no model.pt; run it with save_model=True"):
-        runs.model(config)
+        kept_model(runs.store, config)
 
 
 def test_schedule_hands_out_longest_runs_first_and_keeps_subspaces_together(tmp_path, monkeypatch, synthetic_task):
     long_task = {name: dataclasses.replace(split, lengths=split.lengths * 4) for name, split in synthetic_task.items()}
-    monkeypatch.setattr(store, "tokenized_task", lambda data, *args: long_task if data.task == "bbc-news" else synthetic_task)
+    monkeypatch.setattr(execute, "tokenized_task", lambda data, *args: long_task if data.task == "bbc-news" else synthetic_task)
     runs = run_store(tmp_path)
     short, long, frozen = tiny_config(), tiny_config("bbc-news"), tiny_config("bbc-news", freeze_pretrained=True)
     lower = tiny_config("bbc-news", layer=1)  # 1 of the tiny model's 2 layers
-    assert runs.schedule([frozen, short, lower, long]) == [long, lower, short, frozen]
+    assert schedule_of(runs, [frozen, short, lower, long]) == [long, lower, short, frozen]
 
     random = [dataclasses.replace(tiny_config(seed=s), subspace=SubspaceConfig(basis="random", dim=2)) for s in (0, 1)]
-    order = [basis_affinity(c) for c in runs.schedule([random[0], long, random[1],
+    order = [basis_affinity(c) for c in schedule_of(runs, [random[0], long, random[1],
                                                        dataclasses.replace(random[0], save_model=True)])]
     assert order == sorted(order, key=order.index)  # each subspace's runs adjacent
 
@@ -213,7 +217,7 @@ def test_parallel_runs_reuse_the_stores_worker_pool(tmp_path):
     second = runs.execute_all(configs)
     assert runs._pool is pool  # the second call found the workers of the first
     assert list(first.run_id) == [c.run_id for c in configs[:2]] and list(second.run_id) == [c.run_id for c in configs]
-    assert all(runs.is_complete(c) for c in configs)
+    assert all(runs.store.is_complete(c) for c in configs)
     pool.shutdown()
 
 
@@ -225,7 +229,7 @@ def test_background_runs_are_queued_and_waited_for_not_started_twice(tmp_path):
     assert queued <= set(runs._pool.pending)  # queued behind the call's own runs, not waited for
     frame = runs.execute_all(later)
     assert not queued & set(runs._pool.pending) and list(frame.run_id) == [c.run_id for c in later]
-    assert all(runs.is_complete(c) for c in [first, *later])
+    assert all(runs.store.is_complete(c) for c in [first, *later])
     runs._pool.shutdown()
 
 
@@ -265,15 +269,19 @@ def manifest_store(tmp_path, counted_training):
     return runs, config
 
 
+def schedule_of(runs: Runner, configs: list) -> list:
+    return schedule(configs, runs.tokens)
+
+
 def files_in(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def results_of(runs: store.RunStore, config: RunConfig) -> dict:
+def results_of(runs: Runner, config: RunConfig) -> dict:
     """What studies read of a run; equal bitwise when the run is recomputed on the same machine."""
-    features, labels = runs.features(config, "test")
-    return {"test": runs.metrics(config)["test"], "predictions": runs.predictions(config, "test"),
-            "head": runs.head(config), "features": features, "labels": labels, "config": runs.record(config)["config"]}
+    features, labels = runs.store.features(config, "test")
+    return {"test": runs.store.metrics(config)["test"], "predictions": runs.store.predictions(config, "test"),
+            "head": runs.store.head(config), "features": features, "labels": labels, "config": runs.store.record(config)["config"]}
 
 
 def assert_same_results(a: dict, b: dict) -> None:
@@ -283,20 +291,20 @@ def assert_same_results(a: dict, b: dict) -> None:
     assert np.array_equal(a["features"], b["features"]) and np.array_equal(a["labels"], b["labels"])
 
 
-def quarantined(runs: store.RunStore, config: RunConfig) -> list[Path]:
-    return sorted(p for p in (runs.root / ".quarantine").glob(f"{config.run_id}.*") if p.is_dir())
+def quarantined(runs: Runner, config: RunConfig) -> list[Path]:
+    return sorted(p for p in (runs.store.root / ".quarantine").glob(f"{config.run_id}.*") if p.is_dir())
 
 
 def test_every_run_carries_a_manifest_of_its_files(tmp_path, counted_training):
     runs, config = manifest_store(tmp_path, counted_training)
-    files = files_in(runs.folder(config))
+    files = files_in(runs.store.folder(config))
     manifest = json.loads(files.pop("manifest.json"))
     assert set(files) == {"config.json", "metrics.json", "features-test.npy", "labels-test.npy", "head.npz",
                           "predictions-test.npz"}
     assert manifest["files"] == {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                                  for name, data in files.items()}
-    assert runs.is_complete(config) and runs.verify().lines() == [f"{tmp_path} (runs): 1 checked, 1 intact, 0 corrupt"]
-    assert config.run_id == runs.stored_config(config.run_id).run_id  # the manifest is beside the run, not in its id
+    assert runs.store.is_complete(config) and runs.store.verify().lines() == [f"{tmp_path} (runs): 1 checked, 1 intact, 0 corrupt"]
+    assert config.run_id == runs.store.stored_config(config.run_id).run_id  # the manifest is beside the run, not in its id
 
 
 def truncate(path: Path) -> None:
@@ -324,9 +332,9 @@ def test_a_planted_fault_is_named_in_one_line_set_aside_and_recomputed(fault, tm
     runs, config = manifest_store(tmp_path, counted_training)
     before = results_of(runs, config)
     plant, problem = FAULTS[fault]
-    plant(runs.folder(config))
-    planted = files_in(runs.folder(config))
-    assert not runs.is_complete(config)  # the sizes, checked on every call
+    plant(runs.store.folder(config))
+    planted = files_in(runs.store.folder(config))
+    assert not runs.store.is_complete(config)  # the sizes, checked on every call
     with caplog.at_level(logging.WARNING, logger="fewdims_helpers"):
         run_store(tmp_path, workers=1).execute_all([config])
     [moved] = quarantined(runs, config)
@@ -334,21 +342,21 @@ def test_a_planted_fault_is_named_in_one_line_set_aside_and_recomputed(fault, tm
     assert re.fullmatch(rf"corrupt run {config.run_id} in {re.escape(str(tmp_path))}: {problem}; its files were moved "
                         rf"to {re.escape(str(moved))} \(nothing deleted\); computing it again", line), line
     assert files_in(moved) == planted  # nothing deleted: the damaged files are kept as they were found
-    assert counted_training == [config.run_id] and runs.is_complete(config)
+    assert counted_training == [config.run_id] and runs.store.is_complete(config)
     assert_same_results(results_of(runs, config), before)
-    assert config.run_id in set(runs.collect()["run_id"]) and len(runs.collect()) == 1  # the store never reads it
+    assert config.run_id in set(runs.store.collect()["run_id"]) and len(runs.store.collect()) == 1  # the store never reads it
 
 
 def test_a_flipped_byte_is_caught_by_its_hash_when_read_then_set_aside_and_recomputed(tmp_path, counted_training):
     runs, config = manifest_store(tmp_path, counted_training)
     before = results_of(runs, config)
-    path = runs.folder(config) / "predictions-test.npz"
+    path = runs.store.folder(config) / "predictions-test.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01  # same size: a bad disk sector, a bit flipped in a copy
     path.write_bytes(bytes(data))
-    assert run_store(tmp_path).is_complete(config)  # sizes match: only the hash can tell
+    assert run_store(tmp_path).store.is_complete(config)  # sizes match: only the hash can tell
     with pytest.raises(CorruptRun) as caught:
-        run_store(tmp_path).predictions(config, "test")
+        run_store(tmp_path).store.predictions(config, "test")
     [moved] = quarantined(runs, config)
     assert str(caught.value) == (
         f"corrupt run {config.run_id} in {tmp_path}: predictions-test.npz has the size its manifest records but "
@@ -362,38 +370,38 @@ def test_a_flipped_byte_is_caught_by_its_hash_when_read_then_set_aside_and_recom
 
 def test_a_run_from_before_manifests_gets_one_from_verify_once_its_files_load(tmp_path, counted_training):
     runs, config = manifest_store(tmp_path, counted_training)
-    manifest = runs.folder(config) / "manifest.json"
+    manifest = runs.store.folder(config) / "manifest.json"
     written = manifest.read_bytes()
     manifest.unlink()
-    assert runs.is_complete(config)  # as before manifests: every declared file exists
-    report = runs.verify()
+    assert runs.store.is_complete(config)  # as before manifests: every declared file exists
+    report = runs.store.verify()
     assert report.adopted == [config.run_id] and not report.problems
     assert json.loads(manifest.read_bytes()) == json.loads(written)  # what the run would have written itself
-    assert runs.verify().adopted == [] and counted_training == []
+    assert runs.store.verify().adopted == [] and counted_training == []
 
 
 def test_reading_a_broken_file_of_a_run_without_manifest_names_the_run_the_file_and_the_fix(tmp_path, counted_training):
     runs, config = manifest_store(tmp_path, counted_training)
     before = results_of(runs, config)
-    folder = runs.folder(config)
+    folder = runs.store.folder(config)
     (folder / "manifest.json").unlink()
     first_line_only(folder / "metrics.json")
     truncate(folder / "predictions-test.npz")
     fix = ("python run_all.py --verify --repair sets the run aside so that the next invocation recomputes it, or "
            "rerun its notebook with --force")
     with pytest.raises(CorruptRun) as caught:
-        runs.metrics(config)
+        runs.store.metrics(config)
     assert str(caught.value) == (f"metrics.json of run {config.run_id} in {tmp_path} does not load (JSONDecodeError: "
                                  f"Expecting property name enclosed in double quotes: line 2 column 1 (char 2)); {fix}")
     with pytest.raises(CorruptRun, match=rf"^predictions-test\.npz of run {config.run_id} in .* does not load "
                                          rf"\(BadZipFile: .*\); python run_all\.py --verify --repair"):
-        runs.predictions(config, "test")
-    assert runs.folder(config).is_dir()  # a reading error of a run without manifest moves nothing by itself
+        runs.store.predictions(config, "test")
+    assert runs.store.folder(config).is_dir()  # a reading error of a run without manifest moves nothing by itself
 
-    report = runs.verify(repair=True)
+    report = runs.store.verify(repair=True)
     assert [p for _, p in report.problems][0].startswith("metrics.json does not load (JSONDecodeError")
     assert {r for r, _ in report.problems} == {config.run_id} and len(report.problems) == 2 and not report.adopted
-    assert not runs.folder(config).exists() and len(quarantined(runs, config)) == 1
+    assert not runs.store.folder(config).exists() and len(quarantined(runs, config)) == 1
     runs.execute_all([config])
     assert counted_training == [config.run_id]
     assert_same_results(results_of(runs, config), before)
@@ -401,7 +409,7 @@ def test_reading_a_broken_file_of_a_run_without_manifest_names_the_run_the_file_
 
 def test_verify_only_reads_a_reference_of_summaries(tmp_path, counted_training):
     runs, config = manifest_store(tmp_path / "local", counted_training)
-    runs.export_summary(config.run_id, tmp_path / "reference")
+    export_summary(runs.store, config.run_id, tmp_path / "reference")
     reference = store.RunStore(tmp_path / "reference")
     assert reference.verify(read_only=True).lines() == [
         f"{tmp_path / 'reference'} (summaries, read-only): 1 checked, 1 load whole, 0 corrupt"]

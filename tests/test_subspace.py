@@ -12,6 +12,11 @@ from fewdims_helpers.model import subspace
 from fewdims_helpers.config import ConfigError, RunConfig, SubspaceConfig
 from fewdims_helpers.options import RunOptions
 from fewdims_helpers.training.loop import build_model
+from fewdims_helpers.runs.runner import Runner
+from fewdims_helpers.runs.models import kept_model
+from fewdims_helpers.runs.models import initial_model
+from fewdims_helpers.runs.models import stored_deltas
+from fewdims_helpers.runs import execute
 
 from conftest import tiny_config
 
@@ -153,12 +158,12 @@ def test_basis_larger_than_the_trajectory_is_refused():
 
 
 def test_recorded_trajectory_feeds_an_intrinsic_subspace_run(tmp_path, synthetic_task, monkeypatch):
-    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
-    runs = store.RunStore(tmp_path, RunOptions(progress=False))
+    monkeypatch.setattr(execute, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = Runner(store.RunStore(tmp_path), RunOptions(progress=False))
     source = dataclasses.replace(tiny_config(epochs=1), record_trajectory=6)
     runs.execute(source)
-    assert runs.is_complete(source)  # every layer's trajectory
-    rows = runs.trajectory(source.run_id, 0).numpy()
+    assert runs.store.is_complete(source)  # every layer's trajectory
+    rows = runs.store.trajectory(source.run_id, 0).numpy()
     assert rows.shape[0] == 6 and rows.dtype == np.float16 and np.abs(rows[-1]).max() > 0
     # the last checkpoint is the trained layer: theta_0 + its displacement (float16 rounding only)
     target = dataclasses.replace(tiny_config(seed=1), subspace=SubspaceConfig(basis="intrinsic", dim=4,
@@ -166,9 +171,9 @@ def test_recorded_trajectory_feeds_an_intrinsic_subspace_run(tmp_path, synthetic
                                  save_model=True)
     metrics = runs.execute(target)
     assert metrics["weight_change"]["layer_1"] > 0 and metrics["weight_change"]["embeddings"] > 0
-    theta = runs.subspace(target)
+    theta = runs.store.subspace(target)
     assert theta["layer_0"].shape == (16, 4)
-    model = runs.model(target)
+    model = kept_model(runs.store, target)
     delta = subspace.deltas(model)[0]
     basis = model.encoder.encoder.layer[0].basis.numpy()
     # the learned update lies in the span of the trajectory
@@ -176,10 +181,10 @@ def test_recorded_trajectory_feeds_an_intrinsic_subspace_run(tmp_path, synthetic
 
 
 def test_too_many_checkpoints_for_the_run_is_a_one_line_error(tmp_path, synthetic_task, monkeypatch):
-    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    monkeypatch.setattr(execute, "tokenized_task", lambda *args, **kwargs: synthetic_task)
     config = dataclasses.replace(tiny_config(epochs=1), record_trajectory=50)  # 96 examples / 8 = 12 steps
     with pytest.raises(ConfigError, match="record_trajectory=50 needs at least that many training steps"):
-        store.RunStore(tmp_path, RunOptions(progress=False)).execute(config)
+        Runner(store.RunStore(tmp_path), RunOptions(progress=False)).execute(config)
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
@@ -266,17 +271,17 @@ def test_zeroed_run_starts_from_the_pretrained_model_with_the_source_outliers_at
     pretrained model; the run then fine-tunes in the full space."""
     from fewdims_helpers.config import ZeroingConfig
 
-    monkeypatch.setattr(store, "tokenized_task", lambda *args, **kwargs: synthetic_task)
-    runs = store.RunStore(tmp_path, RunOptions(progress=False))
+    monkeypatch.setattr(execute, "tokenized_task", lambda *args, **kwargs: synthetic_task)
+    runs = Runner(store.RunStore(tmp_path), RunOptions(progress=False))
     source = dataclasses.replace(tiny_config(epochs=1), subspace=SubspaceConfig(basis="random", dim=3, init_std=1.0))
     runs.execute(source)
-    masks = [subspace.outlier_mask(d) for d in runs.stored_deltas(source.run_id)]
+    masks = [subspace.outlier_mask(d) for d in stored_deltas(runs.store, source.run_id)]
     assert all(m.any() for m in masks)
     pretrained = [subspace.flatten(layer) for layer in build_model(tiny_config()).encoder.encoder.layer]
     for coordinates in ("outliers", "random"):
         config = dataclasses.replace(tiny_config(seed=2), zeroed=ZeroingConfig(source.run_id, coordinates),
                                      save_model=True)
-        start = [subspace.flatten(layer) for layer in runs.initial_model(config).encoder.encoder.layer]
+        start = [subspace.flatten(layer) for layer in initial_model(runs.store, config).encoder.encoder.layer]
         for layer, (before, after) in enumerate(zip(pretrained, start)):
             changed = (before != after).numpy()
             assert (after.numpy()[changed] == 0).all()
@@ -285,7 +290,7 @@ def test_zeroed_run_starts_from_the_pretrained_model_with_the_source_outliers_at
             assert changed.sum() <= masks[layer].sum()
         assert RunConfig.from_dict(config.to_dict()) == config
         runs.execute(config)
-        trained = [subspace.flatten(layer) for layer in runs.model(config).encoder.encoder.layer]
+        trained = [subspace.flatten(layer) for layer in kept_model(runs.store, config).encoder.encoder.layer]
         assert all((a != b).float().mean() > 0.5 for a, b in zip(start, trained))  # then fine-tuned in the full space
     with pytest.raises(ConfigError, match="no subspace"):
         dataclasses.replace(tiny_config(), zeroed=ZeroingConfig(source.run_id), subspace=SubspaceConfig(basis="none"))

@@ -11,10 +11,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 PARENT = textwrap.dedent("""
     import time
+    from fewdims_helpers.execution import Execution
     from fewdims_helpers.runs.workers import WorkerPool
 
     if __name__ == "__main__":
-        pool = WorkerPool(2, 1)
+        pool = WorkerPool(2, Execution("cpu", False, 1))
         futures = [pool.submit(time.sleep, 120) for _ in range(2)]
         while not all(f.running() for f in futures):
             time.sleep(0.1)

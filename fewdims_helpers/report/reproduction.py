@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..paths import write_atomically
+from ..runs.reference_export import export_summary
 from ..runs.store import RunStore
 from ..stats.metrics import predictions_from_logits
 from ..stats.verdicts import SCORES, Outcomes, score_interval
@@ -234,9 +235,9 @@ def build_report(local: RunStore, reference_root: Path, figures: Path, invocatio
     """Compare the runs this invocation used and the tables its notebooks (``prefixes``) wrote with the reference."""
     folders = reference_folders(reference_root)
     reference = RunStore(folders["runs"])
-    runs = local.invocation_runs(invocation)
+    runs = local.ledger.invocation_runs(invocation)
     used = sorted(runs["computed"] + runs["reused"])
-    from_reference = len(runs["summaries"]) + sum(len(v) for k, v in reference.invocation_runs(invocation).items()
+    from_reference = len(runs["summaries"]) + sum(len(v) for k, v in reference.ledger.invocation_runs(invocation).items()
                                                    if k != "summaries")
     accounting = {"computed": len(runs["computed"]), "reused": len(runs["reused"]), "from_reference": from_reference}
     notes = []
@@ -326,7 +327,7 @@ def _notebook_entry(run_ids: list[str], tables: list[str], provenance: dict | No
 def update_reference(local: RunStore, run_ids: list[str], figures: Path, reference_root: Path, made_by: dict,
                      note: str | None = None, notebooks: dict[str, list[str]] | None = None,
                      provenance: dict | None = None) -> dict:
-    """Replace the reference with the summaries of ``run_ids`` (through ``RunStore.export_summary``) and a
+    """Replace the reference with the summaries of ``run_ids`` (through ``reference_export.export_summary``) and a
     copy of the studies' tables in ``figures``. ``made_by`` (profile, overrides, tasks, model) says which
     invocations' tables are comparable with it; ``notebooks`` (prefix -> the runs it used) and
     ``provenance`` (commit and machine, ``store.environment``) are recorded per notebook, so one notebook
@@ -337,7 +338,7 @@ def update_reference(local: RunStore, run_ids: list[str], figures: Path, referen
         folders = reference_folders(tmp)
         folders["figures"].mkdir(parents=True)
         for run_id in run_ids:
-            exported.append(local.export_summary(run_id, folders["runs"]))
+            exported.append(export_summary(local, run_id, folders["runs"]))
         tables = sorted(p for p in figures.glob("*.csv") if TABLE_NAME.match(p.name))
         for table in tables:
             shutil.copy2(table, folders["figures"] / table.name)
@@ -425,7 +426,7 @@ def update_notebooks(local: RunStore, notebooks: dict[str, list[str]], figures: 
                 old.unlink()
             for run_id in notebooks[prefix]:
                 if run_id not in others:  # a run the other notebooks list is theirs too: it stays as it is
-                    local.export_summary(run_id, folders["runs"])
+                    export_summary(local, run_id, folders["runs"])
             for name in tables[prefix]:
                 shutil.copy2(figures / name, folders["figures"] / name)
             entries[prefix] = _notebook_entry(notebooks[prefix], tables[prefix], provenance)

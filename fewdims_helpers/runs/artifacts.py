@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,9 +16,7 @@ from ..model.subspace import TrajectoryRecorder, subspace_state
 from ..training.loop import TrainResult, build_model, predict
 from .run_files import HEAD_FILE, MODEL_FILE, SUBSPACE_FILE, TRAJECTORY_DIR, features_files, predictions_file, \
     source_predictions_file, trajectory_file, write_json
-
-if TYPE_CHECKING:  # annotations only: the store imports this module
-    from .store import RunStore
+from .store import RunStore
 
 
 @dataclass
@@ -32,7 +30,8 @@ class Trained:
     cached: dict[str, torch.Tensor]
     passes: dict[str, tuple[np.ndarray, np.ndarray | None]]  # split -> (logits, features or None)
     recorder: TrajectoryRecorder | None
-    store: "RunStore"
+    store: RunStore  # where the source run of ``init_from`` is read
+    tokens_of: Callable[[RunConfig], dict[str, TokenizedSplit]]  # another run's splits (the source run's task)
 
     def source_pass(self, split: str) -> tuple[np.ndarray, TokenizedSplit]:
         """Logits (n, num_labels) of the source run's task (``init_from``) on ``split``, with the source
@@ -41,10 +40,10 @@ class Trained:
         if key not in self.passes:
             source_config = self.store.stored_config(self.config.init_from)
             source = build_model(source_config)
-            source.load_state_dict(self.store._state_dict(self.config.init_from))
+            source.load_state_dict(self.store.state_dict(self.config.init_from))
             source.encoder.load_state_dict(self.result.model.encoder.state_dict())
             device = torch.device(self.result.device)
-            tokens = self.store.tokens(source_config)[split]
+            tokens = self.tokens_of(source_config)[split]
             logits = predict(source.to(device), tokens, device, self.result.precision,
                              self.config.train.eval_batch_size)[0]
             self.passes[key] = (logits, tokens)

@@ -185,7 +185,7 @@ def record_packing(cache_dir: str | Path, key: tuple, gpu: str, packing: Packing
                      lambda tmp: tmp.write_text(json.dumps(payload) + "\n"))
 
 
-def _packed_run(config, tokens: dict, device: str | None, threads: int, barrier, queue) -> None:
+def _packed_run(config, tokens: dict, execution, threads: int, barrier, queue) -> None:
     """One of the packed processes: a warm-up on one batch, then (all together) a timed fine-tuning on
     ``tokens``; puts (train, eval) examples per second, or the error's text, on ``queue``."""
     import dataclasses
@@ -201,9 +201,9 @@ def _packed_run(config, tokens: dict, device: str | None, threads: int, barrier,
         warm = {split: _head(tokens[split], batch) for split in tokens}
         one_epoch = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=1, eval_every=0,
                                                                           patience=0))
-        train(one_epoch, warm, device=device, progress=False, model=model)
+        train(one_epoch, warm, device=execution, progress=False, model=model)
         barrier.wait()
-        history = train(one_epoch, tokens, device=device, progress=False, model=model).history
+        history = train(one_epoch, tokens, device=execution, progress=False, model=model).history
         queue.put((len(tokens["train"]) / max(sum(h["train_seconds"] for h in history), 1e-6),
                    len(tokens["validation"]) / max(history[-1]["validation_seconds"], 1e-6)))
     except BaseException as error:  # noqa: BLE001 (reported to the parent, which raises it)
@@ -219,9 +219,10 @@ def _head(split, rows: int):
                           split.idx[keep])
 
 
-def measure_packing(config, tokens: dict, device: str | None, runs: int, alone: tuple[float, float],
+def measure_packing(config, tokens: dict, execution, runs: int, alone: tuple[float, float],
                     train_rows: int, eval_rows: int, threads: int = 1, timeout: float = 600.0) -> Packing:
-    """``runs`` spawned processes train ``config`` at once on the first ``train_rows`` and ``eval_rows`` rows
+    """``runs`` spawned processes train ``config`` at once (with ``execution``, the driver's ``Execution``) on the
+    first ``train_rows`` and ``eval_rows`` rows
     of its splits, started together after a warm-up; their mean rates against ``alone`` (train, eval rates
     of one run by itself) give the ``Packing``."""
     import multiprocessing
@@ -230,7 +231,7 @@ def measure_packing(config, tokens: dict, device: str | None, runs: int, alone: 
     sample["test"] = sample["validation"]
     context = multiprocessing.get_context("spawn")
     barrier, queue = context.Barrier(runs), context.Queue()
-    processes = [context.Process(target=_packed_run, args=(config, sample, device, threads, barrier, queue),
+    processes = [context.Process(target=_packed_run, args=(config, sample, execution, threads, barrier, queue),
                                  daemon=True) for _ in range(runs)]
     for process in processes:
         process.start()

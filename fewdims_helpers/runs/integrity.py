@@ -2,10 +2,10 @@
 corrupt run is moved into.
 
 A run's ``manifest.json`` records the size and sha256 of every other file of the run. It is written last,
-inside the run's atomic write (``runner``), so every run folder in place has one; runs written before
+inside the run's atomic write (``execute``), so every run folder in place has one; runs written before
 manifests existed get one from ``RunStore.verify`` once their files load cleanly. ``RunStore.is_complete``
 compares the sizes (cheap, on every call); a file read for a result is compared with its sha256 first
-(once per process and version of the file). A run whose files do not match is corrupt: its folder is
+(once per process and version of the file): ``RunStore``'s checks call the functions here. A run whose files do not match is corrupt: its folder is
 moved whole into ``<store>/.quarantine/``, which no store reads (nothing is deleted), with one line saying
 which run, what was wrong and where its files went, and the run is computed again. An error while
 loading a run's file is one line naming the run, the file and the fix (``CorruptRun``).
@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +21,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..paths import HOST, write_atomically
-from .run_files import CONFIG_FILE, MANIFEST_FILE, METRICS_FILE, QUARANTINE_DIR, artifact_files, write_json
-
-log = logging.getLogger(__name__)
+from .run_files import CONFIG_FILE, MANIFEST_FILE, METRICS_FILE, artifact_files, write_json
 
 MANIFEST_FORMAT = 1
 REPAIR = ("python run_all.py --verify --repair sets the run aside so that the next invocation recomputes it, "
@@ -164,104 +157,3 @@ class Verification:
                      f"{len(self.corrupt)} corrupt" + (f", {len(self.adopted)} given a manifest" if self.adopted else "")
                      + (f", {len(self.quarantined)} set aside" if self.quarantined else "") + fix)
         return lines
-
-
-class RunIntegrity:
-    """``RunStore``'s checks of its runs against their manifests, and its quarantine (a mixin: it uses the
-    store's ``root``, ``folder``, ``is_summary`` and ``run_ids``)."""
-
-    def run_problems(self, config: RunConfig, hashes: bool = False) -> list[str]:
-        """What is wrong with the run's folder against its manifest and its config ([]: nothing; sizes only
-        unless ``hashes``)."""
-        return folder_problems(self.folder(config), declared_files(config), hashes)
-
-    def set_aside(self, config: RunConfig) -> Path | None:
-        """Move the run's folder into the quarantine when it is there but corrupt, saying so in one line, so
-        that the run is computed again; returns where it went (None: nothing to move)."""
-        if not self.folder(config).is_dir() or self.is_summary(config):
-            return None
-        problems = self.run_problems(config)
-        moved = self.quarantine(config.run_id, problems) if problems else None
-        if moved is not None:
-            log.warning("corrupt run %s in %s: %s; its files were moved to %s (nothing deleted); computing it again",
-                        config.run_id, self.root, "; ".join(problems), moved)
-        return moved
-
-    def quarantine(self, run_id: str, problems: list[str]) -> Path | None:
-        """Move the run's folder whole into ``<root>/.quarantine/`` (which no store reads), with a note of why
-        beside it; None when another process moved it first."""
-        target = self.root / QUARANTINE_DIR / f"{run_id}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:6]}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(self.folder(run_id), target)
-        except FileNotFoundError:
-            return None
-        write_json(target.with_name(f"{target.name}.json"), {"run_id": run_id, "problems": problems, "host": HOST,
-                                                             "moved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        return target
-
-    def check_file(self, config: RunConfig | str, name: str) -> None:
-        """Compare the run's file ``name`` with the run's manifest before it is read (its sha256, once per
-        process and version of the file). A listed file that is gone or differs makes the run corrupt: it is
-        quarantined and ``CorruptRun`` raised. Files the manifest does not list (or a run without one) pass."""
-        run_id = config if isinstance(config, str) else config.run_id
-        folder = self.folder(run_id)
-        path = folder / name
-        checked = self.__dict__.setdefault("checked_files", set())  # (path, size, mtime) of files found intact
-        key = (str(path), path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
-        if key is not None and key in checked:
-            return
-        try:
-            manifest = read_manifest(folder)
-            problem = None if manifest is None or name not in manifest else file_problem(folder, name, manifest[name], True)
-        except ValueError as error:
-            problem = str(error)
-        if problem is None:
-            if key is not None:
-                checked.add(key)
-            return
-        if self.is_summary(run_id):
-            raise CorruptRun(f"{problem}: run {run_id} in {self.root}, an exported summary; restore it from git: "
-                             f"git checkout -- {folder}")
-        moved = self.quarantine(run_id, [problem])
-        raise CorruptRun(f"corrupt run {run_id} in {self.root}: {problem}; its files were moved to "
-                         f"{moved or 'the quarantine by another process'} (nothing deleted); run the notebook again "
-                         f"to recompute it")
-
-    def unreadable(self, config: RunConfig | str, name: str, error: BaseException) -> CorruptRun:
-        """The one-line error for a run's file that failed to load: what failed, the run, the file, the fix."""
-        run_id = config if isinstance(config, str) else config.run_id
-        fix = (f"restore it from git: git checkout -- {self.folder(run_id)}" if self.is_summary(run_id) else REPAIR)
-        return CorruptRun(f"{name} of run {run_id} in {self.root} does not load ({one_line(error)}); {fix}")
-
-    def verify(self, repair: bool = False, read_only: bool = False) -> Verification:
-        """Check every run of this store: against its manifest, sizes and sha256 (a run written before
-        manifests existed: each of its files must load whole, and it is then given a manifest unless
-        ``read_only``), and that it holds what its config declares. With ``repair``, move each corrupt run
-        into the quarantine, so that the next invocation recomputes it. Exported summaries are only read."""
-        report = Verification(self.root, read_only)
-        for run_id in self.run_ids():
-            report.runs += 1
-            folder, summary = self.folder(run_id), self.is_summary(run_id)
-            problems = folder_problems(folder, [], hashes=True)
-            legacy = not problems and not (folder / MANIFEST_FILE).exists()
-            if legacy:
-                problems = [p for name in files_of(folder) if (p := load_problem(folder, name))]
-            if not problems and not summary:
-                problems = folder_problems(folder, self.declared(run_id))
-            report.problems += [(run_id, problem) for problem in problems]
-            if problems and repair and not (summary or read_only):
-                report.quarantined[run_id] = self.quarantine(run_id, problems)
-            elif legacy and not (problems or summary or read_only):
-                write_atomically(folder / MANIFEST_FILE, lambda tmp: write_json(tmp, manifest_of(folder)))
-                report.adopted.append(run_id)
-        return report
-
-    def declared(self, run_id: str) -> list[str]:
-        """The files run ``run_id``'s stored config declares (its config and metrics alone when this code
-        cannot rebuild that config: a run of an older design, which no notebook reads)."""
-        try:  # read here, not through the store's reading methods: verifying never moves a run by itself
-            stored = json.loads((self.folder(run_id) / CONFIG_FILE).read_text())["config"]
-            return declared_files(RunConfig.from_dict(stored))
-        except Exception:  # an older design's config, not a corruption of its files (they loaded whole)
-            return [CONFIG_FILE, METRICS_FILE]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Iterable
+from pathlib import Path
+from typing import Callable, Iterable
 
 from ..paths import HOST
 
@@ -14,7 +15,11 @@ INVOCATION_ENV = "FEWDIMS_INVOCATION"  # set by run_all.py; the notebooks' store
 
 
 class InvocationLedger:
-    """``RunStore``'s accounting per invocation (a mixin: it uses the store's ``root`` and ``is_summary``)."""
+    """The runs each invocation computed and read, under ``root/.ledgers/``; a store holds one
+    (``RunStore.ledger``). ``is_summary`` tells an exported summary from a finished run."""
+
+    def __init__(self, root: Path, is_summary: Callable[[str], bool]):
+        self.root, self.is_summary = Path(root), is_summary
 
     def begin_invocation(self) -> str:
         """Start accounting for one run_all.py invocation: returns its id and puts it in the environment
@@ -31,7 +36,7 @@ class InvocationLedger:
     def invocation_runs(self, invocation: str) -> dict[str, list[str]]:
         """The runs of one invocation: ``computed`` (trained by it), ``reused`` (read from this store,
         finished by an earlier invocation) and ``summaries`` (used runs that are exported summaries here;
-        none, since ``execute`` refuses them), each sorted."""
+        none, since executing refuses them), each sorted."""
         events = self.invocation_events(invocation)
         computed = {e["run_id"] for e in events if e["event"] == "computed"}
         used = {e["run_id"] for e in events}
@@ -44,7 +49,9 @@ class InvocationLedger:
         path = self.root / LEDGER_DIR / f"{invocation}.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
-    def _note(self, event: str, run_ids: Iterable[str]) -> None:
+    def note(self, event: str, run_ids: Iterable[str]) -> None:
+        """Note that this process ``event``ed ("computed" or "used") ``run_ids``, under the invocation in the
+        environment (nothing outside an invocation)."""
         invocation = os.environ.get(INVOCATION_ENV)
         if not invocation:
             return

@@ -3,7 +3,7 @@
 the source task survives fine-tuning on another (``source_after``, notebook 05)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -14,12 +14,10 @@ from ..data.tokenized import sorted_batches
 from ..stats.metrics import compute_metrics, predictions_from_logits
 from ..training.loop import autocast
 from .artifacts import Trained
-
-if TYPE_CHECKING:  # annotations only: the store imports this module
-    from .store import RunStore
+from .store import RunStore
 
 
-def _source_after(store: "RunStore", config: RunConfig, run: Trained) -> dict[str, float]:
+def _source_after(store: RunStore, config: RunConfig, run: Trained) -> dict[str, float]:
     """Test metrics of the source run's task with the source run's own head on this run's encoder
     (the pass whose logits ``source_predictions`` saves)."""
     logits, tokens = run.source_pass("test")
@@ -28,7 +26,7 @@ def _source_after(store: "RunStore", config: RunConfig, run: Trained) -> dict[st
 
 
 @torch.no_grad()
-def _token_choice(store: "RunStore", config: RunConfig, run: Trained) -> dict[str, float]:
+def _token_choice(store: RunStore, config: RunConfig, run: Trained) -> dict[str, float]:
     """Share of test examples whose ``max_norm_token`` read is [CLS] (position 0), the final [SEP]
     (the last real token) or another token, under the kept model."""
     model, split, device = run.result.model.eval(), run.tokens["test"], torch.device(run.result.device)
@@ -42,5 +40,5 @@ def _token_choice(store: "RunStore", config: RunConfig, run: Trained) -> dict[st
     return dict(zip(("cls", "sep", "other"), (counts / counts.sum()).tolist()))
 
 
-MEASURES: dict[str, Callable[["RunStore", RunConfig, Trained], dict]] = {
+MEASURES: dict[str, Callable[[RunStore, RunConfig, Trained], dict]] = {
     "source_after": _source_after, "token_choice": _token_choice}

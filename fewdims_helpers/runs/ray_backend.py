@@ -2,8 +2,8 @@
 
 A run is a pure function of its config that writes into its own folder, so each missing run becomes
 one Ray core task and its result comes back through the shared store (the task returns only the
-metrics). ``RayPool`` has the local ``WorkerPool``'s interface, so ``RunStore.execute_all`` and
-``RunStore.map`` keep their duties unchanged: finished runs are skipped before anything is submitted,
+metrics). ``RayPool`` has the local ``WorkerPool``'s interface, so ``Runner.execute_all`` and
+``Runner.map`` keep their duties unchanged: finished runs are skipped before anything is submitted,
 runs are submitted longest first, ``background`` runs stay queued as ``ObjectRef``s between calls,
 and an error or an interrupt cancels what is left with ``ray.cancel``.
 

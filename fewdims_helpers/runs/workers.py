@@ -2,7 +2,7 @@
 
 Spawned processes each run one training at a time with ``threads`` torch threads. A worker's start
 (imports, model load) costs seconds and it keeps caches (the pretrained model, subspace bases), so
-a ``WorkerPool`` is started once per ``RunStore`` and reused by its later calls. Runs queued with
+a ``WorkerPool`` is started once per ``Runner`` and reused by its later calls. Runs queued with
 ``background`` keep training after a call returns; a later call over them waits for them.
 """
 from __future__ import annotations
@@ -19,23 +19,23 @@ from typing import Any, Callable
 import torch
 
 from ..model.subspace import default_cache_bytes, set_basis_cache
-from ..options import resolve_device
+from ..execution import Execution
 
 
-def default_workers(device: str | None = None) -> int:
+def default_workers(execution: Execution) -> int:
     """Parallel runs for ``workers="auto"`` on a CPU: one per core up to 4. On a GPU the count depends on
-    the runs' footprint and the GPU's free memory, so the run store chooses it for its runs
-    (``gpu_sharing.choose_for``, ``RunScheduling.workers``); without runs to size it by, one.
+    the runs' footprint and the GPU's free memory, so the runner chooses it for its runs
+    (``gpu_sharing.choose_for``, ``Runner.workers``); without runs to size it by, one.
 
     On the 2-core reference machine, two 1-thread processes train 1.25-1.3x more samples per
     second than one 2-thread process (small matrices parallelise poorly within one run)."""
-    if resolve_device(device).type != "cpu":
+    if execution.kind != "cpu":
         return 1
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def worker_count(workers: int | str, device: str | None) -> int:
-    return default_workers(device) if workers == "auto" else int(workers)
+def worker_count(workers: int | str, execution: Execution) -> int:
+    return default_workers(execution) if workers == "auto" else int(workers)
 
 
 PARENT_CHECK_SECONDS = 2.0
@@ -66,10 +66,11 @@ def initialize_worker(threads: int, workers: int, parent: int | None = None) -> 
 
 
 class WorkerPool:
-    """``size`` spawned processes with ``threads`` threads each, and the futures queued behind a call."""
+    """``size`` spawned processes computing with ``execution`` (its ``threads`` each), and the futures queued
+    behind a call."""
 
-    def __init__(self, size: int, threads: int):
-        self.size, self.threads = size, threads
+    def __init__(self, size: int, execution: Execution):
+        self.size, self.execution = size, execution
         self.pending: dict[str, Future] = {}  # run id -> future of a run queued by an earlier call's background
         self._executor: ProcessPoolExecutor | None = None
 
@@ -79,14 +80,14 @@ class WorkerPool:
         if self._executor is None or broken:
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(self.size, mp_context=context, initializer=initialize_worker,
-                                                 initargs=(self.threads, self.size, os.getpid()))
+                                                 initargs=(self.execution.threads, self.size, os.getpid()))
         return self._executor
 
     def submit(self, function: Callable, *args, **kwargs) -> Future:
         return self.executor().submit(function, *args, **kwargs)
 
     def submit_runs(self, function: Callable, root: str, options: Any, configs: list) -> list[Future]:
-        """``function(root, options, config)`` for each config, in order (the run store's runs)."""
+        """``function(root, options, config)`` for each config, in order (the runner's runs)."""
         return [self.submit(function, root, options, config) for config in configs]
 
     @staticmethod

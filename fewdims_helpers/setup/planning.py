@@ -157,16 +157,16 @@ def _subset(split: TokenizedSplit, rows: np.ndarray) -> TokenizedSplit:
                           split.idx[rows])
 
 
-def _measure(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | None, seconds: float,
-             store) -> Rates:
+def _measure(config: RunConfig, tokens: dict[str, TokenizedSplit], seconds: float, runner) -> Rates:
     """Train ``config`` with the training function on a seeded sample of its own training split and
     evaluate a sample of validation: a probe of one batch each (which also warms the kernels up), then,
     on the same model, as many examples as fit in about ``seconds`` in all (the probe's rates if none fit)."""
+    from ..runs.models import initial_model
     from ..training.loop import build_model, train
 
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    model = store.initial_model(config) if config.subspace is not None else build_model(config)
+    model = initial_model(runner.store, config) if config.subspace is not None else build_model(config)
     load_seconds = time.perf_counter() - start
 
     def timed(train_rows: int, eval_rows: int, epochs: int) -> tuple[float, float]:
@@ -176,7 +176,7 @@ def _measure(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str |
         sample = {split: _subset(tokens[split], rows[split]) for split in rows}
         sample["test"] = sample["validation"]
         short = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
-        history = train(short, sample, device=device, progress=False, model=model).history
+        history = train(short, sample, device=runner.execution, progress=False, model=model).history
         return (len(rows["train"]) * epochs / max(sum(h["train_seconds"] for h in history), 1e-6),
                 len(rows["validation"]) / max(history[-1]["validation_seconds"], 1e-6))
 
@@ -232,7 +232,7 @@ def run_rates(rates: dict[tuple, Rates], config: RunConfig) -> Rates | None:
                  plain.eval_per_second * sub.eval_per_second / base.eval_per_second, sub.load_seconds)
 
 
-def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CALIBRATION_SECONDS,
+def calibrate(configs: list[RunConfig], runner, threads: int, seconds: float = CALIBRATION_SECONDS,
               measure: bool = True) -> dict[tuple, Rates]:
     """Rates per ``rate_key`` of ``configs`` (one representative run each), read from the cache or measured
     with ``threads`` torch threads, all of them in at most ``seconds``. ``measure=False``: cached ones only."""
@@ -248,7 +248,7 @@ def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CA
         chosen.setdefault(rate_key(config), calibration_config(config))
     rates, missing = {}, []
     for key, config in chosen.items():
-        path = calibration_path(store.options.sources.cache, config, threads, store.options.device)
+        path = calibration_path(runner.options.sources.cache, config, threads, runner.options.device)
         if path.exists():
             stored = json.loads(path.read_text())
             rates[key] = Rates(stored["train_per_second"], stored["eval_per_second"], stored["load_seconds"],
@@ -266,7 +266,7 @@ def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CA
             budget = (seconds - (time.perf_counter() - start)) / (len(missing) - index)
             if budget < 1.0:  # out of time: estimated from the measured rates below, not cached
                 continue
-            measured = dataclasses.replace(_measure(config, store.tokens(config), store.options.device, budget, store),
+            measured = dataclasses.replace(_measure(config, runner.tokens(config), budget, runner),
                                            load_average=os.getloadavg()[0])
             if run_kind(config) == "subspace":
                 measured = dataclasses.replace(measured, relative_to=rate_key(dataclasses.replace(config, subspace=None)))
@@ -277,7 +277,7 @@ def calibrate(configs: list[RunConfig], store, threads: int, seconds: float = CA
             if measured.peak_bytes is not None:  # the run store sizes its GPU workers by it (gpu_sharing.py)
                 from ..runs.gpu_sharing import record_footprint
 
-                record_footprint(store.options.sources.cache, key, torch.cuda.get_device_name(), measured.peak_bytes)
+                record_footprint(runner.options.sources.cache, key, torch.cuda.get_device_name(), measured.peak_bytes)
             log.info("calibrated %s: %.1f train / %.1f eval examples per second", key, rates[key].train_per_second,
                      rates[key].eval_per_second)
     finally:
@@ -390,20 +390,19 @@ class Plan:
         return "\n".join(lines)
 
 
-def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int | str, calibrate_rates: bool = True,
+def build_plan(studies: list[tuple[str, StudyPlan]], runner, workers: int | str, calibrate_rates: bool = True,
                seconds: float = CALIBRATION_SECONDS) -> Plan:
-    """The plan of ``studies`` ((notebook name, its ``StudyPlan``), in order) against ``store``: per notebook
+    """The plan of ``studies`` ((notebook name, its ``StudyPlan``), in order) against ``runner``'s store: per notebook
     the runs to compute (each counted once, by the first notebook that plans it), those in the store, their
     work, and wall seconds with ``workers`` parallel runs of cpu_count / workers threads each. ``workers``
     "auto": on a CPU ``workers.default_workers``; on a GPU as many as it holds at the runs' measured
     footprint (``gpu_sharing``), the rates then calibrated with that many runs at once (``_share_gpu``)."""
     from ..model.pretrained import pretrained_encoder
-    from ..training.loop import resolve_device, resolve_precision
     from ..runs.workers import worker_count
 
-    device = resolve_device(store.options.device)
-    gpu_auto = workers == "auto" and device.type == "cuda"
-    workers = 1 if gpu_auto else worker_count(workers, store.options.device)
+    store, execution = runner.store, runner.execution
+    gpu_auto = workers == "auto" and execution.kind == "cuda"
+    workers = 1 if gpu_auto else worker_count(workers, execution)
     threads = max(1, (os.cpu_count() or 1) // workers)
     seen: set[str] = set()
     rows = []
@@ -413,7 +412,7 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int | str, 
             run_id = run.config.run_id
             if run.known and run_id in seen:
                 earlier += 1
-            elif run.known and not store.options.force and store.is_complete(run.config):
+            elif run.known and not runner.options.force and store.is_complete(run.config):
                 in_store += 1
             else:
                 fresh.append(run)
@@ -421,16 +420,16 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int | str, 
         rows.append((name, study, fresh, in_store, earlier))
     configs = [p.config for _, _, fresh, _, _ in rows for p in fresh] + [e.config for _, s, *_ in rows for e in s.extra]
     began = time.perf_counter()
-    start = process_start_seconds(store.options.sources.cache, measure=calibrate_rates)
-    rates = calibrate(configs, store, threads, seconds - (time.perf_counter() - began), measure=calibrate_rates)
+    start = process_start_seconds(runner.options.sources.cache, measure=calibrate_rates)
+    rates = calibrate(configs, runner, threads, seconds - (time.perf_counter() - began), measure=calibrate_rates)
     sharing = None
     if gpu_auto and configs:
-        rates, workers, sharing = _share_gpu(rates, configs, store, calibrate_rates)
+        rates, workers, sharing = _share_gpu(rates, configs, runner, calibrate_rates)
         threads = max(1, (os.cpu_count() or 1) // workers)
     calibration_seconds = time.perf_counter() - began
     load = max((r.load_average or 0.0 for r in rates.values()), default=0.0)
     estimated = sum(r.estimated for r in rates.values())
-    precision = resolve_precision(configs[0].train.precision, device) if configs else "-"
+    precision = execution.precision(configs[0].train.precision) if configs else "-"
     planned = {p.config.run_id: p.config for _, study in studies for p in study.runs}
     frozen_done: set = set()
     notebooks = []
@@ -439,7 +438,7 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int | str, 
     def tokens_of(config: RunConfig) -> dict[str, TokenizedSplit]:  # many runs share one task's splits
         key = (config.data, config.model.model)
         if key not in split_cache:
-            split_cache[key] = store.tokens(config)
+            split_cache[key] = runner.tokens(config)
         return split_cache[key]
 
     for name, study, fresh, in_store, earlier in rows:
@@ -483,14 +482,14 @@ def build_plan(studies: list[tuple[str, StudyPlan]], store, workers: int | str, 
                 calibrated=start is not None and all(n.seconds is not None for n in notebooks),
                 calibration_seconds=calibration_seconds, estimated=estimated, sharing=sharing,
                 warning=(f"the machine was busy while calibrating (load {load:.1f} on {os.cpu_count()} cores): the "
-                         f"minutes are too high; delete {Path(store.options.sources.cache) / 'calibration'} and plan "
+                         f"minutes are too high; delete {Path(runner.options.sources.cache) / 'calibration'} and plan "
                          f"again on an idle machine") if load > (os.cpu_count() or 1) + 0.5 else None)
 
 
 PACKED_SECONDS = 10.0  # about how long each packed calibration run trains
 
 
-def _share_gpu(rates: dict[tuple, Rates], configs: list[RunConfig], store, measure: bool
+def _share_gpu(rates: dict[tuple, Rates], configs: list[RunConfig], runner, measure: bool
                ) -> tuple[dict[tuple, Rates], int, str]:
     """On a GPU with workers "auto": how many runs share it (``gpu_sharing.choose``, from its free memory and
     the largest footprint the calibration measured, else estimated) and the rates scaled to one run's speed
@@ -502,7 +501,7 @@ def _share_gpu(rates: dict[tuple, Rates], configs: list[RunConfig], store, measu
 
     from ..runs import gpu_sharing
 
-    cache, gpu = store.options.sources.cache, torch.cuda.get_device_name()
+    cache, gpu = runner.options.sources.cache, torch.cuda.get_device_name()
     by_key = {rate_key(c): c for c in configs}
     footprints = [(rates[key].peak_bytes, True) if key in rates and rates[key].peak_bytes
                   else gpu_sharing.run_footprint(config, cache, gpu) for key, config in by_key.items()]
@@ -515,13 +514,13 @@ def _share_gpu(rates: dict[tuple, Rates], configs: list[RunConfig], store, measu
     packing = gpu_sharing.cached_packing(cache, key, gpu, runs)
     if packing is None and measure and key in rates and not rates[key].estimated:
         config, alone = calibration_config(by_key[key]), rates[key]
-        tokens = store.tokens(config)
+        tokens = runner.tokens(config)
         guess = 2.0 / runs  # each run's share of its speed alone if the GPU gave twice one run's throughput
         train_rows = min(len(tokens["train"]), max(config.train.batch_size,
                                                    int(alone.train_per_second * guess * PACKED_SECONDS)))
         eval_rows = min(len(tokens["validation"]), max(config.train.eval_batch_size,
                                                         int(alone.eval_per_second * guess * PACKED_SECONDS / 5)))
-        packing = gpu_sharing.measure_packing(config, tokens, store.options.device, runs,
+        packing = gpu_sharing.measure_packing(config, tokens, runner.execution, runs,
                                               (alone.train_per_second, alone.eval_per_second), train_rows, eval_rows,
                                               threads=max(1, (os.cpu_count() or 1) // runs))
         gpu_sharing.record_packing(cache, key, gpu, packing)
@@ -542,7 +541,7 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-    """The whole invocation's progress, from the ledger its notebooks' stores write (``RunStore._note``):
+    """The whole invocation's progress, from the ledger its notebooks' stores write (``InvocationLedger.note``):
     runs computed of the plan's total, time elapsed and time left. Time left comes from the planned
     seconds of the runs still to compute, scaled by how the finished ones compared with the plan (the
     plan's own minutes until a tenth of its work is done; without calibrated rates, from the run counts)."""
@@ -556,7 +555,7 @@ class Progress:
         self.mean_cost = sum(costs.values()) / len(costs) if costs else None
 
     def done(self) -> list[str]:
-        return self.store.invocation_runs(self.invocation)["computed"]
+        return self.store.ledger.invocation_runs(self.invocation)["computed"]
 
     def status(self, now: float | None = None) -> tuple[int, float, float | None]:
         """(runs computed, seconds elapsed, seconds left or None)."""

@@ -20,7 +20,7 @@ from ..data.tasks import GLUE_TASKS, PACKAGED_TASKS, get_task
 from ..data.tokenized import choose_seq_length
 from ..model import architectures
 from ..model.pretrained import pretrained_encoder
-from ..options import DataSources, RunOptions
+from ..options import DataSources, ProfileOverrides
 
 BASELINE_FEATURES = ("train", "validation", "test")  # what the baseline run saves (02 and 03 read them)
 PREDICTIONS = ("validation", "test")  # every run saves its per-example predictions: every verdict is computed from them
@@ -169,48 +169,49 @@ def capped_recipe(recipe: TrainConfig | None, epochs: int | None) -> TrainConfig
     return dataclasses.replace(recipe, epochs=min(recipe.epochs, int(epochs)))
 
 
-def get_profile(name: str = "default", model: str | None = None, tasks: list[str] | tuple[str, ...] | None = None,
-                seeds: list[int] | tuple[int, ...] | None = None, max_train_examples: int | None = None,
-                max_eval_examples: int | None = None, epochs: int | None = None) -> Profile:
-    """Profile ``name`` with optional overrides of its model, tasks, seeds and epochs, and caps on its
-    training and evaluation examples (a pilot of a large profile: the smaller of the cap and the profile's)."""
+def get_profile(name: str = "default", overrides: ProfileOverrides | None = None) -> Profile:
+    """Profile ``name`` with ``overrides`` (``options.ProfileOverrides``, which checks them): its model, tasks,
+    seeds and epochs replaced, and caps on its training and evaluation examples (a pilot of a large profile:
+    the smaller of the cap and the profile's)."""
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    profile = PROFILES[name]
-    for task in tasks or ():
+    profile, given = PROFILES[name], overrides if overrides is not None else ProfileOverrides()
+    for task in given.tasks or ():
         get_task(task)  # fails with the list of known tasks
-    if seeds is not None and len(seeds) == 0:
-        raise ConfigError("seeds is empty; give at least one seed (three or more to report mean ± std)")
 
     def capped(current: int | None, cap: int | None) -> int | None:
         return current if cap is None else cap if current is None else min(current, cap)
     return dataclasses.replace(
-        profile, model=model or profile.model, tasks=tuple(tasks or profile.tasks),
-        seeds=tuple(seeds if seeds is not None else profile.seeds),
-        max_train_examples=capped(profile.max_train_examples, max_train_examples),
-        max_eval_examples=capped(profile.max_eval_examples, max_eval_examples),
-        max_test_examples=capped(profile.max_test_examples, max_eval_examples),
-        train=profile.train if epochs is None else dataclasses.replace(profile.train, epochs=int(epochs)),
-        layer_head_train=capped_recipe(profile.layer_head_train, epochs),
-        frozen_head_train=capped_recipe(profile.frozen_head_train, epochs),
-        epochs_cap=None if epochs is None else int(epochs))
+        profile, model=given.model or profile.model, tasks=tuple(given.tasks or profile.tasks),
+        seeds=tuple(given.seeds if given.seeds is not None else profile.seeds),
+        max_train_examples=capped(profile.max_train_examples, given.max_train_examples),
+        max_eval_examples=capped(profile.max_eval_examples, given.max_eval_examples),
+        max_test_examples=capped(profile.max_test_examples, given.max_eval_examples),
+        train=profile.train if given.epochs is None else dataclasses.replace(profile.train, epochs=given.epochs),
+        layer_head_train=capped_recipe(profile.layer_head_train, given.epochs),
+        frozen_head_train=capped_recipe(profile.frozen_head_train, given.epochs),
+        epochs_cap=given.epochs)
 
 
 def notebook_setup(profile: str, output_dir=None, options: dict | None = None):
-    """(profile, output paths, run store) for a study notebook, from its ``parameters`` cell: the
-    profile with the overrides in ``options`` and its sequence lengths resolved, and a ``RunStore``
-    carrying the one ``RunOptions`` value. ``options`` holds any option of ``options.py`` by name
+    """(profile, output paths, runner) for a study notebook, from its ``parameters`` cell: the profile with
+    the overrides in ``options`` and its sequence lengths resolved, and a ``Runner`` over the notebook's run
+    store carrying the one ``RunOptions`` value and the one ``Execution`` (device, precision, threads)
+    resolved here, at the notebook's edge. ``options`` holds any option of ``options.py`` by name
     (``python run_all.py --help`` lists them), e.g. ``{"epochs": 1, "device": "cpu"}``; ``output_dir``
     is relative to the repository (None: the repository). Prints a banner: profile, lengths, sizes,
     options, the device and precision the runs use here, and the deviations from the paper."""
-    from .parameters import build
+    from ..execution import resolve
     from ..paths import REPO_ROOT, output_paths
     from ..report.tables import setup_logging
+    from ..runs.runner import Runner
     from ..runs.store import RunStore
+    from .parameters import build
 
     setup_logging()
     overrides, run_options = build(options, default_workers=get_profile(profile).workers)
-    chosen = get_profile(profile, **dataclasses.asdict(overrides)).resolve(run_options.sources)
+    chosen = get_profile(profile, overrides).resolve(run_options.sources)
+    execution = resolve(run_options.device)
     out = output_paths(None if output_dir is None else REPO_ROOT / output_dir)
     print(f"profile {chosen.name}: {chosen.description}; seeds {list(chosen.seeds)}")
     print(f"tasks {', '.join(chosen.tasks)}; model {chosen.model}; tokens per example (95th percentile of train, "
@@ -219,9 +220,9 @@ def notebook_setup(profile: str, output_dir=None, options: dict | None = None):
     print(f"examples: train {chosen.max_train_examples or 'all'}, validation {chosen.max_eval_examples or 'all'}, "
           f"test {chosen.max_test_examples or 'all'}"
           f"; {epochs}; data: {'a local GLUE copy' if run_options.sources.glue_dir else 'packaged / hub'}; "
-          f"device {run_options.torch_device()} ({run_options.precision_for(chosen.train.precision)}); "
+          f"device {execution.device} ({execution.precision(chosen.train.precision)}); "
           f"workers {run_options.workers}"
           + (f"; backend ray at {run_options.ray_address or 'a private Ray'}" if run_options.backend == "ray" else ""))
     own_tasks = set(chosen.tasks) <= set(PROFILES[profile].tasks)
     print("\n".join(f"deviation: {d}" for d in chosen.deviations if own_tasks or not d.startswith("tasks:")))
-    return chosen, out, RunStore(out["runs"], run_options)
+    return chosen, out, Runner(RunStore(out["runs"]), run_options, execution)

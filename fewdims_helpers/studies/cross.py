@@ -6,7 +6,7 @@ fine-tune on B (``RunConfig.init_from``). B's test metric is compared with B fin
 A survives) with A's direct metric.
 
 Verdicts (``verdicts``): B after A against B direct, and A read with its own head after B against A
-direct (the store saves A's test predictions after B, ``RunStore.source_predictions``), each from
+direct (the store keeps A's test predictions after B, ``RunStore.source_predictions``), each from
 per-example test predictions paired by seed and example (interval over seeds and examples, equivalence at the margin:
 "room for several tasks").
 """
@@ -20,7 +20,7 @@ from ..config import RunConfig
 from ..data.tasks import get_task
 from ..report.tables import mean_std
 from ..runs.outcomes import run_outcomes
-from ..runs.store import RunStore
+from ..runs.runner import Runner
 from ..setup.planning import PlannedRun, StudyPlan
 from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, tally, verdict_lines, verdict_row
 
@@ -58,20 +58,20 @@ def cross_config(profile, first: str, second: str, seed: int) -> RunConfig:
     return dataclasses.replace(profile.run_config(second, seed), init_from=profile.baseline(first, seed).run_id)
 
 
-def planned_runs(profile, store: RunStore) -> StudyPlan:
+def planned_runs(profile, runner: Runner) -> StudyPlan:
     """The runs ``run`` executes (none, with a note, on one task), for ``run_all.py --plan``."""
     if missing_tasks(profile):
         return StudyPlan(note=missing_tasks(profile))
     return StudyPlan([PlannedRun(c) for c in profile.baselines() + cross_configs(profile)])
 
 
-def run(profile, store: RunStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run(profile, runner: Runner) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(direct runs, cross runs) with ``first``/``second`` task columns on the cross runs."""
     if missing_tasks(profile):
         raise ValueError(missing_tasks(profile))
-    direct = store.execute_all(profile.baselines())
+    direct = runner.execute_all(profile.baselines())
     ordered = pairs(profile)
-    cross = store.execute_all(cross_configs(profile))
+    cross = runner.execute_all(cross_configs(profile))
     return direct, cross.assign(first=[a for a, _, _ in ordered], second=[b for _, b, _ in ordered])
 
 
@@ -90,7 +90,7 @@ def effects(direct: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdicts(profile, store: RunStore, cross_runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+def verdicts(profile, runner: Runner, cross_runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """Per ordered pair (A, B): B after A against B direct, and A with its own head after B against A
     direct, each from per-example test predictions (interval over seeds and test examples) and an
     equivalence verdict against ``margin``."""
@@ -98,16 +98,16 @@ def verdicts(profile, store: RunStore, cross_runs: pd.DataFrame, margin: float =
     for (first, second), block in cross_runs.groupby(["first", "second"], sort=False):
         seeds = [int(s) for s in block["train.seed"]]
         runs = [cross_config(profile, first, second, s) for s in seeds]
-        after = run_outcomes(store, runs)
-        reference = run_outcomes(store, [profile.baseline(second, s) for s in seeds])
+        after = run_outcomes(runner.store, runs)
+        reference = run_outcomes(runner.store, [profile.baseline(second, s) for s in seeds])
         shared = " (same sentences as A: twice the training on one text)" if shares_text(first, second) else ""
         rows.append(verdict_row("05", "B fine-tuned after A matches B direct (room for several tasks)", second,
                                 f"{second} fine-tuned after {first}{shared}", f"{second} direct",
                                 compare(after, reference, "equivalent", margin), shared_text=bool(shared)))
-        saved = [store.source_predictions(config) for config in runs]
+        saved = [runner.store.source_predictions(config) for config in runs]
         kept = Outcomes.from_logits([p["logits"] for p in saved], saved[0]["labels"], saved[0]["idx"], seeds,
                                     get_task(first).main_metric)
-        own = run_outcomes(store, [profile.baseline(first, s) for s in seeds])
+        own = run_outcomes(runner.store, [profile.baseline(first, s) for s in seeds])
         rows.append(verdict_row("05", "A read with its own head after fine-tuning on B matches A direct", first,
                                 f"{first}, own head after fine-tuning on {second}{shared}", f"{first} direct",
                                 compare(kept, own, "equivalent", margin), shared_text=bool(shared)))

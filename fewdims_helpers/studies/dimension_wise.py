@@ -41,7 +41,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..report.findings import BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL, subset_readings
 from ..runs.outcomes import cached_head, run_outcomes
-from ..runs.store import RunStore
+from ..runs.runner import Runner
 from ..setup.planning import PlannedRun, StudyPlan
 from ..stats.subsets import CachedHead, drop_one, masked_logits, pair_table, refit_predictions, refit_scores, \
     sample_subsets, scan_all_pairs, score_subsets, top_pairs
@@ -119,18 +119,18 @@ class Scan:
     top: pd.DataFrame
 
 
-def scan(profile, store: RunStore, triples: int, head: str = "dropconnect", background: list[RunConfig] = ()) -> Scan:
+def scan(profile, runner: Runner, triples: int, head: str = "dropconnect", background: list[RunConfig] = ()) -> Scan:
     """Train (or read) the runs of ``head`` ("dropconnect": way 2's runs; "standard": the baseline runs) and
     scan each: selection on validation within the seed's run, test predictions of the selected subsets
     (masked head and refit head), and the top pairs (``TOP_PAIRS``) with their validation and test scores."""
     configs = [c for task in profile.tasks for c in head_configs(profile, task, head)]
-    store.execute_all(configs, background=background)
+    runner.execute_all(configs, background=background)
     frames, distributions, matrices, masked, refit, top, saved = [], {}, {}, {}, {}, [], {}
     for config in configs:
         task, seed = config.data.task, config.train.seed
-        cached = cached_head(store, config)
+        cached = cached_head(runner.store, config)
         rows, distributions[task, seed], matrices[task, seed], seconds = inference_selection(cached, triples, seed)
-        saved[task] = store.predictions(config, "test")  # the example ids of the cached test features (same pass)
+        saved[task] = runner.store.predictions(config, "test")  # the example ids of the cached test features (same pass)
         if not np.array_equal(saved[task]["labels"], cached.labels["test"]):
             raise ValueError(f"run {config.run_id}: saved test predictions and cached test features differ in order")
         refit_test = []
@@ -151,7 +151,7 @@ def scan(profile, store: RunStore, triples: int, head: str = "dropconnect", back
                         "test_high": high})
         log.info("%s seed %d (%s head): %d pairs scored exhaustively in %.2f s", task, seed, head,
                  np.isfinite(matrices[task, seed]).sum(), seconds)
-    metric = {task: cached_head(store, head_configs(profile, task, head)[0]).main_metric for task in profile.tasks}
+    metric = {task: cached_head(runner.store, head_configs(profile, task, head)[0]).main_metric for task in profile.tasks}
     seeds = tuple(profile.seeds)
     masked_outcomes = {(task, k): Outcomes.from_logits(rows, saved[task]["labels"], saved[task]["idx"], seeds, metric[task])
                        for (task, k), rows in masked.items()}
@@ -184,14 +184,14 @@ def fixed_configs(profile, task: str, subset: tuple[int, ...]) -> list[RunConfig
     return [profile.run_config(task, seed, selected_dims=tuple(subset)) for seed in profile.seeds]
 
 
-def run_fixed_subsets(profile, store: RunStore, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3), cut: tuple = (),
+def run_fixed_subsets(profile, runner: Runner, subsets_per_k: int, ks: tuple[int, ...] = (1, 2, 3), cut: tuple = (),
                       effective: bool = False) -> pd.DataFrame:
     """Way 1, the paper's protocol, for every task and k not in ``cut``: ``subsets_per_k`` random k-subsets,
     each a fine-tuning with the selection seed ("random"); the validation-best one per k retrained with
     every reported seed ("reported"). ``effective``: the paper's "effective dimensions" step too, each
     dimension of the best 3-subset dropped in turn (selection seed, "drop-one": descriptive)."""
     selection = random_subset_configs(profile, subsets_per_k, ks, cut=cut)
-    stage_one = store.execute_all(selection).assign(source="random")
+    stage_one = runner.execute_all(selection).assign(source="random")
     labelled: list[tuple[RunConfig, str]] = [(c, "random") for c in selection]
     for task in profile.tasks:
         random_runs = stage_one[stage_one["data.task"] == task]
@@ -201,7 +201,7 @@ def run_fixed_subsets(profile, store: RunStore, subsets_per_k: int, ks: tuple[in
             subset = tuple(best_on_validation(random_runs[random_runs["model.selected_dims"].map(len) == k])
                            ["model.selected_dims"])
             labelled += selected_configs(profile, task, k, subset, effective)
-    frame = store.execute_all([c for c, _ in labelled]).assign(source=[s for _, s in labelled])
+    frame = runner.execute_all([c for c, _ in labelled]).assign(source=[s for _, s in labelled])
     return frame.assign(k=frame["model.selected_dims"].map(len))
 
 
@@ -263,13 +263,13 @@ def control_draws(profile, fixed: pd.DataFrame, scans: dict[str, Scan], ks: tupl
     return pd.DataFrame(rows)
 
 
-def run_controls(profile, store: RunStore, ks: tuple[int, ...] = (1, 2, 3), cut: tuple = ()) -> pd.DataFrame:
+def run_controls(profile, runner: Runner, ks: tuple[int, ...] = (1, 2, 3), cut: tuple = ()) -> pd.DataFrame:
     """Way 1's random controls (``control_configs``), trained (or read): one row per run."""
-    frame = store.execute_all(control_configs(profile, ks, cut)).assign(source="control")
+    frame = runner.execute_all(control_configs(profile, ks, cut)).assign(source="control")
     return frame.assign(k=frame["model.selected_dims"].map(len))
 
 
-def control_outcomes(profile, store: RunStore, draws: pd.DataFrame) -> dict[tuple[str, int, int], Outcomes]:
+def control_outcomes(profile, runner: Runner, draws: pd.DataFrame) -> dict[tuple[str, int, int], Outcomes]:
     """(task, way, k) -> the test predictions of the random controls, one row per reported seed, each trained
     and evaluated as that way's best subset: way 1 its own fine-tuning on the drawn subset, way 2 the seed's
     DropConnect head masked to it, way 3 a head refit on it from that run's features."""
@@ -277,17 +277,17 @@ def control_outcomes(profile, store: RunStore, draws: pd.DataFrame) -> dict[tupl
     for (task, way, k), block in draws.groupby(["task", "way_key", "k"], sort=False):
         block = block.sort_values("seed", key=lambda seeds: seeds.map(order))  # the best side's order: paired
         if way == 1:
-            result[task, way, k] = run_outcomes(store, [profile.run_config(task, int(seed), selected_dims=tuple(subset))
+            result[task, way, k] = run_outcomes(runner.store, [profile.run_config(task, int(seed), selected_dims=tuple(subset))
                                                         for seed, subset in zip(block.seed, block.random_subset)])
             continue
         rows = []
         for seed, subset in zip(block.seed, block.random_subset):
             config = scan_config(profile, task, int(seed))
             if config.run_id not in heads:
-                heads[config.run_id] = cached_head(store, config)
+                heads[config.run_id] = cached_head(runner.store, config)
             head = heads[config.run_id]
             rows.append(masked_logits(head, subset, "test") if way == 2 else refit_predictions(head, subset, "test"))
-        saved = store.predictions(scan_config(profile, task, int(block.seed.iloc[0])), "test")
+        saved = runner.store.predictions(scan_config(profile, task, int(block.seed.iloc[0])), "test")
         if any(not np.array_equal(saved["labels"], head.labels["test"]) for head in heads.values()
                if head.spec.name == task):
             raise ValueError(f"{task}: saved test predictions and cached test features differ in order")
@@ -298,7 +298,7 @@ def control_outcomes(profile, store: RunStore, draws: pd.DataFrame) -> dict[tupl
     return result
 
 
-def planned_runs(profile, store: RunStore, subsets_per_k: int = 3, fixed_cut: tuple = (),
+def planned_runs(profile, runner: Runner, subsets_per_k: int = 3, fixed_cut: tuple = (),
                  effective_dimensions: bool = False, ks: tuple[int, ...] = (1, 2, 3)) -> StudyPlan:
     """The runs the notebook executes, for ``run_all.py --plan``: the scanned runs of both heads, way 1's
     random subsets, way 1's random controls, and per task and k the runs of the validation-best subset: exact
@@ -315,8 +315,8 @@ def planned_runs(profile, store: RunStore, subsets_per_k: int = 3, fixed_cut: tu
             candidates = [c for c in selection if c.data.task == task and len(c.model.selected_dims) == k]
             if not candidates:
                 continue
-            known = all(store.is_complete(c) for c in candidates)
-            subset = tuple(best_on_validation(store.collect(candidates))["model.selected_dims"]) if known else \
+            known = all(runner.store.is_complete(c) for c in candidates)
+            subset = tuple(best_on_validation(runner.store.collect(candidates))["model.selected_dims"]) if known else \
                 candidates[0].model.selected_dims
             runs += [PlannedRun(c, known) for c, _ in selected_configs(profile, task, k, subset, effective_dimensions)]
     return StudyPlan(runs)
@@ -324,18 +324,18 @@ def planned_runs(profile, store: RunStore, subsets_per_k: int = 3, fixed_cut: tu
 
 # ----------------------------------------------------------------------------- tables and verdicts
 
-def baseline_outcomes(profile, store: RunStore, task: str) -> Outcomes:
+def baseline_outcomes(profile, runner: Runner, task: str) -> Outcomes:
     """All dimensions: the test predictions of the baseline runs (the profile's [CLS] runs), one row per seed."""
-    return run_outcomes(store, [profile.baseline(task, seed) for seed in profile.seeds])
+    return run_outcomes(runner.store, [profile.baseline(task, seed) for seed in profile.seeds])
 
 
-def way_outcomes(profile, store: RunStore, fixed: pd.DataFrame, scans: dict[str, Scan]) -> dict[tuple[str, object, int], Outcomes]:
+def way_outcomes(profile, runner: Runner, fixed: pd.DataFrame, scans: dict[str, Scan]) -> dict[tuple[str, object, int], Outcomes]:
     """(task, way, k) -> the test predictions of the best k-subset, one row per reported seed: way 1 the
     reported runs of the validation-best random subset; ways 2 and 3 each seed's own validation-best subset."""
     result = {}
     reported = fixed[fixed.source == "reported"]
     for (task, k), block in reported.groupby(["data.task", "k"], sort=False):
-        result[task, 1, k] = run_outcomes(store, fixed_configs(profile, task, tuple(block["model.selected_dims"].iloc[0])))
+        result[task, 1, k] = run_outcomes(runner.store, fixed_configs(profile, task, tuple(block["model.selected_dims"].iloc[0])))
     for name, found in scans.items():
         masked, refit = (2, 3) if name == "dropconnect" else ("standard", "standard-refit")
         for (task, k), outcomes in found.masked.items():
@@ -345,7 +345,7 @@ def way_outcomes(profile, store: RunStore, fixed: pd.DataFrame, scans: dict[str,
     return result
 
 
-def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_MARGIN, controls: dict | None = None,
+def verdicts(profile, runner: Runner, outcomes: dict, margin: float = DEFAULT_MARGIN, controls: dict | None = None,
              draws: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per task, way and k: is the best k-subset enough? Its test predictions against the all-dimensions
     baseline's, paired by seed and example, with the interval and the equivalence verdict. With ``controls``
@@ -356,7 +356,7 @@ def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_M
     coinciding = {} if draws is None or draws.empty else \
         draws.groupby(["task", "way_key", "k"])["coincides"].sum().astype(int).to_dict()
     for task in profile.tasks:
-        reference = baseline_outcomes(profile, store, task)
+        reference = baseline_outcomes(profile, runner, task)
         for (other, way, k), side in outcomes.items():
             if other != task:
                 continue
@@ -376,14 +376,14 @@ def verdicts(profile, store: RunStore, outcomes: dict, margin: float = DEFAULT_M
     return pd.DataFrame(rows)
 
 
-def summary_table(profile, store: RunStore, outcomes: dict, fixed: pd.DataFrame, scans: dict[str, Scan],
+def summary_table(profile, runner: Runner, outcomes: dict, fixed: pd.DataFrame, scans: dict[str, Scan],
                   controls: dict | None = None, draws: pd.DataFrame | None = None) -> pd.DataFrame:
     """Best subset per task, k and way (``chosen``: "best on validation"), and its random control where it has one
     ("random, drawn per seed"): test metric x 100 with its 95% interval over seeds and examples, and the subset
     (way 1: the one retrained; ways 2 and 3, and every control: the first seed's)."""
     controls, rows = controls or {}, []
     for task in profile.tasks:
-        score, low, high = score_interval(baseline_outcomes(profile, store, task))
+        score, low, high = score_interval(baseline_outcomes(profile, runner, task))
         rows.append({"task": task, "way": ALL, "k": profile.hidden_size, "chosen": "all", "subset": "all",
                      "test": score, "test_low": low, "test_high": high, "seeds": len(profile.seeds)})
         for (other, way, k), side in outcomes.items():
@@ -407,14 +407,14 @@ def summary_table(profile, store: RunStore, outcomes: dict, fixed: pd.DataFrame,
     return pd.DataFrame(rows)
 
 
-def agreement(fixed: pd.DataFrame, profile, store: RunStore) -> pd.DataFrame:
+def agreement(fixed: pd.DataFrame, profile, runner: Runner) -> pd.DataFrame:
     """Descriptive: for every random subset fine-tuned in way 1's selection stage (selection seed), its
     score when selected at inference on the first seed's scanned head (way 2, validation) and when refit
     (way 3, test), beside its own fine-tuned test score."""
     chosen_runs = fixed[fixed.source == "random"]
     rows = []
     for task, block in chosen_runs.groupby("data.task", sort=False):
-        head = cached_head(store, scan_config(profile, task, profile.seeds[0]))
+        head = cached_head(runner.store, scan_config(profile, task, profile.seeds[0]))
         subsets = list(block["model.selected_dims"])
         for k in sorted({len(s) for s in subsets}):
             chosen = [s for s in subsets if len(s) == k]

@@ -1,7 +1,7 @@
 """Study 04, freezing (Fukuhata & Kano 2025, Sec. 4.4): must the pretrained layers move?
 
 Frozen-encoder runs train their head on the encoder's head inputs computed once per split
-(``features.frozen_features``; the run store does this for every ``freeze_pretrained`` run).
+(``features.frozen_features``; executing a run does this for every ``freeze_pretrained`` run).
 Frozen configurations that still train some layers (``frozen_layers``) run normally.
 
 A head on the wholly frozen encoder (b, c) trains with the profile's ``frozen_head_train`` recipe
@@ -22,7 +22,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..data.tasks import get_task
 from ..runs.outcomes import run_outcomes
-from ..runs.store import RunStore
+from ..runs.runner import Runner
 from ..setup.planning import PlannedRun, StudyPlan
 from ..stats.probes import refit, refit_predictions
 from ..stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, tally, verdict_lines, verdict_row
@@ -59,21 +59,21 @@ def configs(profile, top_layers: tuple[int, ...]) -> tuple[list[RunConfig], list
     return chosen, labels
 
 
-def planned_runs(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3)) -> StudyPlan:
+def planned_runs(profile, runner: Runner, top_layers: tuple[int, ...] = (1, 3)) -> StudyPlan:
     """The runs ``run`` executes, for ``run_all.py --plan`` (the linear probes read the frozen runs' cached
     features: no encoder work of their own)."""
     return StudyPlan([PlannedRun(c) for c in configs(profile, tuple(top_layers))[0]])
 
 
-def run(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3)) -> pd.DataFrame:
+def run(profile, runner: Runner, top_layers: tuple[int, ...] = (1, 3)) -> pd.DataFrame:
     chosen, labels = configs(profile, top_layers)
-    return store.execute_all(chosen).assign(setting=labels)
+    return runner.execute_all(chosen).assign(setting=labels)
 
 
 PROBE_SETTING = "(b*) frozen, linear probe fit to convergence (reference)"
 
 
-def linear_probes(profile, store: RunStore) -> pd.DataFrame:
+def linear_probes(profile, runner: Runner) -> pd.DataFrame:
     """The package's one linear-head refit (``probes.refit``: L2-regularised logistic or ridge regression,
     its strength chosen on validation) fit to convergence on the frozen encoder's cached train features,
     scored on test: what the frozen features support when the head is not the limit. Deterministic
@@ -81,25 +81,25 @@ def linear_probes(profile, store: RunStore) -> pd.DataFrame:
     rows = []
     for task in profile.tasks:
         config = profile.run_config(task, profile.seeds[0], freeze_pretrained=True)
-        tokens = store.tokens(config)
-        features = {split: array.numpy() for split, array in frozen_features(config, tokens, store.options).items()}
+        tokens = runner.tokens(config)
+        features = {split: array.numpy() for split, array in frozen_features(config, tokens, runner.execution, runner.options.sources.cache).items()}
         scores = refit(features, {split: part.labels for split, part in tokens.items()}, get_task(task))
         rows.append({"data.task": task, "setting": PROBE_SETTING, "mean": scores["test"], "std": 0.0, "n": 1})
     return pd.DataFrame(rows)
 
 
-def probe_outcomes(profile, store: RunStore, task: str) -> Outcomes:
+def probe_outcomes(profile, runner: Runner, task: str) -> Outcomes:
     """The linear probe's test predictions (one row: deterministic, frozen features do not depend on the
     seed), on the baseline runs' test examples in their order."""
     config = profile.run_config(task, profile.seeds[0], freeze_pretrained=True)
-    tokens = store.tokens(config)
-    features = {split: array.numpy() for split, array in frozen_features(config, tokens, store.options).items()}
+    tokens = runner.tokens(config)
+    features = {split: array.numpy() for split, array in frozen_features(config, tokens, runner.execution, runner.options.sources.cache).items()}
     spec = get_task(task)
     guesses = refit_predictions(features, {split: part.labels for split, part in tokens.items()}, spec)["test"]
     return Outcomes(guesses, tokens["test"].labels, tokens["test"].idx, (profile.seeds[0],), spec.main_metric)
 
 
-def verdicts(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3), margin: float = DEFAULT_MARGIN
+def verdicts(profile, runner: Runner, top_layers: tuple[int, ...] = (1, 3), margin: float = DEFAULT_MARGIN
              ) -> pd.DataFrame:
     """Per task: does each frozen or partly frozen setting, and the converged linear probe, match all
     trained (the baseline runs)? Paired by seed (the probe: one deterministic row, seeds unpaired) and
@@ -113,9 +113,9 @@ def verdicts(profile, store: RunStore, top_layers: tuple[int, ...] = (1, 3), mar
             if config.data.task == task:
                 by_setting.setdefault(label, []).append(config)
         settings = list(by_setting)
-        reference = run_outcomes(store, by_setting[settings[0]])
-        sides = [(label, run_outcomes(store, by_setting[label])) for label in settings[1:]]
-        sides.append((PROBE_SETTING, probe_outcomes(profile, store, task)))
+        reference = run_outcomes(runner.store, by_setting[settings[0]])
+        sides = [(label, run_outcomes(runner.store, by_setting[label])) for label in settings[1:]]
+        sides.append((PROBE_SETTING, probe_outcomes(profile, runner, task)))
         for label, side in sides:
             comparison = compare(side, reference, "equivalent", margin)
             rows.append(verdict_row("04", f"{label.split(':')[0].split(',')[0]} scores within the margin of all "
@@ -128,7 +128,7 @@ def verdict(table: pd.DataFrame) -> str:
     return verdict_lines(table) + f"\n{tally(table)}."
 
 
-def convergence(runs: pd.DataFrame, store: RunStore, every: int = 10) -> pd.DataFrame:
+def convergence(runs: pd.DataFrame, runner: Runner, every: int = 10) -> pd.DataFrame:
     """Validation main metric x 100 of the frozen-encoder runs by epoch (epoch 1, every ``every``-th
     and the last), mean over seeds, per task and setting, with the mean kept (best) epoch."""
     frozen = runs[runs["model.freeze_pretrained"]]
@@ -136,7 +136,7 @@ def convergence(runs: pd.DataFrame, store: RunStore, every: int = 10) -> pd.Data
     for (task, setting), block in frozen.groupby(["data.task", "setting"], sort=False):
         metric = block["main_metric"].iloc[0]
         curves = np.array([list({point["epoch"]: point["validation"][metric]  # each epoch's last validation
-                                 for point in store.metrics(run_id)["history"]}.values())
+                                 for point in runner.store.metrics(run_id)["history"]}.values())
                            for run_id in block["run_id"]])  # (seeds, epochs)
         epochs = sorted({1, *range(every, curves.shape[1] + 1, every), curves.shape[1]})
         rows.append({"data.task": task, "setting": setting, "kept epoch (mean)": block["best_epoch"].mean(),

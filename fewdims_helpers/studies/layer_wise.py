@@ -32,7 +32,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..report.tables import summarize
 from ..runs.outcomes import cached_head, run_outcomes
-from ..runs.store import RunStore
+from ..runs.runner import Runner
 from ..setup.planning import PlannedRun, StudyPlan
 from ..setup.profiles import BASELINE_FEATURES
 from ..stats.subsets import masked_logits, pair_table, refit_predictions, refit_scores, scan_all_pairs, score_subsets
@@ -87,19 +87,19 @@ def matched_top_configs(profile) -> list[RunConfig]:
     return [c for layer, recipe, c in layer_configs(profile) if layer == profile.num_layers and recipe == LOWER]
 
 
-def planned_runs(profile, store: RunStore) -> StudyPlan:
+def planned_runs(profile, runner: Runner) -> StudyPlan:
     """The runs the notebook executes (every layer-k run, the top layer at both recipes; the baselines among
     them), for ``run_all.py --plan``."""
     return StudyPlan([PlannedRun(c) for _, _, c in layer_configs(profile)] + [PlannedRun(c) for c in profile.baselines()])
 
 
-def run(profile, store: RunStore) -> pd.DataFrame:
+def run(profile, runner: Runner) -> pd.DataFrame:
     """Every layer-k run with its recipe, plus the 2-dimension variants computed from its cached head and features."""
     layers, recipes, chosen = zip(*layer_configs(profile))
-    frame = store.execute_all(list(chosen)).assign(**{"model.layer": list(layers), "recipe": list(recipes)})
+    frame = runner.execute_all(list(chosen)).assign(**{"model.layer": list(layers), "recipe": list(recipes)})
     pairs = []
     for config in chosen:
-        head = cached_head(store, config)
+        head = cached_head(runner.store, config)
         subsets, scores = pair_table(scan_all_pairs(head, "validation"))
         best = subsets[int(np.nanargmax(scores))]
         pairs.append({"pair": tuple(int(d) for d in best),
@@ -122,18 +122,18 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return summarize(long, ["data.task", "variant", "model.layer", "recipe"], value="score")
 
 
-def outcomes(profile, store: RunStore, runs: pd.DataFrame, task: str, layer: int, recipe: str = LOWER
+def outcomes(profile, runner: Runner, runs: pd.DataFrame, task: str, layer: int, recipe: str = LOWER
              ) -> dict[str, Outcomes]:
     """Test predictions of layer ``layer``'s runs of ``task`` at ``recipe``, one row per seed: the full vector
     (saved predictions) and each seed's validation-best pair, masked head and refit head (in process, same
     examples)."""
     configs = [layer_config(profile, task, seed, layer, recipe) for seed in profile.seeds]
-    full = run_outcomes(store, configs)
+    full = run_outcomes(runner.store, configs)
     chosen = runs[(runs["data.task"] == task) & (runs["model.layer"] == layer) & (runs["recipe"] == recipe)
                   ].set_index("train.seed")
     masked, refit = [], []
     for config in configs:
-        head, pair = cached_head(store, config), chosen.loc[config.train.seed, "pair"]
+        head, pair = cached_head(runner.store, config), chosen.loc[config.train.seed, "pair"]
         if not np.array_equal(head.labels["test"], full.labels):
             raise ValueError(f"run {config.run_id}: cached test features and saved predictions differ in order")
         masked.append(masked_logits(head, pair, "test"))
@@ -149,16 +149,16 @@ def _ordered(rows: list[dict], profile) -> pd.DataFrame:
                                           else c, kind="stable", ignore_index=True)
 
 
-def verdicts(profile, store: RunStore, runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+def verdicts(profile, runner: Runner, runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """The verdicts the tally counts, every one between runs at one recipe (the lower layers'), paired by seed and
     example, equivalence at ``margin``: per task and layer k below the top, is layer k's full vector as good as
     the top layer's? And per layer (the top's at the lower layers' recipe too), is its best pair as good as its
     full vector? Columns ``a_recipe`` and ``b_recipe`` say which recipe each side trained with."""
     rows, top, lower = [], profile.num_layers, recipe_text(profile, LOWER)
     for task in profile.tasks:
-        reference = outcomes(profile, store, runs, task, top)[FULL]
+        reference = outcomes(profile, runner, runs, task, top)[FULL]
         for layer in range(top, 0, -1):
-            sides = outcomes(profile, store, runs, task, layer)
+            sides = outcomes(profile, runner, runs, task, layer)
             if layer != top:
                 rows.append(verdict_row("03", f"layer {layer} is as good as the top layer", task,
                                         f"layer {layer}, {FULL}", f"layer {top}, {FULL}",
@@ -172,7 +172,7 @@ def verdicts(profile, store: RunStore, runs: pd.DataFrame, margin: float = DEFAU
     return _ordered(rows, profile)
 
 
-def recipe_comparisons(profile, store: RunStore, runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+def recipe_comparisons(profile, runner: Runner, runs: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """Descriptive, not counted (``figures/03_layer_wise_recipes``): the comparisons with the baseline recipe's
     top layer. Layer k at the lower layers' recipe against the baseline (the design before the matched one: the
     layer and the recipe both change), and the top layer at the lower layers' recipe against the baseline (what
@@ -182,9 +182,9 @@ def recipe_comparisons(profile, store: RunStore, runs: pd.DataFrame, margin: flo
     rows, top = [], profile.num_layers
     lower, baseline = recipe_text(profile, LOWER), recipe_text(profile, BASELINE)
     for task in profile.tasks:
-        reference = outcomes(profile, store, runs, task, top, BASELINE)[FULL]
+        reference = outcomes(profile, runner, runs, task, top, BASELINE)[FULL]
         for layer in range(top, 0, -1):
-            full = outcomes(profile, store, runs, task, layer)[FULL]
+            full = outcomes(profile, runner, runs, task, layer)[FULL]
             claim = ("the top layer does not depend on the recipe" if layer == top
                      else f"layer {layer} is as good as the top layer (recipes differ)")
             rows.append(verdict_row("03", claim, task, f"layer {layer}, {FULL}", f"layer {top}, {FULL}",

@@ -11,7 +11,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..report.tables import summarize
 from ..runs.outcomes import run_outcomes
-from ..runs.store import RunStore
+from ..runs.runner import Runner
 from ..setup.planning import PlannedRun, StudyPlan
 from ..setup.profiles import Profile
 from ..stats.verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, tally, verdict_lines, verdict_row
@@ -37,14 +37,14 @@ def configs(profile: Profile, selections: tuple[str, ...] | None = None) -> list
             for task in profile.tasks for seed in profile.seeds for selection in selections]
 
 
-def planned_runs(profile: Profile, store: RunStore) -> StudyPlan:
+def planned_runs(profile: Profile, runner: Runner) -> StudyPlan:
     """The runs ``run`` executes, for ``run_all.py --plan``."""
     return StudyPlan([PlannedRun(c) for c in configs(profile)])
 
 
-def run(profile: Profile, store: RunStore) -> pd.DataFrame:
+def run(profile: Profile, runner: Runner) -> pd.DataFrame:
     """All runs of the study (computed, or read from the store), one row per run."""
-    return store.execute_all(configs(profile))
+    return runner.execute_all(configs(profile))
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -54,21 +54,21 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return table.assign(metric=table["data.task"].map(metrics))
 
 
-def outcomes(profile: Profile, store: RunStore, task: str, selection: str) -> Outcomes:
+def outcomes(profile: Profile, runner: Runner, task: str, selection: str) -> Outcomes:
     """The test predictions of ``selection``'s runs of ``task``, one row per seed."""
-    return run_outcomes(store, [c for c in configs(profile, (selection,)) if c.data.task == task])
+    return run_outcomes(runner.store, [c for c in configs(profile, (selection,)) if c.data.task == task])
 
 
-def verdicts(profile: Profile, store: RunStore, margin: float = DEFAULT_MARGIN, baseline: str = "cls",
+def verdicts(profile: Profile, runner: Runner, margin: float = DEFAULT_MARGIN, baseline: str = "cls",
              selections: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Per task and selection: does it match [CLS]? The difference to the baseline's test metric, paired
     by seed and example, with its interval and the equivalence verdict against ``margin``."""
     rows = []
     for task in profile.tasks:
-        reference = outcomes(profile, store, task, baseline)
+        reference = outcomes(profile, runner, task, baseline)
         for selection in selections or studied_selections(profile.model):
             if selection != baseline:
-                comparison = compare(outcomes(profile, store, task, selection), reference, "equivalent", margin)
+                comparison = compare(outcomes(profile, runner, task, selection), reference, "equivalent", margin)
                 rows.append(verdict_row("01", f"{selection} matches [CLS]", task, selection, baseline, comparison))
     return pd.DataFrame(rows)
 

@@ -21,7 +21,7 @@ plain loop, statement for statement the loop before them (``tests/test_bert_unch
 - ``fused_adamw``: torch's fused AdamW (the plain loop's choice on CPUs and CUDA too);
 - ``compile``: ``torch.compile`` of the encoder (off by default: the issue adopts it only at 1.2x or more).
 
-bf16 autocast is the run's precision (``TrainConfig.precision``, resolved by ``options.resolve_precision``).
+bf16 autocast is the run's precision (``TrainConfig.precision``, resolved by ``execution.Execution.precision``).
 ``StepOptions.on(device)`` derives the step from the device ``train`` already resolved: it resolves nothing.
 """
 from __future__ import annotations

@@ -11,33 +11,34 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import RunConfig
 from ..data.tokenized import SPLITS, TokenizedSplit
-from ..options import RunOptions
+from ..execution import Execution
 from ..paths import save_npz_atomically
 from .loop import build_model, predict
 
 
-def _cache_path(config: RunConfig, tokens: dict[str, TokenizedSplit], precision: str, options: RunOptions):
+def _cache_path(config: RunConfig, tokens: dict[str, TokenizedSplit], precision: str, cache: Path) -> Path:
     content = hashlib.sha256(b"".join(tokens[s].input_ids.tobytes() + tokens[s].token_type_ids.tobytes()
                                       for s in SPLITS)).hexdigest()[:16]
     identity = {"data": asdict(config.data), "tokens": content, "model": config.model.model, "layer": config.model.layer,
                 "token_selection": config.model.token_selection, "precision": precision,
                 "max_norm_include_special": config.model.max_norm_include_special, "format": 1}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return options.sources.cache / "frozen-features" / f"{config.data.task}-{key}.npz"
+    return Path(cache) / "frozen-features" / f"{config.data.task}-{key}.npz"
 
 
-def frozen_features(config: RunConfig, tokens: dict[str, TokenizedSplit], options: RunOptions
+def frozen_features(config: RunConfig, tokens: dict[str, TokenizedSplit], execution: Execution, cache: Path
                     ) -> dict[str, torch.Tensor]:
-    """Head inputs (n, hidden) of every split under the frozen pretrained encoder of ``config``, cached
-    in the options' cache folder."""
-    device, precision = options.torch_device(), options.precision_for(config.train.precision)
-    path = _cache_path(config, tokens, precision, options)
+    """Head inputs (n, hidden) of every split under the frozen pretrained encoder of ``config``, computed with
+    ``execution`` and cached in the folder ``cache`` (``DataSources.cache``)."""
+    device, precision = execution.torch_device, execution.precision(config.train.precision)
+    path = _cache_path(config, tokens, precision, cache)
     if path.exists():
         with np.load(path) as stored:
             return {split: torch.from_numpy(stored[split]) for split in SPLITS}

@@ -27,7 +27,7 @@ from ..data.tokenized import TokenizedSplit, length_grouped_batches, sorted_batc
 from ..model import architectures
 from ..model.head import SequenceClassifier
 from ..model.pretrained import load_encoder, load_tokenizer
-from ..options import resolve_device, resolve_precision  # noqa: F401 (the store and studies import them here)
+from ..execution import Execution, resolve
 from ..stats.metrics import compute_metrics, predictions_from_logits
 from .device_step import BestCheckpoint, LossMeter, ResidentSplit, StepOptions, encoder_mask, \
     features as resident_features, predict_resident, prepare_model
@@ -148,7 +148,7 @@ def parameter_groups(model: torch.nn.Module, learning_rate: float, head_learning
     return [{"params": params, "lr": lr} for lr, params in groups.items()]
 
 
-def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | None = None,
+def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: Execution | str | None = None,
           progress: bool = True, model: SequenceClassifier | None = None,
           cached_features: dict[str, torch.Tensor] | None = None, on_step=None,
           step_options: StepOptions | None = None) -> TrainResult:
@@ -161,12 +161,13 @@ def train(config: RunConfig, tokens: dict[str, TokenizedSplit], device: str | No
     optimizer steps as when the frozen encoder runs every step, at a fraction of the cost.
     ``on_step(step)`` is called after every optimizer step (1-based), e.g. to record a trajectory.
     ``step_options``: the changes of the step near the chip (``device_step.StepOptions``; default: all of them on
-    CUDA, and the plain loop on any other device)."""
+    CUDA, and the plain loop on any other device). ``device``: the ``Execution`` the caller resolved at its edge;
+    a device name or None (tests, benchmarks) is resolved here by ``execution.resolve``."""
     if cached_features is not None and not config.model.freeze_pretrained:
         raise ValueError("cached features need a frozen encoder (ModelConfig.freeze_pretrained=True)")
     spec = get_task(config.data.task)
-    torch_device = resolve_device(device)
-    precision = resolve_precision(config.train.precision, torch_device)
+    execution = resolve(device)
+    torch_device, precision = execution.torch_device, execution.precision(config.train.precision)
     near = (step_options if step_options is not None else StepOptions()).on(torch_device)
     model = (model if model is not None else build_model(config)).to(torch_device)
     prepare_model(model, near)

@@ -31,7 +31,7 @@ from .design import FREEZE_SCALES, SELECTION_TEST_EXAMPLES, SETTINGS, VERDICT_SE
     select_rates, selection_config, selection_full, subspace_config, table_configs, trajectories, trajectory_config, \
     zeroed_configs
 from .outliers import BINS, SIGMAS, TOP, ZEROINGS, delta_profile, outlier_analyses, outlier_analysis, \
-    outlier_locations, outlier_mask, outlier_share, retrained_zeroing_verdicts, run_zeroed, stored_deltas, \
+    outlier_locations, outlier_mask, outlier_share, retrained_zeroing_verdicts, run_zeroed, \
     zeroing_outcomes, zeroing_table, zeroing_verdicts
 from .tables import CIRCULAR, INFORMATIVE, ORDERING, TABLE_CLAIMS, ZHANG_ROBERTA_TABLE6, ablation_runs, \
     analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, seeds_note, selection_orderings, \
@@ -41,7 +41,7 @@ __all__ = ["ablation_runs", "analysis_configs", "CIRCULAR", "INFORMATIVE", "ORDE
            "selection_orderings", "unified_runs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
            "FREEZE_SCALES", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
            "outlier_mask", "outlier_share", "rate_sweep_configs", "retrained_zeroing_verdicts", "run_zeroed", "run_analysis", "run_table", "select_rates",
-           "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS", "stored_deltas",
+           "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS",
            "subspace_config", "TABLE_CLAIMS", "table_configs", "theta_similarity", "TOP", "trajectories",
            "trajectory_config", "transfer_matrix", "VERDICT_SEEDS", "verdicts", "zeroing_outcomes", "zeroing_table",
            "zeroed_configs", "ZEROED_SETTINGS", "zeroing_verdicts", "ZEROINGS"]

@@ -1,6 +1,6 @@
 """Study 07's design and runs: the trajectory runs, the rate selection, Table 1's settings (Full,
 Freeze, Random, Intrinsic) and the analysis runs (transfer, unified subspace, ablation over d), all
-as configs the run store executes."""
+as configs the runner executes."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,7 @@ import dataclasses
 import pandas as pd
 
 from ...config import RunConfig, SubspaceConfig, ZeroingConfig
-from ...runs.store import RunStore
+from ...runs.runner import Runner
 from ...setup.planning import PlannedRun, StudyPlan
 from ...training.loop import total_steps
 
@@ -73,9 +73,9 @@ class Design:
         return dataclasses.replace(profile.baseline(task, seed), zeroed=ZeroingConfig(source, coordinates))
 
 
-def trajectories(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
+def trajectories(profile, design: Design, runner: Runner, background: list[RunConfig] = ()) -> pd.DataFrame:
     configs = [trajectory_config(profile, t, design.trajectory_seed, design.checkpoints) for t in profile.tasks]
-    return store.execute_all(configs, background=background)
+    return runner.execute_all(configs, background=background)
 
 
 def selection_config(config: RunConfig) -> RunConfig:
@@ -101,7 +101,7 @@ def rate_sweep_configs(profile, design: Design, rates: tuple[float, ...],
     return pd.DataFrame(rows, columns=["task", "subspace", "learning_rate", "recipe_scale", "config"])
 
 
-def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, ...],
+def select_rates(profile, design: Design, runner: Runner, rates: tuple[float, ...],
                  freeze_scales: tuple[float, ...] = FREEZE_SCALES, background: list[RunConfig] = ()
                  ) -> tuple[Design, pd.DataFrame]:
     """Per task, the rates with the best validation score, tuned the same way for each setting that
@@ -109,7 +109,7 @@ def select_rates(profile, design: Design, store: RunStore, rates: tuple[float, .
     Freeze's (runs on ``profile.selection_seed``, never reported); returns (``design`` with the chosen
     rates, the sweep)."""
     plan = rate_sweep_configs(profile, design, rates, freeze_scales)
-    runs = store.execute_all(list(plan["config"]), background=background)
+    runs = runner.execute_all(list(plan["config"]), background=background)
     sweep = plan.drop(columns="config").assign(seed=profile.selection_seed,
                                                validation_score=runs["validation_score"].to_numpy())
     best = sweep.loc[sweep.groupby(["task", "subspace"], sort=False)["validation_score"].idxmax()]
@@ -192,24 +192,24 @@ def selection_full(profile) -> list[RunConfig]:
     return [profile.baseline(task, profile.selection_seed) for task in profile.tasks]
 
 
-def run_table(profile, design: Design, store: RunStore, background: list[RunConfig] = ()) -> pd.DataFrame:
+def run_table(profile, design: Design, runner: Runner, background: list[RunConfig] = ()) -> pd.DataFrame:
     configs, labels = table_configs(profile, design)
-    return store.execute_all(configs, background=background).assign(setting=labels)
+    return runner.execute_all(configs, background=background).assign(setting=labels)
 
 
-def run_analysis(profile, design: Design, store: RunStore) -> pd.DataFrame:
+def run_analysis(profile, design: Design, runner: Runner) -> pd.DataFrame:
     plan = analysis_configs(profile, design)
-    frame = store.execute_all(list(plan["config"]))
+    frame = runner.execute_all(list(plan["config"]))
     return frame.assign(setting=plan["setting"].to_numpy(), source=plan["source"].to_numpy(),
                         config=plan["config"].to_numpy())
 
 
-def design_for(profile, store: RunStore, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims,
+def design_for(profile, runner: Runner, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims,
                analysis_seeds, secondary_seeds=(0,)) -> Design:
     """The notebook's parameters as a ``Design``, capped to what the profile's runs allow: at most one
     checkpoint per optimizer step, and subspace dimensions no larger than the checkpoints recorded; seeds
     outside the profile's are dropped (none left: the profile's first)."""
-    steps = min(total_steps(profile.run_config(t, 0), len(store.tokens(profile.run_config(t, 0))["train"]))
+    steps = min(total_steps(profile.run_config(t, 0), len(runner.tokens(profile.run_config(t, 0))["train"]))
                 for t in profile.tasks)
     checkpoints = min(checkpoints, steps)
     if checkpoints < 2:
@@ -223,20 +223,20 @@ def design_for(profile, store: RunStore, dim: int, checkpoints: int, trajectory_
                   secondary_seeds=among_profile(secondary_seeds))
 
 
-def planned_runs(profile, store: RunStore, dim: int = 32, checkpoints: int = 32, trajectory_seed: int = 100,
+def planned_runs(profile, runner: Runner, dim: int = 32, checkpoints: int = 32, trajectory_seed: int = 100,
                  rates: tuple[float, ...] = (0.01, 0.03, 0.1), ablation_dims: tuple[int, ...] = (8, 16),
                  analysis_seeds: tuple[int, ...] = (0, 1, 2), secondary_seeds: tuple[int, ...] = (0,)) -> StudyPlan:
     """The runs the notebook executes, for ``run_all.py --plan``: trajectories, the rate sweep and Full on the
     selection seed, Table 1 and the analysis runs. The subspace runs' rates are chosen on the sweep: exact
     when the sweep is in the store, else counted from the design with the first rate as a stand-in."""
-    design = design_for(profile, store, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds,
+    design = design_for(profile, runner, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds,
                         secondary_seeds)
     sweep = list(rate_sweep_configs(profile, design, tuple(rates))["config"])
     runs = [PlannedRun(trajectory_config(profile, t, design.trajectory_seed, design.checkpoints)) for t in profile.tasks]
     runs += [PlannedRun(c) for c in sweep + selection_full(profile)]
-    known = all(store.is_complete(c) for c in sweep)
+    known = all(runner.store.is_complete(c) for c in sweep)
     if known:
-        design, _ = select_rates(profile, design, store, tuple(rates))
+        design, _ = select_rates(profile, design, runner, tuple(rates))
     else:
         design = design.with_rates({task: rates[0] for task in profile.tasks}, {task: rates[0] for task in profile.tasks})
 

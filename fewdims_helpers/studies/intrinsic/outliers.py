@@ -1,6 +1,6 @@
 """Study 07's outlier dimensions (Sec. 4.5): coordinates of V theta_t beyond 3 sigma of their layer's
 mean, zeroed in the fine-tuned model against as many random ones (Table 3), and where they sit
-(Table 4, Fig. 4); each run's analysis computed once in the store's workers and cached next to the
+(Table 4, Fig. 4); each run's analysis computed once in the runner's workers and cached next to the
 store (``results/analysis/``)."""
 from __future__ import annotations
 
@@ -19,32 +19,27 @@ from ...model.pretrained import pretrained_encoder
 from ...model.subspace import basis_affinity, encoder_layers, materialize, outlier_mask, parameter_slices, \
     zero_coordinates, zeroing_masks
 from ...paths import write_atomically
+from ...runs.models import kept_model, stored_deltas
 from ...runs.outcomes import run_outcomes
-from ...runs.store import RunStore
+from ...runs.runner import Runner
 from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, verdict_row
-from ...training.loop import evaluate_and_encode, resolve_device, resolve_precision
+from ...training.loop import evaluate_and_encode
 from .design import VERDICT_SEEDS, ZEROED_SETTINGS, Design, zeroed_configs
 
 SIGMAS, TOP, BINS = 3.0, 10, 400  # the paper's 3-sigma rule; Table 4's top 10 per layer; blocks of Fig. 4
 
 
-def stored_deltas(config: RunConfig, store: RunStore) -> list[np.ndarray]:
-    """V theta_t of every layer of a finished subspace run (``RunStore.stored_deltas``)."""
-    return store.stored_deltas(config.run_id)
-
-
 ZEROINGS = ("outliers zeroed", "random zeroed")  # Table 3's settings beside the run as trained
 
 
-def _zeroing_logits(config: RunConfig, store: RunStore, layer_deltas: list[np.ndarray], sigmas: float
+def _zeroing_logits(config: RunConfig, runner: Runner, layer_deltas: list[np.ndarray], sigmas: float
                     ) -> dict[str, list]:
     """Table 3 for one run, the current protocol (no retraining): test logits of the fine-tuned model
     with its 3-sigma outlier coordinates of V theta_t set to 0 (the paper's "disable"), and with as
     many random coordinates of each layer set to 0 (seeded by the run's seed)."""
-    model = materialize(store.model(config))
-    spec, test = get_task(config.data.task), store.tokens(config)["test"]
-    torch_device = resolve_device(store.options.device)
-    precision = resolve_precision(config.train.precision, torch_device)
+    model = materialize(kept_model(runner.store, config))
+    spec, test = get_task(config.data.task), runner.tokens(config)["test"]
+    torch_device, precision = runner.execution.torch_device, runner.execution.precision(config.train.precision)
     outliers = zeroing_masks(layer_deltas, "outliers", sigmas, config.train.seed)
     randoms = zeroing_masks(layer_deltas, "random", sigmas, config.train.seed)
 
@@ -56,8 +51,8 @@ def _zeroing_logits(config: RunConfig, store: RunStore, layer_deltas: list[np.nd
     return {"idx": test.idx.tolist(), **{name: logits(masks) for name, masks in zip(ZEROINGS, (outliers, randoms))}}
 
 
-def _analysis_path(config: RunConfig, store: RunStore, key: dict) -> Path:
-    return (store.root.parent / "analysis" /
+def _analysis_path(config: RunConfig, runner: Runner, key: dict) -> Path:
+    return (runner.store.root.parent / "analysis" /
             f"{config.run_id}-outliers-s{key['sigmas']:g}-t{key['top']}-b{key['bins']}-z{int(key['zeroing'])}.json")
 
 
@@ -65,7 +60,7 @@ def _analysis_key(zeroing: bool, sigmas: float, top: int, bins: int) -> dict:
     return {"format": 2, "sigmas": sigmas, "top": top, "bins": bins, "zeroing": zeroing}
 
 
-def outlier_analysis(config: RunConfig, store: RunStore, zeroing: bool = True, sigmas: float = SIGMAS, top: int = TOP,
+def outlier_analysis(config: RunConfig, runner: Runner, zeroing: bool = True, sigmas: float = SIGMAS, top: int = TOP,
                      bins: int = BINS) -> dict:
     """Everything Sec. 4.5 needs from one subspace run, computed once and cached next to the store
     (``results/analysis/``), so a rerun only re-renders: the share of 3-sigma outlier coordinates of
@@ -73,10 +68,10 @@ def outlier_analysis(config: RunConfig, store: RunStore, zeroing: bool = True, s
     largest |V theta_t| per block of each layer (``bins`` blocks, for Fig. 4) and, if ``zeroing``
     (intrinsic runs saved with ``save_model``), the Table 3 test logits (``_zeroing_logits``)."""
     key = _analysis_key(zeroing, sigmas, top, bins)
-    path = _analysis_path(config, store, key)
+    path = _analysis_path(config, runner, key)
     if path.exists():
         return json.loads(path.read_text())
-    layer_deltas = stored_deltas(config, store)
+    layer_deltas = stored_deltas(runner.store, config.run_id)
     slices = parameter_slices(encoder_layers(pretrained_encoder(config.model.model))[0])
     names, starts = [name for name, _, _ in slices], np.array([start for _, start, _ in slices])
     result = {"run_id": config.run_id, "task": config.data.task, "seed": config.train.seed, **key,
@@ -89,20 +84,20 @@ def outlier_analysis(config: RunConfig, store: RunStore, zeroing: bool = True, s
                                   for i in np.argsort(-np.abs(d - d.mean()))[:top]] for d in layer_deltas],
               "profile": [[float(block.max()) for block in np.array_split(np.abs(d), bins)] for d in layer_deltas]}
     if zeroing:
-        result["zeroing"] = _zeroing_logits(config, store, layer_deltas, sigmas)
+        result["zeroing"] = _zeroing_logits(config, runner, layer_deltas, sigmas)
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(result) + "\n"))
     return result
 
 
-def outlier_analyses(configs: list[RunConfig], store: RunStore, zeroing: bool = True) -> list[dict]:
+def outlier_analyses(configs: list[RunConfig], runner: Runner, zeroing: bool = True) -> list[dict]:
     """``outlier_analysis`` of every config, in the order given. Those not cached yet are computed in
-    the store's worker processes (``RunStore.map``: behind any runs still training there), grouped by
+    the runner's worker processes (``Runner.map``: behind any runs still training there), grouped by
     subspace, so a process builds each basis once."""
     key = _analysis_key(zeroing, SIGMAS, TOP, BINS)
-    missing = sorted((c for c in dict.fromkeys(configs) if not _analysis_path(c, store, key).exists()),
+    missing = sorted((c for c in dict.fromkeys(configs) if not _analysis_path(c, runner, key).exists()),
                      key=basis_affinity)
-    store.map(functools.partial(outlier_analysis, store=store, zeroing=zeroing), missing, desc="outlier analysis")
-    return [outlier_analysis(c, store, zeroing=zeroing) for c in configs]
+    runner.map(functools.partial(outlier_analysis, runner=runner, zeroing=zeroing), missing, desc="outlier analysis")
+    return [outlier_analysis(c, runner, zeroing=zeroing) for c in configs]
 
 
 def outlier_share(analyses: list[dict]) -> float:
@@ -110,10 +105,10 @@ def outlier_share(analyses: list[dict]) -> float:
     return sum(sum(a["outliers"]) for a in analyses) / sum(sum(a["parameters"]) for a in analyses)
 
 
-def zeroing_outcomes(configs: list[RunConfig], analyses: list[dict], store: RunStore) -> dict[str, Outcomes]:
+def zeroing_outcomes(configs: list[RunConfig], analyses: list[dict], runner: Runner) -> dict[str, Outcomes]:
     """Per Table 3 setting ("as trained" and ``ZEROINGS``), the test predictions of the runs of one task
     (``configs``, one per seed, with their ``outlier_analyses``), on the same examples in the same order."""
-    trained = run_outcomes(store, configs)
+    trained = run_outcomes(runner.store, configs)
     result = {"as trained": trained}
     for name in ZEROINGS:
         rows = []
@@ -134,25 +129,25 @@ def _by_task(configs: list[RunConfig], analyses: list[dict]) -> dict[str, tuple[
     return tasks
 
 
-def zeroing_table(configs: list[RunConfig], analyses: list[dict], store: RunStore) -> pd.DataFrame:
+def zeroing_table(configs: list[RunConfig], analyses: list[dict], runner: Runner) -> pd.DataFrame:
     """Table 3 rows (task, seed, setting, test_score, disabled_share), from the per-example predictions."""
     rows = []
     for task, (runs, found) in _by_task(configs, analyses).items():
         share = {a["seed"]: sum(a["outliers"]) / sum(a["parameters"]) for a in found}
-        for setting, outcomes in zeroing_outcomes(runs, found, store).items():
+        for setting, outcomes in zeroing_outcomes(runs, found, runner).items():
             rows += [{"task": task, "seed": seed, "setting": setting, "test_score": score, "disabled_share": share[seed]}
                      for seed, score in zip(outcomes.seeds, outcomes.per_seed())]
     return pd.DataFrame(rows)
 
 
-def zeroing_verdicts(configs: list[RunConfig], analyses: list[dict], store: RunStore, margin: float = DEFAULT_MARGIN
+def zeroing_verdicts(configs: list[RunConfig], analyses: list[dict], runner: Runner, margin: float = DEFAULT_MARGIN
                      ) -> list[dict]:
     """Sec. 4.5 under the current protocol (zeroing in the fine-tuned model, no retraining): zeroing the
     outliers costs more than zeroing as many random coordinates, and more than nothing; zeroing random
     coordinates matches the model as trained."""
     rows = []
     for task, (runs, found) in _by_task(configs, analyses).items():
-        sides = zeroing_outcomes(runs, found, store)
+        sides = zeroing_outcomes(runs, found, runner)
         for a, b, claim, text in (
                 ("outliers zeroed", "random zeroed", "worse", "zeroing 3-sigma outliers hurts more than zeroing random coordinates"),
                 ("outliers zeroed", "as trained", "worse", "zeroing 3-sigma outliers degrades the model"),
@@ -162,7 +157,7 @@ def zeroing_verdicts(configs: list[RunConfig], analyses: list[dict], store: RunS
     return rows
 
 
-def run_zeroed(profile, design: Design, store: RunStore) -> pd.DataFrame:
+def run_zeroed(profile, design: Design, runner: Runner) -> pd.DataFrame:
     """Zhang et al.'s protocol (Sec. 4.5): per task and secondary seed, Full fine-tuning beside the same
     fine-tuning from the pretrained model with its 3-sigma outlier coordinates zeroed first, and with as
     many random coordinates zeroed first (``design.zeroed_configs``); one row per run (``setting``,
@@ -171,11 +166,11 @@ def run_zeroed(profile, design: Design, store: RunStore) -> pd.DataFrame:
     full = pd.DataFrame([("Full", task, seed, profile.baseline(task, seed))
                          for seed in design.secondary_seeds for task in profile.tasks], columns=plan.columns)
     plan = pd.concat([full, plan], ignore_index=True)
-    runs = store.execute_all(list(plan["config"]))
+    runs = runner.execute_all(list(plan["config"]))
     return plan.assign(test_score=runs["test_score"].to_numpy(), degenerate=runs["degenerate"].to_numpy())
 
 
-def retrained_zeroing_verdicts(zeroed: pd.DataFrame, store: RunStore, margin: float = DEFAULT_MARGIN) -> list[dict]:
+def retrained_zeroing_verdicts(zeroed: pd.DataFrame, runner: Runner, margin: float = DEFAULT_MARGIN) -> list[dict]:
     """Sec. 4.5 under Zhang et al.'s protocol (zeroed, then fine-tuned), paired by seed and example, only
     with at least ``VERDICT_SEEDS`` seeds (else []: the table is descriptive)."""
     if zeroed["seed"].nunique() < VERDICT_SEEDS:
@@ -183,7 +178,7 @@ def retrained_zeroing_verdicts(zeroed: pd.DataFrame, store: RunStore, margin: fl
     outliers, random = ZEROED_SETTINGS["outliers"], ZEROED_SETTINGS["random"]
     rows = []
     for task, runs in zeroed.groupby("task", sort=False):
-        sides = {setting: run_outcomes(store, list(group.sort_values("seed")["config"]))
+        sides = {setting: run_outcomes(runner.store, list(group.sort_values("seed")["config"]))
                  for setting, group in runs.groupby("setting")}
         for a, b, claim, text in (
                 (outliers, random, "worse", "zeroing 3-sigma outliers hurts more than zeroing random coordinates"),

@@ -9,7 +9,7 @@ from ...data.tasks import get_task
 from ...model.pretrained import pretrained_encoder
 from ...report import published
 from ...runs.outcomes import run_outcomes
-from ...runs.store import RunStore
+from ...runs.runner import Runner
 from ...stats.verdicts import DEFAULT_MARGIN, Outcomes, compare, validation_noise, verdict_row
 from .design import SETTINGS, VERDICT_SEEDS, Design, selection_full, table_configs
 
@@ -45,13 +45,13 @@ def transfer_matrix(analysis: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame
     return matrix.reindex(index=tasks, columns=tasks)
 
 
-def theta_similarity(analysis: pd.DataFrame, store: RunStore) -> pd.DataFrame:
+def theta_similarity(analysis: pd.DataFrame, runner: Runner) -> pd.DataFrame:
     """Cosine similarity of the learned theta_t (ensemble mean) between tasks in the unified
     subspace, averaged over layers and seeds (the paper's Fig. 3)."""
     unified = analysis[analysis.setting == "Unified"]
     vectors: dict[str, list] = {}
     for config, task in zip(unified["config"], unified["data.task"]):
-        stored = store.subspace(config)
+        stored = runner.store.subspace(config)
         vectors.setdefault(task, []).append([stored[f"layer_{i}"].mean(0) for i in range(len(stored))])
     tasks = list(vectors)
     matrix = pd.DataFrame(index=tasks, columns=tasks, dtype=float)
@@ -63,10 +63,10 @@ def theta_similarity(analysis: pd.DataFrame, store: RunStore) -> pd.DataFrame:
     return matrix
 
 
-def setting_outcomes(profile, design: Design, store: RunStore, task: str, setting: str) -> Outcomes:
+def setting_outcomes(profile, design: Design, runner: Runner, task: str, setting: str) -> Outcomes:
     """Test predictions of one Table 1 setting of ``task``, one row per seed of the profile."""
     configs, labels = table_configs(profile, design)
-    return run_outcomes(store, [c for c, s in zip(configs, labels) if s == setting and c.data.task == task])
+    return run_outcomes(runner.store, [c for c, s in zip(configs, labels) if s == setting and c.data.task == task])
 
 
 TABLE_CLAIMS = (("Intrinsic", "Full", "equivalent", "intrinsic subspace fine-tuning matches full fine-tuning"),
@@ -74,20 +74,20 @@ TABLE_CLAIMS = (("Intrinsic", "Full", "equivalent", "intrinsic subspace fine-tun
                 ("Random", "Freeze", "better", "a random subspace beats freezing the encoder"))
 
 
-def verdicts(profile, design: Design, store: RunStore, margin: float = DEFAULT_MARGIN) -> list[dict]:
+def verdicts(profile, design: Design, runner: Runner, margin: float = DEFAULT_MARGIN) -> list[dict]:
     """Table 1's claims per task (``TABLE_CLAIMS``), paired by seed and test example. Each row's ``note`` says
     whether it is informative: with d = t the intrinsic subspace holds the trajectory's end point."""
     circular = design.dim >= design.checkpoints
     rows = []
     for task in profile.tasks:
-        sides = {s: setting_outcomes(profile, design, store, task, s) for s in SETTINGS}
+        sides = {s: setting_outcomes(profile, design, runner, task, s) for s in SETTINGS}
         rows += [verdict_row("07", text, task, a, b, compare(sides[a], sides[b], claim, margin),
                              note=CIRCULAR if circular and a == "Intrinsic" else "")
                  for a, b, claim, text in TABLE_CLAIMS]
     return rows
 
 
-def analysis_verdicts(profile, design: Design, store: RunStore, analysis: pd.DataFrame,
+def analysis_verdicts(profile, design: Design, runner: Runner, analysis: pd.DataFrame,
                       margin: float = DEFAULT_MARGIN) -> list[dict]:
     """Zhang et al.'s informative tests, paired by seed and example, over ``design.analysis_seeds``: a
     subspace transferred from another task's trajectory (inductive transfer) and the task's own subspace at
@@ -97,14 +97,14 @@ def analysis_verdicts(profile, design: Design, store: RunStore, analysis: pd.Dat
     configs, labels = table_configs(profile, design)
 
     def table_side(task, setting, seeds):
-        return run_outcomes(store, [c for c, s in zip(configs, labels)
+        return run_outcomes(runner.store, [c for c, s in zip(configs, labels)
                                     if s == setting and c.data.task == task and c.train.seed in seeds])
 
     def side(task, setting, source=None):
         chosen = analysis[(analysis["data.task"] == task) & (analysis.setting == setting)]
         if source is not None:
             chosen = chosen[chosen.source == source]
-        return run_outcomes(store, list(chosen.sort_values("train.seed")["config"]))
+        return run_outcomes(runner.store, list(chosen.sort_values("train.seed")["config"]))
 
     rows, seeds, secondary = [], design.analysis_seeds, design.secondary_seeds
     for task in profile.tasks if len(seeds) >= VERDICT_SEEDS else ():
@@ -154,16 +154,16 @@ def seeds_note(seeds: tuple[int, ...]) -> str:
 ORDERING = ("Full", "Intrinsic", "Random", "Freeze")  # on the selection seed, each at its chosen rate
 
 
-def selection_orderings(profile, design: Design, store: RunStore, sweep: pd.DataFrame) -> pd.DataFrame:
+def selection_orderings(profile, design: Design, runner: Runner, sweep: pd.DataFrame) -> pd.DataFrame:
     """The sanity ordering on the selection seed, on validation: Full >= Intrinsic >= Random >= Freeze > chance,
     Intrinsic, Random and Freeze at the rates chosen by the sweep (their best validation score: a maximum over
     the grid, so it leans upward against Full's single run). ``holds`` is the strict ordering; ``within_noise``
     allows one standard error of a validation score (``verdicts.validation_noise``) of the lower side."""
     best = sweep.groupby(["task", "subspace"], sort=False)["validation_score"].max()
-    full = dict(zip(profile.tasks, store.execute_all(selection_full(profile))["validation_score"]))
+    full = dict(zip(profile.tasks, runner.execute_all(selection_full(profile))["validation_score"]))
     rows = []
     for task, config in zip(profile.tasks, selection_full(profile)):
-        labels = store.predictions(config, "validation")["labels"]
+        labels = runner.store.predictions(config, "validation")["labels"]
         metric = get_task(task).main_metric
         chance = 0.0 if get_task(task).is_regression else float(np.unique(labels, return_counts=True)[1].max() / len(labels))
         scores = {"Full": full[task], **{s: best[(task, s)] for s in ORDERING[1:]}, "chance": chance}

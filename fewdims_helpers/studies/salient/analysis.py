@@ -1,4 +1,4 @@
-"""Study 06's analyses of each model state, each cached in a folder and computed in the store's workers:
+"""Study 06's analyses of each model state, each cached in a folder and computed in the runner's workers:
 probes on the first n principal components (in-domain and general-text PCA) against n random
 dimensions, the explained-variance ratios, each single dimension's probe and the greedy salient
 dimensions (Table 3), with every probe's test predictions for the verdicts."""
@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from ...data.tasks import TaskSpec, get_task
 from ...paths import write_atomically
-from ...runs.scheduling import map_jobs
-from ...runs.store import RunStore
+from ...runs.runner import map_jobs
+from ...runs.runner import Runner
 from ...stats.metrics import compute_metrics
 from ...stats.probes import SEARCH_STRENGTH, STRENGTHS, greedy_forward_selection, probe_predictions, probe_results
 from .features import Features, ModelState, digest
@@ -176,16 +176,16 @@ def _ratio_rows(features: Features) -> list[dict]:
     return rows
 
 
-def analyse(features: Features, folder: Path, store: RunStore, pca_points_count: int = 9, folds: int = 5
+def analyse(features: Features, folder: Path, runner: Runner, pca_points_count: int = 9, folds: int = 5
             ) -> Analysis:
     """Every analysis of every model state; each state's is cached in ``folder`` by its features and
-    the parameters, so a rerun only reads them; computed in ``store``'s worker processes."""
+    the parameters, so a rerun only reads them; computed in ``runner``'s worker processes."""
     parameters = [pca_points_count, folds, STRENGTHS, SEARCH_STRENGTH, ANALYSIS_FORMAT]
     paths = {state: folder / f"analysis-{digest([key, *parameters])}.pkl" for state, key in features.keys.items()}
     jobs = [(state, arrays, features.labels[state.task], pca_points(arrays["train"].shape[1], pca_points_count), folds,
              paths[state]) for state, arrays in features.states.items() if not paths[state].exists()]
     start = time.perf_counter()
-    map_jobs(store, _analyse_state, jobs, "analysing", one_thread=True)
+    map_jobs(runner, _analyse_state, jobs, "analysing", one_thread=True)
     log.info("analysis: %d model states computed in %.0f s, %d read from %s", len(jobs), time.perf_counter() - start,
              len(paths) - len(jobs), folder)
     rows = {"curves": [], "singles": [], "salient": [], "predictions": []}
