@@ -223,6 +223,18 @@ def test_only_the_run_store_names_run_folder_files(path):
     assert not RUN_FOLDER_FILES.search(path.read_text()), f"{path.name} names a run-folder file; use RunStore's API"
 
 
+def test_at_most_twelve_modules_at_the_top_of_the_package():
+    top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(top) <= TOP_LEVEL_MODULES, top
+
+
+def test_every_folder_of_modules_is_a_package_that_a_plain_install_carries():
+    # pyproject.toml finds the packages by their __init__.py: a folder without one would be left out of a wheel
+    folders = {p.parent for p in MODULES}
+    assert [f for f in folders if not (f / "__init__.py").is_file()] == []
+    assert 'include = ["fewdims_helpers*"]' in (ROOT / "pyproject.toml").read_text()
+
+
 FOLDERS = sorted(name for name in MAY_IMPORT if name != ROOT_FLOOR)
 
 
