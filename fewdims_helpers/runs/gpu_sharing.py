@@ -16,12 +16,13 @@ from its model's parameters and its batch (``estimated_run_bytes``). ``gpu_concu
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..config import content_key
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def model_run_bytes(config) -> int:
 # ----------------------------------------------------------------------------- measured footprints
 def footprint_path(cache_dir: str | Path, key: tuple, gpu: str) -> Path:
     """Where the measured footprint of runs with ``key`` (``config.rate_key``) on ``gpu`` is kept."""
-    digest = hashlib.sha256(json.dumps({"key": key, "gpu": gpu}, default=str).encode()).hexdigest()[:16]
+    digest = content_key(json.dumps({"key": key, "gpu": gpu}, default=str).encode())  # keys in this order
     return Path(cache_dir) / "calibration" / f"footprint-{digest}.json"
 
 
@@ -164,7 +165,7 @@ class Packing:
 
 
 def packing_path(cache_dir: str | Path, key: tuple, gpu: str, runs: int) -> Path:
-    digest = hashlib.sha256(json.dumps({"key": key, "gpu": gpu, "runs": runs}, default=str).encode()).hexdigest()[:16]
+    digest = content_key(json.dumps({"key": key, "gpu": gpu, "runs": runs}, default=str).encode())  # keys in this order
     return Path(cache_dir) / "calibration" / f"packing-{digest}.json"
 
 

@@ -25,7 +25,6 @@ precision, threads, model, sequence length and kind of run, under the cache fold
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import RunConfig, SubspaceConfig, rate_key, run_kind
+from ..config import RunConfig, content_key, rate_key, run_kind
 from ..data.tokenized import TokenizedSplit
 
 log = logging.getLogger(__name__)
@@ -134,7 +133,7 @@ def machine_key() -> dict:
                       if line.startswith("flags")), "")
     except OSError:
         pass
-    return {"cpu": cpu_model(), "flags": hashlib.sha256(flags.encode()).hexdigest()[:12], "bf16": cpu_bf16_path(),
+    return {"cpu": cpu_model(), "flags": content_key(flags.encode(), 12), "bf16": cpu_bf16_path(),
             "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__, "machine": platform.machine()}
 
@@ -213,7 +212,7 @@ def calibration_config(config: RunConfig) -> RunConfig:
 def calibration_path(cache_dir: Path, config: RunConfig, threads: int, device: str | None) -> Path:
     identity = {"machine": machine_key(), "threads": threads, "device": device or "auto", "rates": rate_key(config),
                 "format": CALIBRATION_FORMAT}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = content_key(identity, default=str)
     task = config.data.task if run_kind(config) == "full" else "any-task"
     return Path(cache_dir) / "calibration" / f"{task}-{run_kind(config)}-{digest}.json"
 
@@ -305,7 +304,7 @@ def _estimated(rates: dict[tuple, Rates], config: RunConfig) -> Rates | None:
 def process_start_seconds(cache_dir: Path, measure: bool = True) -> float | None:
     """Seconds for a fresh Python process to import the run store (a worker's or a kernel's start), cached
     per machine; None when not cached and ``measure`` is False."""
-    digest = hashlib.sha256(json.dumps(machine_key(), sort_keys=True).encode()).hexdigest()[:16]
+    digest = content_key(machine_key())
     path = Path(cache_dir) / "calibration" / f"process-start-{digest}.json"
     if path.exists():
         return json.loads(path.read_text())["seconds"]

@@ -8,15 +8,13 @@ running the frozen encoder every step; tests check the equality), and studies 04
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config import RunConfig, content_key
 from ..data.tokenized import SPLITS, TokenizedSplit
 from ..execution import Execution
 from ..paths import save_npz_atomically
@@ -24,12 +22,11 @@ from .loop import build_model, predict
 
 
 def _cache_path(config: RunConfig, tokens: dict[str, TokenizedSplit], precision: str, cache: Path) -> Path:
-    content = hashlib.sha256(b"".join(tokens[s].input_ids.tobytes() + tokens[s].token_type_ids.tobytes()
-                                      for s in SPLITS)).hexdigest()[:16]
+    content = content_key(b"".join(tokens[s].input_ids.tobytes() + tokens[s].token_type_ids.tobytes() for s in SPLITS))
     identity = {"data": asdict(config.data), "tokens": content, "model": config.model.model, "layer": config.model.layer,
                 "token_selection": config.model.token_selection, "precision": precision,
                 "max_norm_include_special": config.model.max_norm_include_special, "format": 1}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    key = content_key(identity)
     return Path(cache) / "frozen-features" / f"{config.data.task}-{key}.npz"
 
 

@@ -3,8 +3,6 @@ task): train/validation/test read from where they were computed already, the gen
 here in the runner's workers, each state's cached in a folder by run, training time, precision and pool."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...config import content_key
 from ...data.general_text import tokenize_pool
 from ...data.tokenized import TokenizedSplit
 from ...paths import save_npz_atomically
@@ -42,7 +41,7 @@ class Features:
 
 
 def digest(payload) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return content_key(payload)
 
 
 def _encode_state(config, fine_tuned: bool, runner: Runner, splits: dict[str, TokenizedSplit], path: Path,
@@ -73,7 +72,7 @@ def encode_states(profile, runner: Runner, pool_texts: tuple[str, ...], folder: 
     time), precision and pool."""
     precision = runner.execution.precision(profile.train.precision)
     pool = tokenize_pool(pool_texts, profile.model, max(length for _, length in profile.seq_lengths))
-    pool_key = hashlib.sha256(pool.input_ids.tobytes() + pool.lengths.tobytes()).hexdigest()[:16]
+    pool_key = content_key(pool.input_ids.tobytes() + pool.lengths.tobytes())
     pretrained = folder / f"pretrained-{digest([profile.model, precision])}-{pool_key}.npz"
     jobs = [(profile.run_config(profile.tasks[0], profile.seeds[0]), False, runner, {"pool": pool}, pretrained,
              precision)]
