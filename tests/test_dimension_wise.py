@@ -10,7 +10,7 @@ import torch
 from scipy.stats import pearsonr
 
 from fewdims_helpers.config import ConfigError
-from fewdims_helpers.stats.subsets import CachedHead, drop_one, masked_logits, pair_table, refit_predictions, \
+from fewdims_helpers.stats.subsets import CachedHead, drop_one, masked_logits, pair_table, subset_predictions, \
     refit_scores, sample_subsets, scan_all_pairs, score_subsets, top_pairs
 from fewdims_helpers.data.tasks import TaskSpec
 from fewdims_helpers.training.loop import build_model
@@ -109,7 +109,7 @@ def test_refit_predictions_score_as_the_refit_scores(num_labels):
     from fewdims_helpers.stats.metrics import compute_metrics
 
     head = random_head(num_labels)
-    predicted = refit_predictions(head, (3, 4), "test")
+    predicted = subset_predictions(head, (3, 4), "test")
     expected = refit_scores(head, (3, 4))["test"]
     assert compute_metrics(head.metric, predicted, head.labels["test"])[head.main_metric] == pytest.approx(expected)
 

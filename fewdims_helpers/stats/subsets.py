@@ -17,7 +17,7 @@ import torch
 
 from ..config import ConfigError
 from ..task_specs import TaskSpec
-from .probes import probe_predictions, refit
+from .probes import refit, refit_predictions
 
 # ----------------------------------------------------------------------------- subsets
 
@@ -177,12 +177,10 @@ def refit_scores(head: CachedHead, subset: tuple[int, ...]) -> dict[str, float]:
     return refit(head.features, head.labels, head.spec, list(subset))
 
 
-def refit_predictions(head: CachedHead, subset: tuple[int, ...], split: str = "test") -> np.ndarray:
+def subset_predictions(head: CachedHead, subset: tuple[int, ...], split: str = "test") -> np.ndarray:
     """(n,) per-example predictions on ``split`` (class ids, or values for regression) of the head refit on
-    ``subset`` (the refit of ``refit_scores``)."""
+    ``subset`` (the refit of ``refit_scores``; ``probes.refit_predictions`` on the subset's columns)."""
     if not {"train", "validation", "test"} <= set(head.features):
         raise ConfigError("refit needs train, validation and test features; run with "
                           "save_features=('train', 'validation', 'test')")
-    columns = list(subset)
-    chosen = [head.features[s][:, columns][None] for s in ("train", "validation", "test")]
-    return probe_predictions(*chosen, head.labels, head.spec)[split][0]
+    return refit_predictions(head.features, head.labels, head.spec, list(subset))[split]

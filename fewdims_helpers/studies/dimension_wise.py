@@ -43,7 +43,7 @@ from ..report.findings import BEST_VS_ALL, BEST_VS_RANDOM, RANDOM_VS_ALL, subset
 from ..runs.outcomes import cached_head, run_outcomes
 from ..runs.runner import Runner
 from ..setup.planning import PlannedRun, StudyPlan
-from ..stats.subsets import CachedHead, drop_one, masked_logits, pair_table, refit_predictions, refit_scores, \
+from ..stats.subsets import CachedHead, drop_one, masked_logits, pair_table, subset_predictions, refit_scores, \
     sample_subsets, scan_all_pairs, score_subsets, top_pairs
 from ..stats.verdicts import DEFAULT_MARGIN, HOLDS, Outcomes, compare, score_interval, tally, verdict_lines, verdict_row
 
@@ -139,7 +139,7 @@ def scan(profile, runner: Runner, triples: int, head: str = "dropconnect", backg
                 refit_test.append(np.nan)
                 continue
             masked.setdefault((task, k), []).append(masked_logits(cached, subset, "test"))
-            refit.setdefault((task, k), []).append(refit_predictions(cached, subset, "test"))
+            refit.setdefault((task, k), []).append(subset_predictions(cached, subset, "test"))
             refit_test.append(refit_scores(cached, subset)["test"])
         frames.append(rows.assign(task=task, seed=seed, refit_test=refit_test, pair_scan_seconds=seconds))
         for rank, pair in enumerate(top_pairs(matrices[task, seed], TOP_PAIRS), start=1):
@@ -286,7 +286,7 @@ def control_outcomes(profile, runner: Runner, draws: pd.DataFrame) -> dict[tuple
             if config.run_id not in heads:
                 heads[config.run_id] = cached_head(runner.store, config)
             head = heads[config.run_id]
-            rows.append(masked_logits(head, subset, "test") if way == 2 else refit_predictions(head, subset, "test"))
+            rows.append(masked_logits(head, subset, "test") if way == 2 else subset_predictions(head, subset, "test"))
         saved = runner.store.predictions(scan_config(profile, task, int(block.seed.iloc[0])), "test")
         if any(not np.array_equal(saved["labels"], head.labels["test"]) for head in heads.values()
                if head.spec.name == task):

@@ -35,7 +35,7 @@ from ..runs.outcomes import cached_head, run_outcomes
 from ..runs.runner import Runner
 from ..setup.planning import PlannedRun, StudyPlan
 from ..setup.profiles import BASELINE_FEATURES
-from ..stats.subsets import masked_logits, pair_table, refit_predictions, refit_scores, scan_all_pairs, score_subsets
+from ..stats.subsets import masked_logits, pair_table, subset_predictions, refit_scores, scan_all_pairs, score_subsets
 from ..stats.verdicts import DEFAULT_MARGIN, DOES_NOT_HOLD, HOLDS, Outcomes, compare, tally, verdict_lines, verdict_row
 
 LOWER, BASELINE = "lower layers' recipe", "baseline recipe"  # the recipe a run trained with (column ``recipe``)
@@ -137,7 +137,7 @@ def outcomes(profile, runner: Runner, runs: pd.DataFrame, task: str, layer: int,
         if not np.array_equal(head.labels["test"], full.labels):
             raise ValueError(f"run {config.run_id}: cached test features and saved predictions differ in order")
         masked.append(masked_logits(head, pair, "test"))
-        refit.append(refit_predictions(head, pair, "test"))
+        refit.append(subset_predictions(head, pair, "test"))
     return {FULL: full,
             VARIANTS["pair_inference_test"]: Outcomes.from_logits(masked, full.labels, full.idx, full.seeds, full.metric),
             VARIANTS["pair_refit_test"]: Outcomes(np.stack(refit), full.labels, full.idx, full.seeds, full.metric)}
