@@ -208,7 +208,7 @@ def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, noteb
 def verify(args: argparse.Namespace, root: Path) -> int:
     """--verify: check every run of the store (--repair: quarantine the corrupt ones) and, read-only, the
     reference; one line per problem and a summary per store; 1 when anything is corrupt. Trains nothing."""
-    from fewdims_helpers.paths import output_paths
+    from fewdims_helpers.paths import output_paths, timings_file
     from fewdims_helpers.report.reproduction import reference_folders
     from fewdims_helpers.runs.store import RunStore
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     from fewdims_helpers.setup.notebook_execution import execute_notebook, failed_copy
-    from fewdims_helpers.paths import output_paths
+    from fewdims_helpers.paths import output_paths, timings_file
     from fewdims_helpers.runs.store import RunStore
     from fewdims_helpers.terminal import HEADLESS
 
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                         "runs_computed": len({e["run_id"] for e in events if e["event"] == "computed"}),
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
                         **({"overrides": pilot} if pilot else {})})  # a pilot's times are not the profile's
-        record_timings(root / "results" / f"timings-{args.profile}.json", timings[-1:])  # kept if interrupted
+        record_timings(timings_file(root, args.profile), timings[-1:])  # kept if interrupted
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
     progress.close()
     os.environ.pop(HEADLESS, None)

@@ -24,13 +24,27 @@ STALE_SECONDS = 300.0
 
 def output_paths(output_dir: str | os.PathLike | None = None, create: bool = True) -> dict[str, Path]:
     """Results, figures and notebooks folders under ``output_dir`` (default: the repository); the runs and
-    figures folders are created unless ``create`` is False."""
+    figures folders are created unless ``create`` is False. This module alone knows the results layout:
+    ``results/runs/`` (the run store), ``results/analysis/`` and ``results/features/`` (``results_folder``)
+    and ``results/timings-<profile>.json`` (``timings_file``)."""
     root = Path(output_dir) if output_dir is not None else REPO_ROOT
-    paths = {"root": root, "runs": root / "results" / "runs", "figures": root / "figures",
-             "notebooks": root / "notebooks"}
+    runs = root / "results" / "runs"
+    paths = {"root": root, "results": root / "results", "runs": runs, "analysis": results_folder(runs, "analysis"),
+             "features": results_folder(runs, "features"), "figures": root / "figures", "notebooks": root / "notebooks"}
     for key in ("runs", "figures") if create else ():
         paths[key].mkdir(parents=True, exist_ok=True)
     return paths
+
+
+def results_folder(runs: str | os.PathLike, name: str) -> Path:
+    """``results/<name>/`` beside the run store ``runs`` (``results/runs/``): "analysis", the cached analyses of
+    stored runs (07's outliers), or "features", 06's features of its model states."""
+    return Path(runs).parent / name
+
+
+def timings_file(output_dir: str | os.PathLike, profile: str) -> Path:
+    """Where ``run_all.py`` records each notebook's time with ``profile`` under ``output_dir``."""
+    return Path(output_dir) / "results" / f"timings-{profile}.json"
 
 
 def temporary_name(name: str) -> str:

@@ -18,7 +18,7 @@ from ...data.tasks import get_task
 from ...model.pretrained import pretrained_encoder
 from ...model.subspace import basis_affinity, encoder_layers, materialize, outlier_mask, parameter_slices, \
     zero_coordinates, zeroing_masks
-from ...paths import write_atomically
+from ...paths import results_folder, write_atomically
 from ...runs.models import kept_model, stored_deltas
 from ...runs.outcomes import run_outcomes
 from ...runs.runner import Runner
@@ -52,7 +52,7 @@ def _zeroing_logits(config: RunConfig, runner: Runner, layer_deltas: list[np.nda
 
 
 def _analysis_path(config: RunConfig, runner: Runner, key: dict) -> Path:
-    return (runner.store.root.parent / "analysis" /
+    return (results_folder(runner.store.root, "analysis") /
             f"{config.run_id}-outliers-s{key['sigmas']:g}-t{key['top']}-b{key['bins']}-z{int(key['zeroing'])}.json")
 
 
