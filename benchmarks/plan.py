@@ -2,7 +2,7 @@
 """What the whole study costs on this machine, from an empty run store: ``run_all.py --plan``'s table, kept.
 
 Plans every notebook of a profile against a fresh, empty store (so nothing counts as already computed) with
-the rates calibrated on this machine (``planning.calibrate``, cached per machine under the cache folder;
+the rates calibrated on this machine (``calibration.calibrate``, cached per machine under the cache folder;
 delete its ``calibration/`` on a new or busy machine first), and writes
 ``benchmarks/results/plan_<profile>.{csv,md}``: per notebook the runs, the training examples, the
 evaluation items and the planned minutes, with the machine they were planned on.

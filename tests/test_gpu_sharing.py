@@ -10,13 +10,13 @@ import torch
 
 from conftest import synthetic_split, tiny_config
 from fewdims_helpers.runs import gpu_sharing
-from fewdims_helpers.setup import planning
+from fewdims_helpers.setup import calibration
 from fewdims_helpers.runs.gpu_sharing import CUDA_CONTEXT_BYTES, FOOTPRINT_MARGIN, GIB, HEADROOM, Packing, \
     estimated_run_bytes, gpu_concurrency, memory_limit
 from fewdims_helpers.execution import Execution
 from fewdims_helpers.options import DataSources, RunOptions
 from fewdims_helpers.config import rate_key
-from fewdims_helpers.setup.planning import Rates
+from fewdims_helpers.setup.calibration import Rates
 from fewdims_helpers.runs.store import RunStore
 from fewdims_helpers.runs.runner import Runner
 
@@ -100,15 +100,15 @@ def test_the_plan_on_a_gpu_scales_its_rates_by_the_packed_calibration_and_says_s
         return Packing(runs, 0.25, 0.5)
     monkeypatch.setattr(gpu_sharing, "measure_packing", measure_packing)
     runner = FakeRunner(tmp_path)
-    scaled, workers, text = planning._share_gpu(rates, [config, dataclasses.replace(config, save_features=("test",))],
+    scaled, workers, text = calibration.share_gpu(rates, [config, dataclasses.replace(config, save_features=("test",))],
                                                 runner, measure=True)
     assert workers == memory_limit(20 * GIB, 2 * GIB) and measured[0][:2] == (workers, (100.0, 400.0))
     assert scaled[rate_key(config)].train_per_second == 25.0 and scaled[rate_key(config)].eval_per_second == 200.0
     assert f"calibrated with {workers} runs at once" in text and "measured" in text
-    again = planning._share_gpu(rates, [config], runner, measure=False)  # the packing is cached per GPU
+    again = calibration.share_gpu(rates, [config], runner, measure=False)  # the packing is cached per GPU
     assert again[0] == scaled and len(measured) == 1
     pretend_gpu[0] = 1 * GIB  # one run: nothing to pack
-    alone = planning._share_gpu(rates, [config], runner, measure=True)
+    alone = calibration.share_gpu(rates, [config], runner, measure=True)
     assert alone[0] == rates and alone[1] == 1 and "1 run(s) share the GPU" in alone[2]
 
 

@@ -5,7 +5,8 @@ import importlib.util
 
 import pytest
 
-from fewdims_helpers.setup.planning import CALIBRATION_SECONDS, run_work
+from fewdims_helpers.setup.calibration import CALIBRATION_SECONDS
+from fewdims_helpers.setup.planning import run_work
 
 from conftest import REPO, synthetic_split, tiny_config
 
