@@ -35,16 +35,15 @@ how the runs execute (never part of a run id). Those given reach every notebook 
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from fewdims_helpers.setup import invocation
+
 REPO_ROOT = Path(__file__).resolve().parent
-NOTEBOOKS = REPO_ROOT / "notebooks"
+NOTEBOOKS = invocation.NOTEBOOKS
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 
@@ -103,38 +102,6 @@ def preflight(args: argparse.Namespace, root: Path) -> list[str]:
     return problems(args.profile, args.tasks, args.model, args.device, root, args.glue_dir, backend=args.backend)
 
 
-def local_path(name: str | None) -> str | None:
-    """An existing local path as an absolute one, anything else (None, a hub name) unchanged.
-
-    The kernels run in notebooks/, so a path relative to where run_all.py was started, or one with
-    an unexpanded ~, would not be found there."""
-    if name is None or name in ("minilm", "tiny") or not Path(name).expanduser().exists():
-        return name
-    return os.path.abspath(os.path.expanduser(name))
-
-
-def notebook_parameters(args: argparse.Namespace, root: Path) -> dict:
-    """What every notebook's ``parameters`` cell receives: the profile, the output folder relative to
-    the repository (None: the repository itself; so no notebook records where its checkout lies) and
-    the options given on the command line, by name (``options`` left out of it: the declared default)."""
-    from fewdims_helpers.setup import parameters
-
-    options = parameters.given(args)
-    options.update({name: local_path(options[name]) for name in ("model", "glue_dir") if name in options})
-    inside = root == REPO_ROOT or REPO_ROOT in root.parents
-    output_dir = None if root == REPO_ROOT else str(root.relative_to(REPO_ROOT)) if inside else str(root)
-    return {"profile": args.profile, "output_dir": output_dir, "options": options}
-
-
-def overrides(args: argparse.Namespace) -> dict:
-    """The options that change a profile's runs or its time (caps, epochs, seeds, workers), by name;
-    None where not given. The model and tasks are recorded beside them (``reference_profile``)."""
-    from fewdims_helpers.options import ProfileOverrides
-
-    names = [spec.name for spec in dataclasses.fields(ProfileOverrides) if spec.name not in ("model", "tasks")]
-    return {name: getattr(args, name) for name in [*names, "workers"]}
-
-
 def select_notebooks(only: list[str] | None) -> list[Path]:
     notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if only is None:
@@ -147,109 +114,12 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return chosen
 
 
-def record_timings(path: Path, timings: list[dict]) -> None:
-    """Append this invocation's notebook times to the history in ``path`` (first runs and reruns both count)."""
-    previous = json.loads(path.read_text()) if path.exists() else []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(previous + timings, indent=2) + "\n")
-
-
-def use_this_checkout() -> None:
-    """Make the kernels (and their worker processes) import the package next to this script: with two
-    checkouts on one machine, the editable install may point at the other one."""
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if paths[0] != str(REPO_ROOT):
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *[p for p in paths if p]])
-
-
-def reference_profile(args: argparse.Namespace) -> dict:
-    """What makes two invocations' tables comparable: profile, its overrides, tasks and model."""
-    return {"profile": args.profile, "overrides": {k: v for k, v in overrides(args).items() if v is not None
-                                                   and k != "workers"}, "tasks": args.tasks, "model": args.model}
-
-
-def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, notebooks: list[Path],
-              by_notebook: dict[str, list[str]]) -> int:
-    """Update the reference if asked (``by_notebook``: the runs each notebook used), then print and write
-    the reproduction report; 3 under --strict when anything disagrees, 4 when --update-reference --only
-    was refused, else 0."""
-    from fewdims_helpers.report import reproduction
-
-    runs.ledger.end_invocation()
-    figures, reference = root / "figures", Path(args.reference_dir).expanduser().resolve()
-    used = runs.ledger.invocation_runs(invocation)
-    refused = None
-    if args.update_reference:
-        provenance = reference_provenance(args)
-        if args.only is None:
-            counts = reproduction.update_reference(runs, sorted(used["computed"] + used["reused"]), figures,
-                                                   reference, reference_profile(args), notebooks=by_notebook,
-                                                   provenance=provenance)
-            print(f"run_all: reference {reference} replaced: {counts['runs']} runs ({counts['with_test_predictions']} "
-                  f"with test predictions), {counts['tables']} tables", flush=True)
-        else:
-            counts, refused = reproduction.update_notebooks(runs, by_notebook, figures, reference,
-                                                            reference_profile(args), baseline_ids(args, root),
-                                                            provenance)
-            if refused:
-                print(f"run_all: reference not updated: {refused}", file=sys.stderr, flush=True)
-            else:
-                print(f"run_all: reference {reference}: notebook(s) {', '.join(sorted(by_notebook))} replaced; now "
-                      f"{counts['runs']} runs ({counts['with_test_predictions']} with test predictions), "
-                      f"{counts['tables']} tables", flush=True)
-    report = reproduction.build_report(runs, reference, figures, invocation, [nb.name[:2] for nb in notebooks],
-                                       reference_profile(args))
-    reproduction.write_report(report, figures)
-    print("\n".join(f"run_all: reproduction: {line}" for line in report.text().splitlines()), flush=True)
-    print(f"run_all: reproduction report: {figures / 'reproduction.md'}", flush=True)
-    return 4 if refused else 3 if args.strict and report.disagreements else 0
-
-
-def verify(args: argparse.Namespace, root: Path) -> int:
-    """--verify: check every run of the store (--repair: quarantine the corrupt ones) and, read-only, the
-    reference; one line per problem and a summary per store; 1 when anything is corrupt. Trains nothing."""
-    from fewdims_helpers.paths import output_paths, timings_file
-    from fewdims_helpers.report.reproduction import reference_folders
-    from fewdims_helpers.runs.store import RunStore
-
-    reference = reference_folders(Path(args.reference_dir).expanduser().resolve())["runs"]
-    found = [RunStore(output_paths(root, create=False)["runs"]).verify(repair=args.repair),
-             RunStore(reference).verify(read_only=True)]
-    print("\n".join(f"run_all: verify: {line}" for report in found for line in report.lines()), flush=True)
-    return 1 if any(report.corrupt for report in found) else 0
-
-
-def reference_provenance(args: argparse.Namespace) -> dict:
-    """Where a reference's notebooks came from: the code commit and the machine (CPU model and bf16 path,
-    cores, GPU, package versions) and the device asked for."""
-    from fewdims_helpers.runs.provenance import environment
-
-    return {**environment(), "device": args.device or "auto"}
-
-
-def baseline_ids(args: argparse.Namespace, root: Path) -> list[str]:
-    """The run ids of the profile's baseline runs, as the notebooks of this invocation build them."""
-    return [c.run_id for c in invocation_setup(args, root)[0].baselines()]
-
-
-def invocation_setup(args: argparse.Namespace, root: Path):
-    """(profile, output paths, runner) exactly as each notebook's setup cell makes them, without its banner."""
-    import contextlib
-    import io
-
-    from fewdims_helpers.setup.profiles import notebook_setup
-
-    parameters = {k: v for k, v in notebook_parameters(args, root).items() if k != "output_dir"}
-    with contextlib.redirect_stdout(io.StringIO()):
-        return notebook_setup(output_dir=root, **parameters)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     notebooks = select_notebooks(args.only)
     root = output_root(args)
     if args.verify:
-        return verify(args, root)
+        return invocation.verify(args, root)
     problems = preflight(args, root)
     for problem in problems:
         print(f"run_all: {problem}", file=sys.stderr)
@@ -267,20 +137,20 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = invocation_plan(args, root, notebooks)  # before the invocation begins: planning notes no run
     runs = RunStore(output_paths(root)["runs"])
-    invocation = runs.ledger.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
-    progress = show_progress(plan, runs, invocation)
-    use_this_checkout()
+    invocation_id = runs.ledger.begin_invocation()  # the kernels inherit it: their stores note what they compute and use
+    progress = invocation.ProgressLine(plan, runs, invocation_id)
+    invocation.use_this_checkout()
     os.environ[HEADLESS] = "1"  # the kernels' progress bars and log lines go to this terminal, not the notebooks
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
-    parameters = notebook_parameters(args, root)
-    pilot = {name: value for name, value in overrides(args).items() if value is not None}
+    parameters = invocation.notebook_parameters(args, root)
+    pilot = {name: value for name, value in invocation.overrides(args).items() if value is not None}
     timings, notes, used = [], study_notes(args), {}
     for notebook in notebooks:
         target = root / "notebooks" / notebook.name
         print(f"run_all: {notebook.name} ({args.profile}) -> {target}", flush=True)
         if notebook.name[:2] in notes:
             print(f"run_all: {notebook.name}: {notes[notebook.name[:2]]}", flush=True)
-        start, ledger = time.perf_counter(), len(runs.ledger.invocation_events(invocation))
+        start, ledger = time.perf_counter(), len(runs.ledger.invocation_events(invocation_id))
         try:
             execute_notebook(notebook, target, root, parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
                              progress_bar=True, request_save_on_cell_execute=True)
@@ -293,46 +163,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"{failed_copy(root, notebook)}; {target} and figures/ left as they were)", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
-        events = runs.ledger.invocation_events(invocation)[ledger:]  # the runs this notebook computed and read
+        events = runs.ledger.invocation_events(invocation_id)[ledger:]  # the runs this notebook computed and read
         used[notebook.name[:2]] = sorted({e["run_id"] for e in events})
         timings.append({"notebook": notebook.name, "seconds": round(seconds, 1), "force": args.force,
-                        "invocation": invocation, "ledger_lines": [ledger, ledger + len(events)],
+                        "invocation": invocation_id, "ledger_lines": [ledger, ledger + len(events)],
                         "runs_used": len(used[notebook.name[:2]]),
                         "runs_computed": len({e["run_id"] for e in events if e["event"] == "computed"}),
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
                         **({"overrides": pilot} if pilot else {})})  # a pilot's times are not the profile's
-        record_timings(timings_file(root, args.profile), timings[-1:])  # kept if interrupted
+        invocation.record_timings(timings_file(root, args.profile), timings[-1:])  # kept if interrupted
         print(f"run_all: {notebook.name} done in {seconds:.0f} s", flush=True)
     progress.close()
     os.environ.pop(HEADLESS, None)
     print(f"run_all: {len(timings)} notebooks, {sum(t['seconds'] for t in timings):.0f} s in all", flush=True)
-    code = reproduce(args, runs, invocation, root, notebooks, used)
-    report_verdicts(root, args)  # after the reference: the README says which notebooks it holds on their own
+    code = invocation.reproduce(args, runs, invocation_id, root, notebooks, used)
+    invocation.report_verdicts(root, args)  # after the reference: the README says which notebooks it holds on their own
     return code
 
 
 STUDIES = {"01": "token_wise", "02": "dimension_wise", "03": "layer_wise", "04": "freezing", "05": "cross",
            "06": "salient", "07": "intrinsic"}  # notebook prefix -> its study module
-
-
-def notebook_design(notebook: Path) -> dict:
-    """The defaults of a notebook's ``parameters`` cell that are literals (its design: subsets_per_k, rates...),
-    read from the notebook's JSON as papermill's ``inspect_notebook`` reads them, without papermill (a
-    machine that plans, such as a GPU node, may not have it)."""
-    cells = json.loads(notebook.read_text())["cells"]
-    source = next(("".join(c["source"]) for c in cells
-                   if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), "")
-    design = {}
-    for statement in ast.parse(source).body:
-        if isinstance(statement, (ast.Assign, ast.AnnAssign)):
-            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-            if len(targets) != 1 or not isinstance(targets[0], ast.Name) or statement.value is None:
-                continue
-            try:
-                design[targets[0].id] = ast.literal_eval(statement.value)
-            except (ValueError, SyntaxError, TypeError):
-                pass
-    return design
 
 
 def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calibrate: bool = True):
@@ -343,12 +193,12 @@ def make_plan(args: argparse.Namespace, root: Path, notebooks: list[Path], calib
 
     from fewdims_helpers.setup.planning import build_plan
 
-    profile, _, runner = invocation_setup(args, root)
+    profile, _, runner = invocation.invocation_setup(args, root)
     studies = []
     for notebook in notebooks:
         planner = importlib.import_module(f"fewdims_helpers.studies.{STUDIES[notebook.name[:2]]}").planned_runs
         accepted = set(inspect.signature(planner).parameters) - {"profile", "runner"}
-        design = {k: v for k, v in notebook_design(notebook).items() if k in accepted}
+        design = {k: v for k, v in invocation.notebook_design(notebook).items() if k in accepted}
         studies.append((notebook.name, planner(profile, runner, **design)))
     workers = runner.options.workers if runner.options.backend == "local" else 1  # "auto" on a GPU: gpu_sharing.py
     return build_plan(studies, runner, workers, calibrate_rates=calibrate)
@@ -368,39 +218,6 @@ def invocation_plan(args: argparse.Namespace, root: Path, notebooks: list[Path])
     return plan
 
 
-class show_progress:
-    """The whole invocation's progress line (``planning.Progress``) beside the notebooks' bars, redrawn every
-    few seconds from a thread; on a terminal only (nothing in logs or executed notebooks)."""
-
-    def __init__(self, plan, runs, invocation: str, every: float = 5.0):
-        import shutil
-        import threading
-
-        from tqdm.auto import tqdm
-
-        from fewdims_helpers.setup.planning import Progress
-
-        self.progress, self.every, self.stop = Progress(plan, runs, invocation), every, threading.Event()
-        size = shutil.get_terminal_size((120, 20))  # a terminal that reports no size (0 rows hide every bar)
-        self.bar = tqdm(total=self.progress.total, position=0, leave=True, bar_format="{desc}", ncols=size.columns,
-                        nrows=size.lines, disable=not sys.stderr.isatty())
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        if not self.bar.disable:
-            self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            self.bar.set_description_str(f"run_all: {self.progress.line()}")
-            self.stop.wait(self.every)
-
-    def close(self) -> None:
-        self.stop.set()
-        if not self.bar.disable:
-            self.thread.join()
-            self.bar.set_description_str(f"run_all: {self.progress.line()}")
-        self.bar.close()
-
-
 def study_notes(args: argparse.Namespace) -> dict[str, str]:
     """Per notebook prefix, the one line saying why it runs nothing with these arguments (05 on one task)."""
     from fewdims_helpers.options import ProfileOverrides
@@ -409,24 +226,6 @@ def study_notes(args: argparse.Namespace) -> dict[str, str]:
 
     note = cross.missing_tasks(get_profile(args.profile, ProfileOverrides(tasks=args.tasks)))
     return {"05": note} if note else {}
-
-
-def report_verdicts(root: Path, args: argparse.Namespace) -> None:
-    """Gather every notebook's verdicts into figures/verdicts.csv, write figures/findings.md and
-    figures/verdicts.png from them and, for the default profile in place, the README's summary table
-    and docs/findings.md."""
-    from fewdims_helpers.report.findings import write_findings
-    from fewdims_helpers.stats.verdicts import tally
-    from fewdims_helpers.report.tables import gather_verdicts
-
-    table = gather_verdicts(root / "figures")
-    if table.empty:
-        return
-    in_place = root == REPO_ROOT and args.profile == "default"
-    write_findings(root / "figures", table, REPO_ROOT / "README.md" if in_place else None,
-                   REPO_ROOT / "docs" if in_place else None, reference=Path(args.reference_dir).expanduser())
-    print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md, figures/verdicts.png"
-          f"{', README.md, docs/findings.md' if in_place else ''})", flush=True)
 
 
 if __name__ == "__main__":

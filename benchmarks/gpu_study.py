@@ -20,7 +20,7 @@
    not started: their rows keep the planned seconds, which are the plan for the rest. Stopped from outside
    (SIGTERM, the device script's ``timeout``), it stops the notebook running likewise and saves its row.
 4. With the real weights (``--weights real``) and every notebook done, the reproduction report against the
-   committed reference (``run_all.reproduce``): ``gpu_study_reproduction.{md,csv}``. With random weights no
+   committed reference (``invocation.reproduce``): ``gpu_study_reproduction.{md,csv}``. With random weights no
    report: the results mean nothing, only the times do.
 """
 from __future__ import annotations
@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 import pandas as pd  # noqa: E402
 
 import run_all  # noqa: E402
+from fewdims_helpers.setup.invocation import reproduce  # noqa: E402
 
 COLUMNS = ["notebook", "seconds", "device", "weights", "status", "runs_computed", "planned_seconds"]
 
@@ -183,13 +184,13 @@ def study(args) -> int:
             (out / f"gpu_study_{notebook.name[:2]}.log").write_text(tail(log))
         print(f"gpu_study: {notebook.name} {row['status']} in {seconds:.0f} s, {row['runs_computed']} runs computed",
               flush=True)
-    runs.end_invocation()
+    runs.ledger.end_invocation()
     done = [r for r in rows if r["status"] == "done"]
     print(f"gpu_study: {len(done)} of {len(rows)} notebooks done in {sum(r['seconds'] for r in done):.0f} s; "
           f"wrote {out / 'gpu_study.csv'}", flush=True)
     if args.weights == "real" and len(done) == len(rows) and args.only is None:
         options = run_all_args(args)
-        run_all.reproduce(options, runs, invocation, root, notebooks, used)
+        reproduce(options, runs, invocation, root, notebooks, used)
         for suffix in ("md", "csv"):
             if (root / "figures" / f"reproduction.{suffix}").exists():
                 shutil.copyfile(root / "figures" / f"reproduction.{suffix}", out / f"gpu_study_reproduction.{suffix}")

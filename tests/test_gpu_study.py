@@ -8,24 +8,17 @@ import ast
 import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+
+from fewdims_helpers.setup.invocation import notebook_design
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run_all():
-    sys.path.insert(0, str(REPO))
-    spec = importlib.util.spec_from_file_location("run_all_for_test", REPO / "run_all.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -41,7 +34,7 @@ def test_the_plan_reads_each_notebooks_design_as_papermill_does(notebook):
             expected[name] = ast.literal_eval(parameter["default"])
         except (ValueError, SyntaxError):
             pass
-    design = _run_all().notebook_design(path)
+    design = notebook_design(path)
     assert design == expected and "profile" in design
 
 

@@ -13,7 +13,7 @@ import pytest
 from fewdims_helpers.runs import execute, ledger, store
 from fewdims_helpers.runs.reference_export import export_summary
 from fewdims_helpers.runs.runner import Runner
-from fewdims_helpers.report import reproduction
+from fewdims_helpers.report import reference_update, reproduction
 from fewdims_helpers.options import RunOptions
 
 from conftest import run_all, tiny_config
@@ -141,7 +141,7 @@ def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s
     figures.mkdir()
     (figures / "01_a.csv").write_text("x\n1\n")
     (figures / "02_b.csv").write_text("y\n2\n")
-    reproduction.update_reference(synthetic_store.store, [ids["baseline"], ids["old"], ids["other"]], figures, reference,
+    reference_update.update_reference(synthetic_store.store, [ids["baseline"], ids["old"], ids["other"]], figures, reference,
                                   made_by, notebooks={"01": [ids["baseline"], ids["other"]],
                                                       "02": [ids["baseline"], ids["old"]]},
                                   provenance={"git_commit": "abc", "cpu": "first"})
@@ -151,7 +151,7 @@ def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s
 
     # accepted: 02 read the reference's own baseline; its old run goes, its new run and table come in
     (figures / "02_b.csv").write_text("y\n3\n")
-    counts, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["baseline"], ids["new"]]}, figures,
+    counts, refused = reference_update.update_notebooks(synthetic_store.store, {"02": [ids["baseline"], ids["new"]]}, figures,
                                                     reference, made_by, [ids["baseline"]],
                                                     {"git_commit": "def", "cpu": "second"})
     assert refused is None and counts["runs"] == 3
@@ -164,23 +164,23 @@ def test_one_notebook_replaces_its_part_of_the_reference_only_on_the_reference_s
 
     # refused: a baseline the reference does not have (another recipe), then one whose metrics differ
     before = about()
-    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["elsewhere"], ids["new"]]}, figures,
+    _, refused = reference_update.update_notebooks(synthetic_store.store, {"02": [ids["elsewhere"], ids["new"]]}, figures,
                                                reference, made_by, [ids["elsewhere"]])
     assert "baseline run(s) the reference does not have" in refused and about() == before
     metrics = reference / "runs" / ids["baseline"] / "metrics.json"
     changed = json.loads(metrics.read_text())
     changed["test"] = {k: v + 0.01 for k, v in changed["test"].items()}
     metrics.write_text(json.dumps(changed))
-    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["baseline"], ids["new"]]}, figures,
+    _, refused = reference_update.update_notebooks(synthetic_store.store, {"02": [ids["baseline"], ids["new"]]}, figures,
                                                reference, made_by, [ids["baseline"]])
     assert "test metrics differ from the reference's" in refused and about() == before
-    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["new"]]}, figures, reference,
+    _, refused = reference_update.update_notebooks(synthetic_store.store, {"02": [ids["new"]]}, figures, reference,
                                                {"profile": "default"}, [ids["baseline"]])
     assert "the reference was made with" in refused
 
     # refused: a reference that records no notebooks (made whole, before per-notebook refreshes)
-    reproduction.update_reference(synthetic_store.store, [ids["baseline"]], figures, reference, made_by)
-    _, refused = reproduction.update_notebooks(synthetic_store.store, {"02": [ids["baseline"]]}, figures, reference,
+    reference_update.update_reference(synthetic_store.store, [ids["baseline"]], figures, reference, made_by)
+    _, refused = reference_update.update_notebooks(synthetic_store.store, {"02": [ids["baseline"]]}, figures, reference,
                                                made_by, [ids["baseline"]])
     assert "records no notebooks" in refused
 
@@ -192,7 +192,7 @@ def test_a_notebook_starts_a_reference_where_there_is_none(synthetic_store, tmp_
     figures.mkdir()
     (figures / "03_c.csv").write_text("z\n1\n")
     (figures / "04_d.csv").write_text("w\n1\n")  # another notebook's table: not this reference's
-    counts, refused = reproduction.update_notebooks(synthetic_store.store, {"03": [baseline.run_id]}, figures, reference,
+    counts, refused = reference_update.update_notebooks(synthetic_store.store, {"03": [baseline.run_id]}, figures, reference,
                                                     {"profile": "smoke"}, [baseline.run_id], {"git_commit": "abc"})
     assert refused is None and counts["runs"] == 1 and list(counts["notebooks"]) == ["03"]
     assert sorted(p.name for p in (reference / "figures").iterdir()) == ["03_c.csv"]

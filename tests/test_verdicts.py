@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from fewdims_helpers.stats.metrics import compute_metrics
+from fewdims_helpers.stats.scores import leave_one_out
 from fewdims_helpers.stats.verdicts import ABOVE, DIFFERS, DOES_NOT_HOLD, HOLDS, INVALID, UNRESOLVED, Outcomes, \
-    _leave_one_out, borderline, compare, coverage, decide, distinct, score_interval, simulated_pair, tally, \
+    borderline, compare, coverage, decide, distinct, score_interval, simulated_pair, tally, \
     verdict_row, verdict_text
 
 
@@ -48,7 +49,7 @@ def test_leave_one_out_scores_are_exact(metric):
         predictions[0] += labels
     else:
         labels, predictions = rng.integers(0, 2, 40), rng.integers(0, 2, (2, 40))
-    loo = _leave_one_out(metric, predictions, labels)
+    loo = leave_one_out(metric, predictions, labels)
     for i in (0, 17, 39):
         keep = np.arange(40) != i
         expected = _outcomes(predictions[:, keep], labels[keep], metric=metric).per_seed()

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stats.verdicts import BORDERLINE, OUTLIER_LEVEL, distinct, tally
+from ..stats.intervals import OUTLIER_LEVEL
+from ..stats.verdicts import BORDERLINE, distinct, tally
 
 
 def setup_logging(level: int = logging.INFO) -> None:
