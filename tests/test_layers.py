@@ -228,6 +228,12 @@ def test_at_most_twelve_modules_at_the_top_of_the_package():
     assert len(top) <= TOP_LEVEL_MODULES, top
 
 
+def test_no_module_over_400_lines_and_run_all_is_the_command_line_only():
+    long = {p.relative_to(PACKAGE).as_posix(): n for p in MODULES if (n := len(p.read_text().splitlines())) > MODULE_LINES}
+    assert long == {}
+    assert len((ROOT / "run_all.py").read_text().splitlines()) <= RUN_ALL_LINES
+
+
 def test_every_folder_of_modules_is_a_package_that_a_plain_install_carries():
     # pyproject.toml finds the packages by their __init__.py: a folder without one would be left out of a wheel
     folders = {p.parent for p in MODULES}

@@ -1,46 +1,20 @@
-"""The sizing study: does every family of runs converge under its recipe? Sized before any reported run, and
-checked on the reported runs themselves afterwards (``convergence``).
-
-Each configuration family the studies train (the baseline fine-tuning; 03's heads on a low layer;
-04's "frozen but the top layer"; 05's second fine-tuning; 07's Freeze) is trained once per task on
-the profile's ``selection_seed``, a seed no reported run uses, with the profile's recipe but no early
-stop, so its whole validation curve up to the step cap is seen. A family's curve **has plateaued**
-when the best validation score of the last third of the steps is above the best before it by at most
-one standard error of a validation score (``validation_noise``: about 1.8 points of accuracy at 80% on
-500 items), and at least ``PLATEAU_GAIN`` (1 point of the metric x 100). ``benchmarks/sizing.py`` runs it and writes the curves
-(``figures/sizing_curves.png``), the check per family and task (``figures/sizing.csv``) and the recipe
-table (``figures/recipes.csv``) that the README shows.
-
-That check on the selection seed is a pre-check, one curve per family and task. **The plateau rule** is decided
-on the reported runs (``convergence``): over a family's reported seeds, the median of what the last third of
-training adds to the best validation score (``last_third_gain``) is at most ``PLATEAU_GAIN`` (1 point of the
-metric x 100). A family of reported runs is every run whose config differs from another's only in its seed
-(``family_key``; a run it starts from counts by its own family). ``benchmarks/convergence.py`` computes it
-for the committed reference and lists it in ``figures/sizing.md``.
-
-07's Random and Intrinsic subspaces are not here: their learning rate of theta_t is chosen on the same
-seed, from their own validation sweep (``studies/intrinsic.select_rates``), and 04's frozen heads train
-to convergence on cached features (``Profile.frozen_head_train``, sized on those features). 07's Freeze
-is sized at the rates its own sweep chose (``freeze``: the caller passes that study's configs).
-"""
+"""The recipes' sizing runs and checks (``sizing``'s package docstring): the runs per family, their curves and
+plateaus, the pair refits and sanity orderings, the recipe table and its plot."""
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-from ..config import ModelConfig, RunConfig, SubspaceConfig
-from ..data.tasks import get_task
-from ..report.tables import replace_section, to_markdown
-from ..runs.outcomes import cached_head
-from ..runs.store import RunStore
-from ..setup.profiles import BASELINE_FEATURES
-from ..stats.subsets import pair_table, refit_scores, scan_all_pairs
-from ..stats.verdicts import validation_noise
+from ...config import RunConfig, SubspaceConfig
+from ...data.tasks import get_task
+from ...runs.outcomes import cached_head
+from ...runs.store import RunStore
+from ...setup.profiles import BASELINE_FEATURES
+from ...stats.subsets import pair_table, refit_scores, scan_all_pairs
+from ...stats.verdicts import validation_noise
 
 PLATEAU_GAIN = 1.0  # points: the least gain in a curve's last third that counts as still climbing (the rule's bound)
 
@@ -124,144 +98,6 @@ def check(store: RunStore, runs: pd.DataFrame) -> pd.DataFrame:
         rows.append({"family": family, "task": task, **plateau(curve, noise), "chance": chance,
                      "degenerate": bool(metrics.get("degenerate")), "test_score": 100 * metrics["test"][metrics["main_metric"]]})
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- convergence of the reported runs
-
-def last_third_gain(history: list[dict], metric: str) -> float:
-    """What the last third of a run's training added to its best validation score (metric x 100): the best
-    score of the whole curve minus the best up to two thirds of the steps the run trained (0 when the best came
-    before; an early-stopped run's last third is of the steps it trained)."""
-    steps = np.array([point["step"] for point in history], dtype=float)
-    scores = 100 * np.array([point["validation"][metric] for point in history], dtype=float)
-    early = scores[steps <= steps.max() * 2 / 3]
-    return float(np.nanmax(scores) - np.nanmax(early)) if len(early) else float("nan")
-
-
-def family_key(config: RunConfig, resolve: Callable[[str], RunConfig | None]) -> str:
-    """What the runs of one family share: the whole config but its seed. A run named in it (the run ``init_from``
-    starts from, a subspace's sources, a zeroing's source) counts by its own family where ``resolve`` finds its
-    config (the same source seed by seed is one family), else by its id."""
-    data = config.to_dict()
-    data["train"]["seed"] = None
-
-    def named(run_id: str) -> str:
-        source = resolve(run_id)
-        return run_id if source is None else family_key(source, resolve)
-
-    if config.init_from is not None:
-        data["init_from"] = named(config.init_from)
-    if config.subspace is not None:
-        data["subspace"]["sources"] = [named(s) for s in config.subspace.sources]
-    if config.zeroed is not None:
-        data["zeroed"]["source"] = named(config.zeroed.source)
-    return json.dumps(data, sort_keys=True, default=str)
-
-
-def family_name(config: RunConfig, resolve: Callable[[str], RunConfig | None]) -> str:
-    """A family in words: the model fields that differ from the defaults (none: the baseline model), the run it
-    starts from, the subspace or zeroing, and the recipe (rates and step cap in epochs)."""
-    model = config.model
-    default = ModelConfig(model=model.model)
-    parts = [f"{f.name} {getattr(model, f.name)}" for f in dataclasses.fields(model)
-             if getattr(model, f.name) != getattr(default, f.name)]
-    if config.init_from is not None:
-        source = resolve(config.init_from)
-        parts.append(f"after {source.data.task if source is not None else config.init_from}")
-    if config.subspace is not None:
-        parts.append(f"subspace {config.subspace.basis} d {config.subspace.dim}")
-    if config.zeroed is not None:
-        parts.append(f"zeroed {config.zeroed.coordinates}")
-    recipe = config.train
-    head = f", head lr {recipe.head_learning_rate:g}" if recipe.head_learning_rate is not None else ""
-    return (", ".join(parts) or "baseline model ([CLS], all layers, linear head)") + \
-        f"; lr {recipe.learning_rate:g}{head}, up to {recipe.epochs} epochs"
-
-
-def reported_by_notebook(about: dict) -> dict[str, tuple[str, ...]]:
-    """run id -> the notebooks that report it, from a reference's ``reference.json`` (parsed)."""
-    found: dict[str, list[str]] = {}
-    for notebook, entry in sorted(about.get("notebooks", {}).items()):
-        for run_id in entry.get("runs", ()):
-            found.setdefault(run_id, []).append(notebook)
-    return {run_id: tuple(notebooks) for run_id, notebooks in found.items()}
-
-
-def convergence(store: RunStore, run_ids: Iterable[str], seeds: Iterable[int],
-                notebooks: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
-    """The plateau rule on the reported runs: one row per family of runs among ``run_ids`` whose seed is one of
-    ``seeds`` (the reported seeds; the selection seed's runs only select), from each run's stored validation
-    history. ``median_gain`` is the median over the family's seeds of ``last_third_gain``; the family has
-    converged when it is at most ``PLATEAU_GAIN``. Descriptive beside it: the largest gain, and how many seeds'
-    best checkpoint lies in the last tenth of the steps trained (a curve whose best is always at its end may still
-    be rising slowly, its gain held down by the learning rate decaying to 0 at the cap). ``notebooks``: run id -> the notebooks reporting it."""
-    seeds, notebooks = set(seeds), notebooks or {}
-    resolved: dict[str, RunConfig | None] = {}
-
-    def resolve(run_id: str) -> RunConfig | None:
-        if run_id not in resolved:
-            resolved[run_id] = store.stored_config(run_id) if (store.folder(run_id) / "config.json").exists() else None
-        return resolved[run_id]
-
-    families: dict[str, list[tuple[RunConfig, dict]]] = {}
-    for run_id in run_ids:
-        config = resolve(run_id)
-        if config is None or config.train.seed not in seeds:
-            continue
-        families.setdefault(family_key(config, resolve), []).append((config, store.metrics(run_id)))
-    rows = []
-    for members in families.values():
-        members.sort(key=lambda member: member[0].train.seed)
-        config = members[0][0]
-        gains = [last_third_gain(m["history"], m["main_metric"]) for _, m in members]
-        at_end = sum((m.get("best_step") or 0) > 0.9 * m["history"][-1]["step"] for _, m in members)
-        median = float(np.median(gains))
-        rows.append({"task": config.data.task, "family": family_name(config, resolve),
-                     "notebooks": " ".join(sorted({n for c, _ in members for n in notebooks.get(c.run_id, ())})),
-                     "seeds": len(members), "steps": int(np.median([m["history"][-1]["step"] for _, m in members])),
-                     "median_gain": median, "max_gain": float(np.max(gains)), "best_in_last_tenth": int(at_end),
-                     "converged": bool(median <= PLATEAU_GAIN)})
-    columns = ["task", "family", "notebooks", "seeds", "steps", "median_gain", "max_gain", "best_in_last_tenth",
-               "converged"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["task", "notebooks", "family"], ignore_index=True)
-
-
-def reference_convergence(reference: Path, seeds: Iterable[int]) -> pd.DataFrame:
-    """``convergence`` of the reported runs a reference records (``reference.json``: each notebook's runs)."""
-    from ..report.reproduction import reference_folders
-
-    folders = reference_folders(reference)
-    notebooks = reported_by_notebook(json.loads(folders["about"].read_text()))
-    return convergence(RunStore(folders["runs"]), list(notebooks), seeds, notebooks)
-
-
-def convergence_line(table: pd.DataFrame) -> str:
-    """One sentence: how many families of reported runs pass the plateau rule, and which do not."""
-    failing = table[~table.converged]
-    names = "; ".join(f"{row.family}, {row.task} ({row.median_gain:+.2f})" for row in failing.itertuples())
-    return (f"{int(table.converged.sum())} of {len(table)} families of reported runs pass the plateau rule (median over "
-            f"their seeds of what the last third of training adds to the best validation score at most "
-            f"{PLATEAU_GAIN:g} point)" + (f"; failing: {names}" if names else ""))
-
-
-CONVERGENCE_START = "<!-- convergence:start (generated by benchmarks/convergence.py from sizing.convergence) -->"
-CONVERGENCE_END = "<!-- convergence:end -->"
-
-
-def convergence_section(table: pd.DataFrame) -> str:
-    """The convergence table of the reported runs as ``figures/sizing.md`` shows it between its markers."""
-    return (f"## The plateau rule on the reported runs (the reference; `benchmarks/convergence.py`)\n\n"
-            f"{to_markdown(table)}\n{convergence_line(table)}.\n")
-
-
-def put_convergence(path: Path, table: pd.DataFrame) -> None:
-    """Write the convergence table of the reported runs into ``path`` (``figures/sizing.md``) between its
-    markers, appending them where the file has none yet (``benchmarks/sizing.py`` rewrites the file)."""
-    text = convergence_section(table)
-    path = Path(path)
-    if CONVERGENCE_START not in path.read_text():
-        path.write_text(path.read_text().rstrip("\n") + f"\n\n{CONVERGENCE_START}\n{CONVERGENCE_END}\n")
-    replace_section(path, text, CONVERGENCE_START, CONVERGENCE_END)
 
 
 def best_pair(head, split: str) -> tuple[int, int]:
