@@ -176,7 +176,8 @@ def family_name(config: RunConfig, resolve: Callable[[str], RunConfig | None]) -
         source = resolve(config.init_from)
         parts.append(f"after {source.data.task if source is not None else config.init_from}")
     if config.subspace is not None:
-        parts.append(f"subspace {config.subspace.basis} d {config.subspace.dim}")
+        rate = f" at lr {config.subspace.learning_rate:g}" if config.subspace.basis != "none" else ""
+        parts.append(f"subspace {config.subspace.basis} d {config.subspace.dim}{rate}")  # its coordinates' own rate
     if config.zeroed is not None:
         parts.append(f"zeroed {config.zeroed.coordinates}")
     recipe = config.train
@@ -245,7 +246,8 @@ def reference_convergence(reference: Path, seeds: Iterable[int]) -> pd.DataFrame
 def convergence_line(table: pd.DataFrame) -> str:
     """One sentence: how many families of reported runs pass the plateau rule, and which do not."""
     failing = table[~table.converged]
-    names = "; ".join(f"{row.family}, {row.task} ({row.median_gain:+.2f})" for row in failing.itertuples())
+    names = "; ".join(f"{row.family}, {row.task}, notebook {row.notebooks} ({row.median_gain:+.2f})"
+                      for row in failing.itertuples())
     return (f"{int(table.converged.sum())} of {len(table)} families of reported runs pass the plateau rule (median over "
             f"their seeds of what the last third of training adds to the best validation score at most "
             f"{PLATEAU_GAIN:g} point)" + (f"; failing: {names}" if names else ""))
