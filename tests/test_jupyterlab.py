@@ -9,6 +9,7 @@ import os
 
 import nbformat
 import papermill
+import pytest
 
 from fewdims_helpers.terminal import HEADLESS
 
@@ -18,6 +19,7 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 WARNINGS = ("Warning", "IProgress not found", "ipywidgets", "Traceback")
 
 
+@pytest.mark.slow  # a kernel that imports torch: about 10 s
 def test_a_notebook_in_jupyterlab_draws_widget_bars_and_no_empty_bar_and_no_warning(tmp_path, monkeypatch):
     monkeypatch.delenv(HEADLESS, raising=False)  # as JupyterLab starts a kernel
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
