@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # annotations only: the store imports this module
 log = logging.getLogger(__name__)
 
 
+def progress_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
+    """A ``tqdm.auto`` bar over ``total`` items: a widget in JupyterLab, text on a terminal. None is drawn
+    when progress is off or there is nothing to count (no empty "runs: 0it" bar)."""
+    return tqdm(total=total, desc=desc, disable=not enabled or total == 0)
+
+
 class RunScheduling:
     """``RunStore``'s workers and queue (a mixin: it uses the store's ``options``, ``root``, ``_pool``,
     ``tokens``, ``is_complete``, ``set_aside``, ``execute``, ``sweep`` and ``collect``; on a GPU it keeps the
@@ -92,7 +98,7 @@ class RunScheduling:
                  f"; {len(later)} more queued behind them" if parallel and later else "")
         for config in dict.fromkeys(fresh + later):
             self.tokens(config)  # tokenise once here, not once per worker
-        bar = tqdm(total=len(todo), desc="runs", disable=not self.options.progress)
+        bar = progress_bar(len(todo), "runs", self.options.progress)
         if not parallel:
             for config in fresh:
                 self.execute(config)
@@ -117,7 +123,7 @@ class RunScheduling:
         left in the background, and use the bases the workers keep. ``function`` must be picklable (a
         module-level function or a ``functools.partial`` of one)."""
         items, size = list(items), self.workers()
-        bar = tqdm(total=len(items), desc=desc, disable=not self.options.progress)
+        bar = progress_bar(len(items), desc, self.options.progress)
         if size <= 1 and self.options.backend != "ray":
             results = []
             for item in items:
@@ -175,7 +181,7 @@ def map_jobs(store: "RunStore", function, jobs: list[tuple], desc: str, one_thre
     if store.workers() > 1 and len(jobs) > 1:
         store.map(partial(on_one_thread, function), jobs, desc=desc)
         return
-    bar = tqdm(total=len(jobs), desc=desc, disable=not store.options.progress)
+    bar = progress_bar(len(jobs), desc, store.options.progress)
     for job in jobs:
         if one_thread:
             on_one_thread(function, job)
