@@ -10,6 +10,7 @@ A measurement no committed file holds belongs in CHANGELOG.md, which is history 
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -27,7 +28,10 @@ RESULTS = REPO / "benchmarks" / "results"
 # docs/published.md is generated from fewdims_helpers/report/published.csv (the papers' numbers, not ours):
 # tests/test_published.py checks it against that file
 PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md") if p.name != "published.md")]
-TIMED_ON = "2026-12-04"  # the day the default profile was timed on the sized recipes (docs/speed.md says so)
+_spec = importlib.util.spec_from_file_location("study_time", REPO / "benchmarks" / "study_time.py")
+study_time = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study_time)
+TIMED_ON = study_time.TIMED_ON  # the day each notebook was timed on the sized recipes (docs/speed.md says so)
 NUMBER = r"([-+−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)"
 
 # Numbers a page states that are settings, not results (with why), and are in no committed table.
@@ -84,11 +88,12 @@ def csv(name: str) -> pd.DataFrame:
 
 @lru_cache(maxsize=None)
 def timings() -> dict[str, tuple[dict, dict | None]]:
-    """Per notebook (by prefix), the entries of results/timings-default.json that finished on the day the
-    default profile was timed: the first (computing its runs) and, where a later one computed nothing, the
-    last (re-rendering from the store)."""
+    """Per notebook (by prefix), the entries of results/timings-default.json that finished on the day that
+    notebook was timed: the first (computing its runs) and, where a later one computed nothing, the last
+    (re-rendering from the store)."""
     entries = sorted((e for e in json.loads((REPO / "results" / "timings-default.json").read_text())
-                      if e["finished"].startswith(TIMED_ON)), key=lambda e: e["finished"])
+                      if e["finished"].startswith(TIMED_ON.get(e["notebook"][:2], "never"))),
+                     key=lambda e: e["finished"])
     by_notebook: dict[str, list[dict]] = {}
     for entry in entries:
         by_notebook.setdefault(entry["notebook"][:2], []).append(entry)
@@ -154,6 +159,11 @@ def claim_default_profile_timings():
                cells)
     total = sum(first["seconds"] for first, _ in t.values())
     yield ("docs/speed.md", f"The {len(t)} notebooks took {{}} s ({{}} hours) to compute", [total, total / 3600])
+    yield ("README.md", "**The whole default study** takes at most {} s ({} hours) on a 2-core AMD EPYC with "
+           "AVX512-BF16 (bf16)", [total, total / 3600])
+    study = csv("study_time.csv").set_index("notebook")  # benchmarks/study_time.py: the same sum, committed
+    assert study.seconds["total"] == pytest.approx(total) and study.runs_computed["total"] == sum(
+        f["runs_computed"] for f, _ in t.values()), "python benchmarks/study_time.py rewrites it"
 
 
 def claim_test_split_and_data_counts():
@@ -457,7 +467,7 @@ def claim_model_facts():
 def claim_zhang_table():
     from fewdims_helpers.studies.intrinsic.tables import ZHANG_ROBERTA_TABLE6 as paper
 
-    yield ("docs/architectures.md", "SST-2 {} / {} / {} and STS-B {} / {} / {}",
+    yield ("docs/model-families.md", "SST-2 {} / {} / {} and STS-B {} / {} / {}",
            [*paper["sst2"].values(), *paper["stsb"].values()])
 
 

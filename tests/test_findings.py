@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from fewdims_helpers.report.findings import END, START, findings_markdown, regeneration_status, section, \
-    summary_markdown, unbacked_numbers, unbacked_prose_numbers, write_findings
+from fewdims_helpers.report.convergence import convergence_line
+from fewdims_helpers.report.findings import END, START, findings_markdown, plateau_paragraph, regeneration_status, \
+    section, summary_markdown, unbacked_numbers, unbacked_prose_numbers, write_findings
 from fewdims_helpers.report.tables import gather_verdicts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,8 +49,11 @@ def test_the_readme_and_docs_findings_are_the_committed_verdicts(tmp_path):
     table = gather_verdicts(tmp_path)
     readme, full = (REPO / "README.md").read_text(), (REPO / "docs" / "findings.md").read_text()
     status = regeneration_status(REPO / "reference")
-    assert section(readme).strip() == summary_markdown(table, status=status).strip(), "python run_all.py rewrites it"
-    assert section(full).strip() == findings_markdown(table).strip()
+    plateau = plateau_paragraph(convergence_line(pd.read_csv(REPO / "figures" / "plateau.csv")))
+    assert section(readme).strip() == f"{summary_markdown(table, status=status)}\n{plateau}".strip(), \
+        "python run_all.py rewrites it"
+    head, _, rest = findings_markdown(table).partition("\n")
+    assert section(full).strip() == f"{head}\n\n{plateau}\n{rest}".strip()
     assert unbacked_numbers(readme, REPO / "figures") == [] and unbacked_numbers(full, REPO / "figures") == []
 
 

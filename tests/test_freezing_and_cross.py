@@ -50,6 +50,7 @@ def test_weight_change_is_zero_for_frozen_blocks_only(synthetic_task):
     assert change["embeddings"] == 0 and change["layer_1"] == 0 and change["layer_2"] > 0
 
 
+@pytest.mark.slow  # two runs through the store
 def test_cross_fine_tuning_starts_from_the_source_encoder(tmp_path, monkeypatch, synthetic_task):
     monkeypatch.setattr(execute, "tokenized_task", lambda *args, **kwargs: synthetic_task)
     runs = Runner(store.RunStore(tmp_path), RunOptions(progress=False))
@@ -76,6 +77,7 @@ def test_new_optional_fields_leave_existing_run_ids_alone():
     assert dataclasses.replace(config, save_model=True).run_id != config.run_id
 
 
+@pytest.mark.slow  # resolves the default profile on the packaged tasks
 def test_each_family_trains_with_its_own_recipe():
     from fewdims_helpers.setup.profiles import get_profile
 
@@ -90,6 +92,7 @@ def test_each_family_trains_with_its_own_recipe():
     assert (capped.train.epochs, capped.frozen_head_train.epochs, capped.layer_head_train.epochs) == (2, 2, 2)
 
 
+@pytest.mark.slow  # notebook 05 through run_all.py
 def test_cross_fine_tuning_on_one_task_says_so_in_one_line_and_writes_no_table(tmp_path):
     from conftest import run_all
     from fewdims_helpers.setup.profiles import get_profile

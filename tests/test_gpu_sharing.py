@@ -112,6 +112,7 @@ def test_the_plan_on_a_gpu_scales_its_rates_by_the_packed_calibration_and_says_s
     assert alone[0] == rates and alone[1] == 1 and "1 run(s) share the GPU" in alone[2]
 
 
+@pytest.mark.slow  # spawns two training processes
 def test_packed_runs_train_together_in_separate_processes_on_a_cpu():
     """The packed calibration itself (``measure_packing``), on a CPU: two spawned processes train the tiny
     model at once and report their rates as shares of a given speed alone."""

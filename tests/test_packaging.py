@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "fewdims_helpers"
 DATA_FILES = ("fewdims_helpers/report/published.csv",)  # package data (pyproject.toml's [tool.setuptools.package-data])
@@ -39,6 +41,7 @@ def notebook_imports() -> set[str]:
     return found
 
 
+@pytest.mark.slow  # pip install into a folder, then imports from it
 def test_a_plain_install_holds_every_module_and_the_notebooks_import_from_it(tmp_path):
     # build from a copy, so that no build/ or egg-info folder is written into the checkout (nor a stale
     # build/lib from an earlier build hides a missing subpackage)

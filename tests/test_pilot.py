@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from fewdims_helpers.model.pretrained import minilm_path
 
@@ -51,6 +52,7 @@ def write_random_bert(folder: Path) -> None:
             shutil.copy(minilm_path() / name, folder / name)
 
 
+@pytest.mark.slow  # every notebook through run_all.py
 def test_paper_profile_pilot_runs_every_notebook_on_local_glue_files(tmp_path):
     glue, model = tmp_path / "glue", tmp_path / "bert-random"
     write_glue(glue, rows=150, seed=0)

@@ -42,6 +42,7 @@ def _run_all():
     return module
 
 
+@pytest.mark.slow  # calibrates by training
 def test_the_plan_lists_every_notebook_and_a_total_trains_nothing_and_calibrates_within_its_budget(
         tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEWDIMS_CACHE", str(tmp_path / "cache"))

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.xdist_group("ray")  # one process: its module's Ray cluster, and no two clusters at once
+pytestmark = [pytest.mark.xdist_group("ray"),  # one process: its module's Ray cluster, and no two clusters at once
+              pytest.mark.slow]
 
 ray = pytest.importorskip("ray", reason="the Ray backend is optional: pip install -r requirements-ray.txt")
 

@@ -98,6 +98,7 @@ def smoke(*args: str):
     return run_all("--profile", "smoke", *args)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("smoke")  # shares the session's smoke run
 def test_two_smoke_runs_into_two_stores_agree_bitwise_and_a_perturbed_reference_fails_strict(smoke_run, tmp_path):
     # the first store and its reference: every notebook (the session's shared smoke run); the second store

@@ -22,6 +22,7 @@ from fewdims_helpers.runs import execute
 from conftest import REPO, run_all
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("smoke")  # shares the session's smoke run
 def test_smoke_profile_executes_every_notebook(smoke_run):
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-3000:]
@@ -39,6 +40,7 @@ def test_smoke_profile_executes_every_notebook(smoke_run):
     assert all(t["seconds"] > 0 for t in timings)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("smoke")  # shares the session's smoke run
 def test_notebooks_run_through_run_all_render_clean(smoke_run):
     """Progress bars and log lines went to run_all's terminal, not into the saved notebooks, and no
@@ -108,6 +110,7 @@ def refused(capsys, *argv: str) -> list[str]:
     return lines
 
 
+@pytest.mark.slow  # run_all.py in a subprocess
 def test_empty_model_folder_is_rejected_before_any_notebook_starts(tmp_path):
     empty, out = tmp_path / "empty-model", tmp_path / "out"
     empty.mkdir()
@@ -439,6 +442,7 @@ def test_a_notebook_failing_halfway_leaves_the_notebook_and_figures_byte_identic
     assert not list((tmp_path / "build").glob(".tmp-*"))  # neither the temporary notebook nor the figures' copy
 
 
+@pytest.mark.slow  # a kernel
 def test_a_real_kernel_failing_halfway_replaces_nothing(tmp_path):
     """The same through papermill and a kernel: the first cell rewrites a table, the second raises."""
     import nbformat

@@ -138,6 +138,7 @@ def test_pca_points_are_log_spaced_and_include_five():
         salient.pca_points(384, 1)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_jobs_run_in_parallel_workers_write_their_results(tmp_path):
     jobs = [(tmp_path / f"{name}.txt", name) for name in ("a", "b", "c")]
     runner = Runner(RunStore(tmp_path), RunOptions(workers=2, progress=False))

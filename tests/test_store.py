@@ -209,6 +209,7 @@ def small_configs(*seeds):
     return [dataclasses.replace(tiny_config(seed=s), data=data) for s in seeds]
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_parallel_runs_reuse_the_stores_worker_pool(tmp_path):
     runs = run_store(tmp_path, workers=2)
     configs = small_configs(1, 2, 3, 4)
@@ -221,6 +222,7 @@ def test_parallel_runs_reuse_the_stores_worker_pool(tmp_path):
     pool.shutdown()
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_background_runs_are_queued_and_waited_for_not_started_twice(tmp_path):
     runs = run_store(tmp_path, workers=2)
     first, *later = small_configs(5, 6, 7)

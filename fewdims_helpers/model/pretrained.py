@@ -5,7 +5,7 @@
 - a hub name such as ``"bert-base-uncased"`` (the paper's model; needs the Hugging Face hub);
 - any local Hugging Face model folder;
   (a hub name or folder may hold any architecture of ``architectures.FAMILIES``: BERT, RoBERTa, ELECTRA,
-  DeBERTa-v2/v3, ModernBERT, GPT-2, Llama-style decoders; see docs/architectures.md)
+  DeBERTa-v2/v3, ModernBERT, GPT-2, Llama-style decoders; see docs/model-families.md)
 - ``"tiny"``: a randomly initialised 2-layer ``BertConfig`` model (hidden 32) for tests and the smoke
   profile. It uses MiniLM's tokenizer, which is bert-base-uncased's vocabulary.
 """

@@ -180,20 +180,32 @@ def summary_markdown(table: pd.DataFrame, figures_link: str = "figures", status:
     return "\n".join([total, "", *head, *rows]) + "\n"
 
 
+def plateau_paragraph(line: str) -> str:
+    """The plateau rule's sentence (``sizing.convergence_line`` on the reference) as the findings state it."""
+    return (f"**Plateau.** {line[0].upper()}{line[1:]}. A verdict with a side in a failing family compares a run "
+            f"that was still improving at its step cap: read it as provisional.")
+
+
 def write_findings(figures: Path, table: pd.DataFrame, readme: Path | None = None, docs: Path | None = None,
-                   reference: Path | None = None) -> str:
+                   reference: Path | None = None, plateau: str | None = None) -> str:
     """``figures/findings.md`` (every verdict) and ``figures/verdicts.png``; with ``readme``, its generated
     section becomes the summary table (with each study's ``regeneration_status`` from ``reference``), and
-    with ``docs``, ``docs/findings.md``'s section the full list. Returns the full list."""
+    with ``docs``, ``docs/findings.md``'s section the full list. ``plateau``: the plateau rule's sentence on
+    the reported runs, stated under the tally of both. Returns the full list."""
     text = findings_markdown(table)
+    if plateau:
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n\n{plateau_paragraph(plateau)}\n{rest}"
     Path(figures, "findings.md").write_text(text)
     if not table.empty:
         from .plotting import save, verdict_intervals
 
         save(verdict_intervals(table), Path(figures, "verdicts.png"))
     if readme is not None:
-        replace_section(readme, summary_markdown(table, status=regeneration_status(reference) if reference else None),
-                        START, END)
+        summary = summary_markdown(table, status=regeneration_status(reference) if reference else None)
+        if plateau:
+            summary += f"\n{plateau_paragraph(plateau)}\n"
+        replace_section(readme, summary, START, END)
     if docs is not None:
         replace_section(Path(docs, "findings.md"), text, START, END)
     return text

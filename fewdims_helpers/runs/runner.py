@@ -31,6 +31,12 @@ from .workers import WorkerPool, worker_count
 log = logging.getLogger(__name__)
 
 
+def progress_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
+    """A ``tqdm.auto`` bar over ``total`` items: a widget in JupyterLab, text on a terminal. None is drawn
+    when progress is off or there is nothing to count (no empty "runs: 0it" bar)."""
+    return tqdm(total=total, desc=desc, disable=not enabled or total == 0)
+
+
 class Runner:
     """Runs ``store``'s missing runs with ``options`` (workers, force, progress, backend, data sources) on
     ``execution`` (resolved at the edge: ``execution.resolve``; None: resolved here from ``options.device``)."""
@@ -120,7 +126,7 @@ class Runner:
                  f"; {len(later)} more queued behind them" if parallel and later else "")
         for config in dict.fromkeys(fresh + later):
             self.tokens(config)  # tokenise once here, not once per worker
-        bar = tqdm(total=len(todo), desc="runs", disable=not self.options.progress)
+        bar = progress_bar(len(todo), "runs", self.options.progress)
         if not parallel:
             for config in fresh:
                 self.execute(config)
@@ -143,7 +149,7 @@ class Runner:
         left in the background, and use the bases the workers keep. ``function`` must be picklable (a
         module-level function or a ``functools.partial`` of one)."""
         items, size = list(items), self.workers()
-        bar = tqdm(total=len(items), desc=desc, disable=not self.options.progress)
+        bar = progress_bar(len(items), desc, self.options.progress)
         if size <= 1 and self.options.backend != "ray":
             results = []
             for item in items:
@@ -184,7 +190,7 @@ def map_jobs(runner: Runner, function, jobs: list[tuple], desc: str, one_thread:
     if runner.workers() > 1 and len(jobs) > 1:
         runner.map(partial(on_one_thread, function), jobs, desc=desc)
         return
-    bar = tqdm(total=len(jobs), desc=desc, disable=not runner.options.progress)
+    bar = progress_bar(len(jobs), desc, runner.options.progress)
     for job in jobs:
         if one_thread:
             on_one_thread(function, job)

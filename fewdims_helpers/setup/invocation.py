@@ -211,7 +211,16 @@ def report_verdicts(root: Path, args: argparse.Namespace) -> None:
     if table.empty:
         return
     in_place = root == REPO_ROOT and args.profile == "default"
+    reference, plateau = Path(args.reference_dir).expanduser(), None
+    if in_place and (reference / "reference.json").exists():  # the plateau rule on the reported runs
+        from ..report.convergence import convergence_line, reference_convergence
+        from ..report.tables import write_table
+        from .profiles import get_profile
+
+        families = reference_convergence(reference, get_profile(args.profile).seeds)
+        write_table(families, root / "figures" / "plateau", note=f"{convergence_line(families)}.")
+        plateau = convergence_line(families)
     write_findings(root / "figures", table, REPO_ROOT / "README.md" if in_place else None,
-                   REPO_ROOT / "docs" if in_place else None, reference=Path(args.reference_dir).expanduser())
+                   REPO_ROOT / "docs" if in_place else None, reference=reference, plateau=plateau)
     print(f"run_all: verdicts: {tally(table)} (figures/verdicts.csv, figures/findings.md, figures/verdicts.png"
           f"{', README.md, docs/findings.md' if in_place else ''})", flush=True)

@@ -23,14 +23,14 @@ seed, from their own validation sweep (``studies/intrinsic.select_rates``), and 
 to convergence on cached features (``Profile.frozen_head_train``, sized on those features). 07's Freeze
 is sized at the rates its own sweep chose (``freeze``: the caller passes that study's configs).
 
-The study in two modules: ``recipes`` (the sizing runs, their checks and the recipe table) and ``convergence``
-(the last third's gain of the reported runs). The names the benchmarks use are here.
+The study's runs and checks are ``recipes``; the plateau rule on the reported runs is ``report/convergence``
+(the last third's gain of each run), which the findings state too. The names the benchmarks use are here.
 """
 from __future__ import annotations
 
-from .convergence import CONVERGENCE_END, CONVERGENCE_START, convergence, convergence_line, convergence_section, \
-    family_key, family_name, last_third_gain, put_convergence, reference_convergence, reported_by_notebook
-from .recipes import PLATEAU_GAIN, RECIPES_END, RECIPES_START, best_pair, check, curves, describe, family_configs, \
+from ...report.convergence import CONVERGENCE_END, CONVERGENCE_START, PLATEAU_GAIN, convergence, convergence_line, \
+    convergence_section, family_key, family_name, last_third_gain, put_convergence, reference_convergence, reported_by_notebook
+from .recipes import RECIPES_END, RECIPES_START, best_pair, check, curves, describe, family_configs, \
     pair_refits, plateau, plot, recipe_table, sanity_orderings, sizing_runs, sources, summary_line
 
 __all__ = ["CONVERGENCE_END", "CONVERGENCE_START", "PLATEAU_GAIN", "RECIPES_END", "RECIPES_START", "best_pair",

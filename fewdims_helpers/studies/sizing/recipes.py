@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ...config import RunConfig, SubspaceConfig
+from ...report.convergence import PLATEAU_GAIN
 from ...data.tasks import get_task
 from ...runs.outcomes import cached_head
 from ...runs.store import RunStore
@@ -16,7 +17,6 @@ from ...setup.profiles import BASELINE_FEATURES
 from ...stats.subsets import pair_table, refit_scores, scan_all_pairs
 from ...stats.verdicts import validation_noise
 
-PLATEAU_GAIN = 1.0  # points: the least gain in a curve's last third that counts as still climbing (the rule's bound)
 
 
 def _no_early_stop(config: RunConfig) -> RunConfig:
