@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The plateau rule on the reported runs of a reference (fewdims_helpers/studies/sizing.py: ``convergence``).
+"""The plateau rule on the reported runs of a reference (fewdims_helpers/report/convergence.py, re-exported by
+fewdims_helpers/studies/sizing).
 
 Reads every run the reference records (``reference/reference.json``: each notebook's runs; each run's
 ``metrics.json`` holds its validation history), keeps those of the profile's reported seeds, groups them into

@@ -2,7 +2,7 @@
 """Frozen-encoder heads: training on cached features against training the frozen model directly.
 
 Same config (default profile, every pretrained parameter frozen, the paper's 2-layer head), 5 epochs,
-same seed: ``training.train`` with the frozen encoder running every step, and with its features
+same seed: ``training.loop.train`` with the frozen encoder running every step, and with its features
 computed once (``features.frozen_features``) and reused: for one run (the cached side pays for its encoding
 pass), and for notebook 04's six frozen runs of one task (linear and 2-layer heads, 3 seeds), which
 share one encoding. Prints both times, the ratios, and the test metrics; writes

@@ -6,7 +6,7 @@ For a MiniLM-shaped model (6 layers, hidden 384: the default profile's) and a be
 weights' values; the GPU machine has no internet to fetch real ones), on synthetic batches of the
 default profile's shape (batch 16, 8 to 64 tokens) and GLUE's (batch 64, 16 to 128 tokens):
 1. the GPU's measured bf16 matrix-product peak (8192^3, after warm-up): the roofline;
-2. ``training.train`` of one run per step variant (``gpu_check_steps.csv``): the plain loop (as before
+2. ``training.loop.train`` of one run per step variant (``gpu_check_steps.csv``): the plain loop (as before
    issue 29), the step near the chip (``device_step.StepOptions()``), that step with each change switched
    off in turn, in fp32 instead of bf16 autocast, and with ``torch.compile`` (last, if time is left). Per
    variant: the fit's wall seconds (validation included), samples/s, model FLOP/s of training (6 x

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The sizing study (fewdims_helpers/studies/sizing.py): every family's validation curve on the selection seed.
+"""The sizing study (fewdims_helpers/studies/sizing/): every family's validation curve on the selection seed.
 
 Trains each family of runs once per task on the profile's ``selection_seed`` with the profile's recipe
 and no early stop (the whole curve to the step cap), into the local run store, then writes

@@ -2,7 +2,7 @@
 
 A run (one fine-tuning of one model on one task with one seed) is fully described by a
 ``RunConfig``. Its hash names the run's folder in the store, so the same config always maps to the
-same folder and a finished run is never recomputed (see ``store.py``). Variants are made with
+same folder and a finished run is never recomputed (see ``runs/store.py``). Variants are made with
 ``dataclasses.replace``; nothing here is ever mutated.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ share of a run, and on CUDA the changes of the training step near the chip).
 
 A ``RunConfig`` says *what* a run computes (its hash names its folder); ``RunOptions`` says *how*
 runs are executed and where their inputs come from, which never changes a result. The overrides
-change what a study computes (caps and epochs enter every run id). ``parameters.py`` derives
+change what a study computes (caps and epochs enter every run id). ``setup/parameters.py`` derives
 ``run_all.py``'s arguments and the notebooks' ``options`` dictionary from these fields (as
 ``HfArgumentParser`` does for ``TrainingArguments``): adding a field here adds the flag and the
 notebook option. A field's ``metadata`` holds its ``help`` and, where the annotation does not say

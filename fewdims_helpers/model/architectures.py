@@ -9,7 +9,7 @@ model goes through the ``Family`` of its ``config.model_type``:
   freezing, 07's per-layer subspaces);
 - ``embedding_modules``: the parameters below the first block (04's "embeddings" row; frozen with
   ``frozen_layers``);
-- ``word_embeddings``: the ``nn.Embedding`` of the vocabulary (``train_vocabulary.py``);
+- ``word_embeddings``: the ``nn.Embedding`` of the vocabulary (``training/train_vocabulary.py``);
 - ``truncate``: keep the first k blocks, so the layers above k are never computed. A model whose last
   block is followed by a final norm (ModernBERT, GPT-2, Llama) keeps it only when it keeps every
   block: hidden state k is then what ``output_hidden_states=True`` gives as ``hidden_states[k]`` of

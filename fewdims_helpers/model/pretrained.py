@@ -69,7 +69,7 @@ def load_tokenizer(name: str):
 
 
 def _for_batches(tokenizer, name: str):
-    """The tokenizer as ``data.py`` needs it: right padding (the stored splits are right-padded and the
+    """The tokenizer as ``data/tokenized.py`` needs it: right padding (the stored splits are right-padded and the
     attention mask is rebuilt from their lengths) and a padding token. A decoder's tokenizer without
     one pads with its end-of-text token; padding is masked, so its id never reaches a result."""
     if tokenizer.padding_side != "right":

@@ -148,7 +148,7 @@ CURRENT, EARLIER = "regenerated on the current recipes", "**earlier recipe**: no
 
 def regeneration_status(reference: Path) -> dict[str, str]:
     """Per study, whether its committed results are this design's: a notebook the reference records on its
-    own (``reproduction.update_notebooks``, with the commit and machine in ``reference.json``) was
+    own (``reference_update.update_notebooks``, with the commit and machine in ``reference.json``) was
     regenerated on the current recipes; the others come from the earlier export, made before them."""
     path = Path(reference, "reference.json")
     recorded = json.loads(path.read_text()).get("notebooks", {}) if path.exists() else {}

@@ -31,7 +31,7 @@ def update_reference(local: RunStore, run_ids: list[str], figures: Path, referen
     """Replace the reference with the summaries of ``run_ids`` (through ``reference_export.export_summary``) and a
     copy of the studies' tables in ``figures``. ``made_by`` (profile, overrides, tasks, model) says which
     invocations' tables are comparable with it; ``notebooks`` (prefix -> the runs it used) and
-    ``provenance`` (commit and machine, ``store.environment``) are recorded per notebook, so one notebook
+    ``provenance`` (commit and machine, ``provenance.environment``) are recorded per notebook, so one notebook
     can later be refreshed alone (``update_notebooks``). Returns what ``reference.json`` records."""
     exported: list[dict] = []
 

@@ -1,4 +1,4 @@
-"""Runs as Ray tasks: the run store's backend for many GPUs or machines (``RunOptions(backend="ray")``).
+"""Runs as Ray tasks: the runner's backend for many GPUs or machines (``RunOptions(backend="ray")``).
 
 A run is a pure function of its config that writes into its own folder, so each missing run becomes
 one Ray core task and its result comes back through the shared store (the task returns only the

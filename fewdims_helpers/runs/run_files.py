@@ -2,8 +2,8 @@
 
 ``<root>/<run_id>/`` holds ``config.json`` (the full config, package versions, git commit, device,
 data split), ``metrics.json`` (per-epoch validation and final test metrics), the artifacts the
-config declares (``RunConfig.artifacts``) and ``manifest.json`` (each file's size and sha256). The run store's modules (``store``, ``artifacts``,
-``runner``, ``reference_export``) are the only code that knows these names; everyone else reads a run
+config declares (``RunConfig.artifacts``) and ``manifest.json`` (each file's size and sha256). The run store's modules (this one, ``store``, ``artifacts``,
+``execute``, ``reference_export``) are the only code that knows these names; everyone else reads a run
 through ``RunStore``'s methods.
 """
 from __future__ import annotations

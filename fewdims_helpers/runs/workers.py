@@ -1,4 +1,4 @@
-"""The run store's worker processes: a pool kept between calls, and the runs queued behind a call.
+"""The runner's worker processes: a pool kept between calls, and the runs queued behind a call.
 
 Spawned processes each run one training at a time with ``threads`` torch threads. A worker's start
 (imports, model load) costs seconds and it keeps caches (the pretrained model, subspace bases), so

@@ -7,8 +7,9 @@
 
 Notebooks call ``notebook_setup`` with their parameters (the profile, the output folder and one
 ``options`` dictionary; ``run_all.py`` injects them): it resolves the profile (overrides, pilot caps,
-and each task's sequence length from its data), builds the one ``RunOptions`` value and the notebook's
-``RunStore``, and prints a banner of the facts of the run.
+and each task's sequence length from its data), builds the one ``RunOptions`` value, resolves the one
+``Execution`` (``execution.resolve``), returns a ``Runner`` over the notebook's ``RunStore``, and prints
+a banner of the facts of the run.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class Profile:
     train: TrainConfig
     description: str
     deviations: tuple[str, ...] = field(default=())
-    workers: int | str = "auto"  # parallel runs (RunStore.execute_all); smoke's tiny runs are cheaper than a process start
+    workers: int | str = "auto"  # parallel runs (Runner.execute_all); smoke's tiny runs are cheaper than a process start
     seq_lengths: tuple[tuple[str, int], ...] = ()  # (task, tokens) chosen from the data by ``resolve``
     max_test_examples: int | None = None  # None: the whole test split (the verdicts' power)
     selection_seed: int = 1000  # runs that select (a subset, a rate) use this seed; reported runs use ``seeds``
@@ -47,7 +48,7 @@ class Profile:
     frozen_head_train: TrainConfig | None = None  # recipe of a head on the wholly frozen encoder (04 b, c); None: ``train``
 
     def resolve(self, sources: DataSources) -> "Profile":
-        """This profile with each task's sequence length chosen from its data (``data.choose_seq_length``:
+        """This profile with each task's sequence length chosen from its data (``data.tokenized.choose_seq_length``:
         the 95th percentile of the training examples' lengths, rounded up to a multiple of 8, within
         ``max_seq_length`` and the task's own cap)."""
         return dataclasses.replace(self, seq_lengths=tuple(

@@ -1,4 +1,4 @@
-"""The training step near the chip: what ``training.train`` does differently on a GPU, each change a switch.
+"""The training step near the chip: what ``loop.train`` does differently on a GPU, each change a switch.
 
 A MiniLM step of batch 16 is a few milliseconds of kernels, yet on a GPU the plain loop spent tens of
 milliseconds per step (issue 29): the host waited for the device at every step. ``StepOptions`` names each

@@ -2,8 +2,8 @@
 
 With every pretrained parameter frozen, the encoder is a fixed feature extractor (eval mode, no
 dropout), so its head inputs depend on the data, model, layer, token selection and precision, and
-not on the head or the seed. The run store trains frozen-encoder runs on them
-(``training.train(cached_features=...)``: the same batches, dropout masks and optimizer steps as
+not on the head or the seed. Executing a frozen-encoder run trains it on them
+(``loop.train(cached_features=...)``: the same batches, dropout masks and optimizer steps as
 running the frozen encoder every step; tests check the equality), and studies 04 and 06 read them.
 """
 from __future__ import annotations

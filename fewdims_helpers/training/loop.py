@@ -4,7 +4,7 @@ The paper's recipe (Fukuhata & Kano 2025, Sec. 3): AdamW, lr 5e-5, batch 64, dro
 epochs with a linear schedule; the epoch kept is the best on validation, and the kept model is
 scored once on test. Here validation may run every ``eval_every`` steps (a finer curve than per
 epoch), the head may have its own learning rate, and ``patience`` stops a run on a validation
-plateau; the checkpoint kept is the best validation, scored once on test. Speed comes from dynamic padding with length-grouped batches (``data.py``),
+plateau; the checkpoint kept is the best validation, scored once on test. Speed comes from dynamic padding with length-grouped batches (``data/tokenized.py``),
 bf16 autocast where the hardware has native bf16 (CUDA, or CPUs with AMX/AVX512-BF16), fused
 AdamW, and tokenisation done once. On CUDA the step also runs near the chip (``device_step.py``: batches
 resident on the device, no host synchronisation per step, the best checkpoint kept in place, few padded
