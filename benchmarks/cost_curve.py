@@ -43,9 +43,9 @@ def one_epoch(setup, task: str, n: int, length: int) -> dict:
                                                          max_eval_examples=100),
                                  train=dataclasses.replace(config.train, epochs=1))
     with tempfile.TemporaryDirectory() as runs:
-        store = Runner(RunStore(runs), RunOptions(progress=False))
-        tokens = store.tokens(config)
-        metrics = store.execute(config, progress=False)
+        runner = Runner(RunStore(runs), RunOptions(progress=False))
+        tokens = runner.tokens(config)
+        metrics = runner.execute(config, progress=False)
     seconds = metrics["history"][0]["train_seconds"]
     return {"task": task, "train_examples": len(tokens["train"]), "max_seq_length": length,
             "train_tokens": int(tokens["train"].lengths.sum()), "train_seconds": seconds}

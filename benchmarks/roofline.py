@@ -86,10 +86,10 @@ def training_step(threads: int) -> dict:
     setup = profiles.get_profile("default").resolve(DataSources())
     config = setup.run_config("rt-polarity", 0)
     with tempfile.TemporaryDirectory() as runs:
-        store = Runner(RunStore(runs), RunOptions(progress=False, workers=1))
-        tokens = store.tokens(config)
-        metrics = store.execute(config, progress=False)
-        precision = store.record(config)["precision_used"]
+        runner = Runner(RunStore(runs), RunOptions(progress=False, workers=1))
+        tokens = runner.tokens(config)
+        metrics = runner.execute(config, progress=False)
+        precision = runner.store.record(config)["precision_used"]
     encoder = pretrained_encoder(setup.model)
     non_embedding = sum(p.numel() for name, p in encoder.named_parameters() if not name.startswith("embeddings"))
     seconds = sum(epoch["train_seconds"] for epoch in metrics["history"])
