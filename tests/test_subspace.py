@@ -294,3 +294,20 @@ def test_zeroed_run_starts_from_the_pretrained_model_with_the_source_outliers_at
         assert all((a != b).float().mean() > 0.5 for a, b in zip(start, trained))  # then fine-tuned in the full space
     with pytest.raises(ConfigError, match="no subspace"):
         dataclasses.replace(tiny_config(), zeroed=ZeroingConfig(source.run_id), subspace=SubspaceConfig(basis="none"))
+
+
+def test_a_rate_chosen_at_the_edge_of_its_grid_is_named():
+    """07's sweep: a setting whose best validation score sits at the grid's lowest or highest rate is flagged
+    (its best rate may lie outside the grid); one inside the grid is not."""
+    import pandas as pd
+
+    from fewdims_helpers.studies.intrinsic import rate_choices, rate_choices_note
+
+    sweep = pd.DataFrame({"task": ["t"] * 6, "subspace": ["Intrinsic"] * 3 + ["Random"] * 3,
+                          "learning_rate": [0.01, 0.03, 0.1] * 2,
+                          "validation_score": [0.8, 0.7, 0.6, 0.5, 0.7, 0.6]})
+    choices = rate_choices(sweep)
+    assert choices.set_index("setting")["edge"].to_dict() == {"Intrinsic": "lowest", "Random": ""}
+    assert choices.set_index("setting")["chosen"].to_dict() == {"Intrinsic": 0.01, "Random": 0.03}
+    note = rate_choices_note(choices)
+    assert note.startswith("1 of 2 chosen rates") and "Intrinsic on t (lowest, 0.01)" in note and "Random on" not in note

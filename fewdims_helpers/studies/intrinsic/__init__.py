@@ -34,11 +34,11 @@ from .outliers import BINS, SIGMAS, TOP, ZEROINGS, delta_profile, outlier_analys
     outlier_locations, outlier_mask, outlier_share, retrained_zeroing_verdicts, run_zeroed, \
     zeroing_outcomes, zeroing_table, zeroing_verdicts
 from .tables import CIRCULAR, INFORMATIVE, ORDERING, TABLE_CLAIMS, ZHANG_ROBERTA_TABLE6, ablation_runs, \
-    analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, seeds_note, selection_orderings, \
+    analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, rate_choices, rate_choices_note, seeds_note, selection_orderings, \
     setting_outcomes, theta_similarity, transfer_matrix, unified_runs, verdicts
 
 __all__ = ["ablation_runs", "analysis_configs", "CIRCULAR", "INFORMATIVE", "ORDERING", "seeds_note", "selection_full",
-           "selection_orderings", "unified_runs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
+           "selection_orderings", "rate_choices", "rate_choices_note", "unified_runs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
            "FREEZE_SCALES", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
            "outlier_mask", "outlier_share", "rate_sweep_configs", "retrained_zeroing_verdicts", "run_zeroed", "run_analysis", "run_table", "select_rates",
            "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS",

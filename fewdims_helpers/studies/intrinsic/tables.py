@@ -177,6 +177,29 @@ def selection_orderings(profile, design: Design, runner: Runner, sweep: pd.DataF
     return pd.DataFrame(rows)
 
 
+def rate_choices(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per task and setting, the rate the sweep chose (``design.select_rates``: the best validation score) and
+    where it sits in its grid: a choice at the grid's lowest or highest rate (``edge``) says the best rate may
+    lie outside the grid, so that setting may not be at its best."""
+    rows = []
+    for (task, setting), group in sweep.groupby(["task", "subspace"], sort=False):
+        best = group.loc[group["validation_score"].idxmax()]
+        grid = sorted(group["learning_rate"])
+        edge = "lowest" if best["learning_rate"] == grid[0] else "highest" if best["learning_rate"] == grid[-1] else ""
+        rows.append({"task": task, "setting": setting, "grid": " ".join(f"{rate:g}" for rate in grid),
+                     "chosen": best["learning_rate"], "validation_score": best["validation_score"], "edge": edge})
+    return pd.DataFrame(rows)
+
+
+def rate_choices_note(choices: pd.DataFrame) -> str:
+    """One sentence: how many chosen rates sit at an edge of their grid, and which."""
+    edges = choices[choices["edge"] != ""]
+    named = "; ".join(f"{r.setting} on {r.task} ({r.edge}, {r.chosen:g})" for r in edges.itertuples())
+    return (f"{len(edges)} of {len(choices)} chosen rates sit at an edge of their grid"
+            + (f": {named}. There the best rate may lie outside the grid, and the setting may be short of its best."
+               if len(edges) else "."))
+
+
 def is_roberta(model: str) -> bool:
     """Whether ``model`` (a profile's model name or folder) is a RoBERTa, Zhang et al.'s second model."""
     return pretrained_encoder(model).config.model_type in ("roberta", "xlm-roberta")
