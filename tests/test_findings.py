@@ -91,3 +91,14 @@ def test_the_summary_says_which_studies_were_regenerated_on_their_own(tmp_path):
     rows = summary_markdown(pd.DataFrame(), status=status).splitlines()
     assert [row for row in rows if row.startswith("| [03")][0].endswith(f"| {CURRENT} |")
     assert [row for row in rows if row.startswith("| [01")][0].endswith(f"| {EARLIER} |")
+
+
+def test_a_tally_is_backed_by_its_table_s_count_of_rows(tmp_path):
+    """"All 188 verdicts" is a count of rows of verdicts.csv, not a cell of it: the checker knows each table's
+    row count, and a count no table has is still caught."""
+    from fewdims_helpers.report.findings import table_values
+
+    pd.DataFrame({"x": [0.5, 0.25, 0.125]}).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "empty.csv").write_text("")
+    known = table_values(tmp_path)
+    assert (0, 3.0) in known and (0, 4.0) not in known

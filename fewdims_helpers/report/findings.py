@@ -221,14 +221,18 @@ def _decimals(number: str) -> int:
 
 
 def table_values(*folders: Path, patterns: tuple[str, ...] = ("*.csv",)) -> set[tuple[int, float]]:
-    """Every number in the files of ``folders`` matching ``patterns`` (CSV tables; JSON records), as
-    (decimals, value rounded) for 0 to 4 decimals."""
+    """Every number in the files of ``folders`` matching ``patterns`` (CSV tables; JSON records), and each
+    CSV table's count of rows (a tally such as "All 188 verdicts" counts ``verdicts.csv``), as (decimals,
+    value rounded) for 0 to 4 decimals."""
     values: set[tuple[int, float]] = set()
     for folder in folders:
         for pattern in patterns:
             for path in Path(folder).glob(pattern):
-                for number in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", path.read_text()):
-                    value = float(number)
+                content = path.read_text()
+                numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", content)]
+                if path.suffix == ".csv" and content.strip():
+                    numbers.append(float(len(pd.read_csv(path))))
+                for value in numbers:
                     values.update((d, round(value, d)) for d in range(5))
     return values
 
