@@ -205,7 +205,7 @@ def distinct(table: pd.DataFrame) -> pd.DataFrame:
             row = table.loc[index]
             kept[twin].append(f"{row['study']}: {row['claim']} ({row['a']} vs {row['b']})")
     result = table.loc[sorted(kept)].copy()
-    earlier = result["same_as"].fillna("") if "same_as" in result else pd.Series("", index=result.index)
+    earlier = result["same_as"].astype(object).fillna("") if "same_as" in result else pd.Series("", index=result.index)
     result["same_as"] = ["; ".join(filter(None, [before, *kept[i]])) for i, before in zip(result.index, earlier)]
     return result.reset_index(drop=True)
 
