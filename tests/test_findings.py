@@ -48,7 +48,7 @@ def test_the_readme_and_docs_findings_are_the_committed_verdicts(tmp_path):
         shutil.copy(path, tmp_path / path.name)
     table = gather_verdicts(tmp_path)
     readme, full = (REPO / "README.md").read_text(), (REPO / "docs" / "findings.md").read_text()
-    status = regeneration_status(REPO / "reference")
+    status = regeneration_status(REPO / "reference", REPO / "notebooks")
     plateau = plateau_paragraph(convergence_line(pd.read_csv(REPO / "figures" / "plateau.csv")))
     assert section(readme).strip() == f"{summary_markdown(table, status=status)}\n{plateau}".strip(), \
         "python run_all.py rewrites it"
@@ -102,3 +102,22 @@ def test_a_tally_is_backed_by_its_table_s_count_of_rows(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     known = table_values(tmp_path)
     assert (0, 3.0) in known and (0, 4.0) not in known
+
+
+def test_a_notebook_whose_code_changed_after_its_rendering_is_marked_in_the_summary(tmp_path):
+    """A committed notebook with a code cell never executed holds the previous design's results, whatever the
+    reference records: the summary says so."""
+    import json
+
+    from fewdims_helpers.report.findings import CURRENT, QUESTIONS, STALE
+
+    (tmp_path / "reference.json").write_text(json.dumps({"notebooks": {code: {} for code in QUESTIONS}}))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    names = {code: entry[0] for code, entry in QUESTIONS.items()}
+    cell = {"cell_type": "code", "source": "x = 1", "outputs": [], "metadata": {}}
+    (notebooks / f"{names['02']}.ipynb").write_text(json.dumps({"cells": [cell | {"execution_count": 1},
+                                                                           cell | {"execution_count": None}]}))
+    (notebooks / f"{names['03']}.ipynb").write_text(json.dumps({"cells": [cell | {"execution_count": 1}]}))
+    status = regeneration_status(tmp_path, notebooks)
+    assert status["02"] == STALE and status["03"] == CURRENT and status["01"] == CURRENT

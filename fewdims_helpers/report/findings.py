@@ -144,15 +144,29 @@ def _claims(block: pd.DataFrame, verdict: str, limit: int = 2) -> str:
 
 
 CURRENT, EARLIER = "regenerated on the current recipes", "**earlier recipe**: not regenerated yet"
+STALE = "**code changed since**: the notebook has cells not yet executed; its results are the previous design's"
 
 
-def regeneration_status(reference: Path) -> dict[str, str]:
+def unexecuted_cells(notebook: Path) -> int:
+    """How many code cells of a committed notebook were never executed (its code changed after its rendering)."""
+    cells = json.loads(Path(notebook).read_text()).get("cells", [])
+    return sum(c["cell_type"] == "code" and c.get("execution_count") is None for c in cells)
+
+
+def regeneration_status(reference: Path, notebooks: Path | None = None) -> dict[str, str]:
     """Per study, whether its committed results are this design's: a notebook the reference records on its
     own (``reference_update.update_notebooks``, with the commit and machine in ``reference.json``) was
-    regenerated on the current recipes; the others come from the earlier export, made before them."""
+    regenerated on the current recipes; the others come from the earlier export, made before them. With
+    ``notebooks`` (the folder of the committed notebooks), a notebook holding code cells never executed is
+    marked as the previous design's whatever the reference says."""
     path = Path(reference, "reference.json")
     recorded = json.loads(path.read_text()).get("notebooks", {}) if path.exists() else {}
-    return {code: CURRENT if code in recorded else EARLIER for code in QUESTIONS}
+    status = {code: CURRENT if code in recorded else EARLIER for code in QUESTIONS}
+    for code, (notebook, *_) in QUESTIONS.items():
+        file = Path(notebooks, f"{notebook}.ipynb") if notebooks is not None else None
+        if file is not None and file.exists() and unexecuted_cells(file):
+            status[code] = STALE
+    return status
 
 
 def summary_markdown(table: pd.DataFrame, figures_link: str = "figures", status: dict[str, str] | None = None) -> str:
@@ -202,7 +216,8 @@ def write_findings(figures: Path, table: pd.DataFrame, readme: Path | None = Non
 
         save(verdict_intervals(table), Path(figures, "verdicts.png"))
     if readme is not None:
-        summary = summary_markdown(table, status=regeneration_status(reference) if reference else None)
+        summary = summary_markdown(table, status=regeneration_status(reference, Path(readme).parent / "notebooks")
+                                   if reference else None)
         if plateau:
             summary += f"\n{plateau_paragraph(plateau)}\n"
         replace_section(readme, summary, START, END)
