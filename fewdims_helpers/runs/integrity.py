@@ -12,7 +12,6 @@ loading a run's file is one line naming the run, the file and the fix (``Corrupt
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
+from ..data.archives import sha256_of
 from .run_files import CONFIG_FILE, MANIFEST_FILE, METRICS_FILE, artifact_files, write_json
 
 MANIFEST_FORMAT = 1
@@ -37,11 +37,6 @@ def one_line(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split())
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def files_of(folder: Path) -> list[str]:
     """Every file of a run folder ('/'-separated, relative, sorted), except the manifest and hidden files
     (a temporary being written)."""
@@ -51,7 +46,7 @@ def files_of(folder: Path) -> list[str]:
 
 def manifest_of(folder: Path) -> dict:
     return {"format": MANIFEST_FORMAT, "files": {name: {"size": (folder / name).stat().st_size,
-                                                        "sha256": sha256(folder / name)} for name in files_of(folder)}}
+                                                        "sha256": sha256_of(folder / name)} for name in files_of(folder)}}
 
 
 def write_manifest(folder: Path) -> None:
@@ -86,7 +81,7 @@ def file_problem(folder: Path, name: str, entry: dict, hashes: bool) -> str | No
     size = path.stat().st_size
     if size != entry["size"]:
         return f"{name} has {size} bytes, its manifest says {entry['size']} (truncated or overwritten)"
-    if hashes and sha256(path) != entry["sha256"]:
+    if hashes and sha256_of(path) != entry["sha256"]:
         return f"{name} has the size its manifest records but another sha256 (its bytes changed)"
     return None
 
