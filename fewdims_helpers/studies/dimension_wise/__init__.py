@@ -39,8 +39,9 @@ from .runs import ALL, CONTROL_WAYS, SCAN_DROPCONNECT, SCAN_SPLITS, TOP_PAIRS, W
 from .figures import agreement_scatter, pair_rankings, subset_score_distributions
 from .tables import agreement, baseline_outcomes, effective_dimensions, summary_table, verdict, verdicts, way_outcomes
 
-__all__ = ["agreement_scatter", "pair_rankings", "subset_score_distributions", "ALL", "CONTROL_WAYS", "SCAN_DROPCONNECT", "SCAN_SPLITS", "Scan", "TOP_PAIRS", "WAYS", "agreement",
-           "baseline_outcomes", "best_on_validation", "control_configs", "control_draws", "control_outcomes",
-           "control_seed", "control_subset", "effective_dimensions", "fixed_configs", "head_configs",
-           "inference_selection", "planned_runs", "random_subset_configs", "run_controls", "run_fixed_subsets",
-           "scan", "scan_config", "selected_configs", "summary_table", "verdict", "verdicts", "way_outcomes"]
+__all__ = ["agreement", "agreement_scatter", "ALL", "baseline_outcomes", "best_on_validation", "control_configs",
+           "control_draws", "control_outcomes", "control_seed", "control_subset", "CONTROL_WAYS",
+           "effective_dimensions", "fixed_configs", "head_configs", "inference_selection", "pair_rankings",
+           "planned_runs", "random_subset_configs", "run_controls", "run_fixed_subsets", "Scan", "scan",
+           "scan_config", "SCAN_DROPCONNECT", "SCAN_SPLITS", "selected_configs", "subset_score_distributions",
+           "summary_table", "TOP_PAIRS", "verdict", "verdicts", "way_outcomes", "WAYS"]

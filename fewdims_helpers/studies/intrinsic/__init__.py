@@ -38,11 +38,13 @@ from .tables import CIRCULAR, INFORMATIVE, ORDERING, TABLE_CLAIMS, ZHANG_ROBERTA
     analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, rate_choices, rate_choices_note, seeds_note, selection_orderings, \
     setting_outcomes, theta_similarity, transfer_matrix, unified_runs, verdicts
 
-__all__ = ["transfer_heatmap", "update_profiles", "ablation_runs", "analysis_configs", "CIRCULAR", "INFORMATIVE", "ORDERING", "seeds_note", "selection_full",
-           "selection_orderings", "rate_choices", "rate_choices_note", "unified_runs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
-           "FREEZE_SCALES", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
-           "outlier_mask", "outlier_share", "rate_sweep_configs", "retrained_zeroing_verdicts", "run_zeroed", "run_analysis", "run_table", "select_rates",
-           "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS",
-           "subspace_config", "TABLE_CLAIMS", "table_configs", "theta_similarity", "TOP", "trajectories",
-           "trajectory_config", "transfer_matrix", "VERDICT_SEEDS", "verdicts", "zeroing_outcomes", "zeroing_table",
-           "zeroed_configs", "ZEROED_SETTINGS", "zeroing_verdicts", "ZEROINGS"]
+__all__ = ["ablation_runs", "analysis_configs", "analysis_verdicts", "beside_zhang_roberta", "BINS", "CIRCULAR",
+           "delta_profile", "Design", "design_for", "freeze_config", "FREEZE_SCALES", "INFORMATIVE", "is_roberta",
+           "oracle_table", "ORDERING", "outlier_analyses", "outlier_analysis", "outlier_locations", "outlier_mask",
+           "outlier_share", "planned_runs", "rate_choices", "rate_choices_note", "rate_sweep_configs",
+           "retrained_zeroing_verdicts", "run_analysis", "run_table", "run_zeroed", "seeds_note", "select_rates",
+           "selection_config", "selection_full", "selection_orderings", "SELECTION_TEST_EXAMPLES",
+           "setting_outcomes", "SETTINGS", "SIGMAS", "subspace_config", "TABLE_CLAIMS", "table_configs",
+           "theta_similarity", "TOP", "trajectories", "trajectory_config", "transfer_heatmap", "transfer_matrix",
+           "unified_runs", "update_profiles", "VERDICT_SEEDS", "verdicts", "zeroed_configs", "ZEROED_SETTINGS",
+           "zeroing_outcomes", "zeroing_table", "zeroing_verdicts", "ZEROINGS", "ZHANG_ROBERTA_TABLE6"]

@@ -40,10 +40,11 @@ from .figures import best_neuron_activations, pca_curves, single_neuron_histogra
 from .tables import STATES, best_neurons, curve_summary, curve_table, ratio_table, salient_table, \
     single_neuron_summary, verdict, verdicts
 
-__all__ = ["best_neuron_activations", "pca_curves", "single_neuron_histograms", "variance_ratio_curves", "ALL", "ANALYSIS_FORMAT", "BEST_SINGLE", "GENERAL_SOURCES", "RATIO_COMPONENTS", "STATES", "VARIANTS",
-           "VERDICT_COMPONENTS", "Analysis", "Features", "ModelState", "analyse", "best_neurons",
-           "best_single_predictions", "chance_score", "curve_summary", "curve_table", "encode_states",
-           "fine_tuned_runs", "fit_pca", "general_pool", "leading_ratio_index", "natural_dimensions", "pca_curve",
-           "pca_points", "pca_predictions", "ratio_table", "read_general_text", "salient_scores", "salient_table",
-           "single_neuron_scores", "single_neuron_summary", "task_texts", "tokenize_pool", "variance_ratios",
-           "verdict", "verdicts"]
+__all__ = ["ALL", "analyse", "Analysis", "ANALYSIS_FORMAT", "best_neuron_activations", "best_neurons", "BEST_SINGLE",
+           "best_single_predictions", "chance_score", "curve_summary", "curve_table", "encode_states", "Features",
+           "fine_tuned_runs", "fit_pca", "general_pool", "GENERAL_SOURCES", "leading_ratio_index", "ModelState",
+           "natural_dimensions", "pca_curve", "pca_curves", "pca_points", "pca_predictions", "planned_runs",
+           "RATIO_COMPONENTS", "ratio_table", "read_general_text", "salient_scores", "salient_table",
+           "single_neuron_histograms", "single_neuron_scores", "single_neuron_summary", "STATES", "task_texts",
+           "tokenize_pool", "variance_ratio_curves", "variance_ratios", "VARIANTS", "verdict", "VERDICT_COMPONENTS",
+           "verdicts"]
