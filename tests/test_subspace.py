@@ -311,3 +311,32 @@ def test_a_rate_chosen_at_the_edge_of_its_grid_is_named():
     assert choices.set_index("setting")["chosen"].to_dict() == {"Intrinsic": 0.01, "Random": 0.03}
     note = rate_choices_note(choices)
     assert note.startswith("1 of 2 chosen rates") and "Intrinsic on t (lowest, 0.01)" in note and "Random on" not in note
+
+
+def test_a_longer_step_cap_reaches_every_run_that_trains_less_than_the_whole_model_and_no_other():
+    """``Design.subspace_epochs`` (the plateau rule's remedy): Freeze, Random, Intrinsic, their sweep and the analysis
+    runs of that task get the cap; Full, the trajectories, the zeroed-then-fine-tuned runs and other tasks keep the
+    recipe's, so their run ids do not move."""
+    from fewdims_helpers.studies import intrinsic
+
+    profile = _resolved_smoke_profile()
+    task, other = profile.tasks[0], profile.tasks[1]
+    recipe = profile.run_config(task, 0).train.epochs
+    rates = {t: 0.01 for t in profile.tasks}
+    plain = intrinsic.Design(dim=4, checkpoints=4).with_rates(rates, rates)
+    longer = dataclasses.replace(plain, subspace_epochs={task: recipe + 3})
+    configs, labels = intrinsic.table_configs(profile, longer)
+    for config, label in zip(configs, labels):
+        expected = recipe + 3 if config.data.task == task and label != "Full" else recipe
+        assert config.train.epochs == expected, (label, config.data.task)
+    before, _ = intrinsic.table_configs(profile, plain)
+    assert [a.run_id == b.run_id for a, b in zip(configs, before)] == [
+        c.data.task != task or label == "Full" for c, label in zip(configs, labels)]
+    analysis = intrinsic.analysis_configs(profile, longer)
+    assert {c.train.epochs for c in analysis["config"] if c.data.task == task} == {recipe + 3}
+    assert {c.train.epochs for c in analysis["config"] if c.data.task == other} == {recipe}
+    sweep = intrinsic.rate_sweep_configs(profile, longer, (0.01,), freeze_scales=(1.0,))
+    assert {c.train.epochs for c in sweep["config"] if c.data.task == task} == {recipe + 3}
+    zeroed = intrinsic.zeroed_configs(profile, longer)
+    assert {c.train.epochs for c in zeroed["config"]} == {recipe}
+    assert intrinsic.trajectory_config(profile, task, 100, 4).train.epochs == recipe

@@ -27,9 +27,17 @@ def trajectory_config(profile, task: str, seed: int, checkpoints: int) -> RunCon
                                train=dataclasses.replace(config.train, patience=0))
 
 
-def subspace_config(profile, task: str, seed: int, save_model: bool = False, **subspace_fields) -> RunConfig:
-    return dataclasses.replace(profile.run_config(task, seed), subspace=SubspaceConfig(**subspace_fields),
-                               save_model=save_model)
+def with_epochs(config: RunConfig, epochs: int | None) -> RunConfig:
+    """``config`` with its step cap set to ``epochs`` (None: as it is)."""
+    return config if epochs is None else dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
+
+
+def subspace_config(profile, task: str, seed: int, save_model: bool = False, epochs: int | None = None,
+                    **subspace_fields) -> RunConfig:
+    """The profile's run of ``task`` trained in a subspace (``SubspaceConfig``), up to ``epochs`` (None: the recipe's)."""
+    config = dataclasses.replace(profile.run_config(task, seed), subspace=SubspaceConfig(**subspace_fields),
+                                 save_model=save_model)
+    return with_epochs(config, epochs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +52,9 @@ class Design:
     rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, intrinsic subspaces
     random_rates: dict = dataclasses.field(default_factory=dict)  # task -> learning rate of theta_t, random subspaces
     freeze_scales: dict = dataclasses.field(default_factory=dict)  # task -> Freeze's rates over the recipe's (1: as is)
+    # task -> step cap in epochs of every run of the task that trains less than the whole model (Freeze, Random,
+    # Intrinsic, their rate sweep and the analysis runs); absent: the recipe's. Full (the baseline) keeps its recipe.
+    subspace_epochs: dict = dataclasses.field(default_factory=dict)
 
     def with_rates(self, rates: dict[str, float], random_rates: dict[str, float],
                    freeze_scales: dict[str, float] | None = None) -> "Design":
@@ -55,16 +66,17 @@ class Design:
 
     def intrinsic(self, profile, task: str, seed: int, source_task: str | None = None, dim: int | None = None,
                   save_model: bool = False) -> RunConfig:
-        return subspace_config(profile, task, seed, save_model=save_model, basis="intrinsic", dim=dim or self.dim,
+        return subspace_config(profile, task, seed, save_model=save_model, epochs=self.subspace_epochs.get(task),
+                               basis="intrinsic", dim=dim or self.dim,
                                sources=(self.source(profile, source_task or task),), learning_rate=self.rates[task])
 
     def random(self, profile, task: str, seed: int, dim: int | None = None) -> RunConfig:
-        return subspace_config(profile, task, seed, basis="random", dim=dim or self.dim,
-                               learning_rate=self.random_rates[task])
+        return subspace_config(profile, task, seed, epochs=self.subspace_epochs.get(task), basis="random",
+                               dim=dim or self.dim, learning_rate=self.random_rates[task])
 
     def freeze(self, profile, task: str, seed: int) -> RunConfig:
         """Table 1's Freeze at its chosen rates (the recipe's until a sweep chose others)."""
-        return freeze_config(profile, task, seed, self.freeze_scales.get(task, 1.0))
+        return freeze_config(profile, task, seed, self.freeze_scales.get(task, 1.0), self.subspace_epochs.get(task))
 
     def zeroed(self, profile, task: str, seed: int, coordinates: str) -> RunConfig:
         """Zhang et al.'s outlier protocol: the profile's fine-tuning of ``task`` from the pretrained model
@@ -96,7 +108,7 @@ def rate_sweep_configs(profile, design: Design, rates: tuple[float, ...],
             rows.append((task, "Intrinsic", rate, None, selection_config(trial.intrinsic(profile, task, seed))))
             rows.append((task, "Random", rate, None, selection_config(trial.random(profile, task, seed))))
         for scale in freeze_scales:
-            config = selection_config(freeze_config(profile, task, seed, scale))
+            config = selection_config(freeze_config(profile, task, seed, scale, design.subspace_epochs.get(task)))
             rows.append((task, "Freeze", config.train.head_learning_rate or config.train.learning_rate, scale, config))
     return pd.DataFrame(rows, columns=["task", "subspace", "learning_rate", "recipe_scale", "config"])
 
@@ -119,10 +131,10 @@ def select_rates(profile, design: Design, runner: Runner, rates: tuple[float, ..
                              dict(zip(scales["task"], scales["recipe_scale"].astype(float)))), sweep
 
 
-def freeze_config(profile, task: str, seed: int, scale: float = 1.0) -> RunConfig:
+def freeze_config(profile, task: str, seed: int, scale: float = 1.0, epochs: int | None = None) -> RunConfig:
     """Table 1's Freeze: encoder layers frozen (V theta_t = 0), embeddings and head trained, at the
-    recipe's encoder and head rates times ``scale``."""
-    config = subspace_config(profile, task, seed, basis="none")
+    recipe's encoder and head rates times ``scale``, up to ``epochs`` (None: the recipe's)."""
+    config = subspace_config(profile, task, seed, epochs=epochs, basis="none")
     if scale == 1.0:
         return config
     hp = config.train
@@ -174,13 +186,14 @@ def analysis_configs(profile, design: Design) -> pd.DataFrame:
         for target in tasks:
             rate = design.rates[target]
             others = tuple(design.source(profile, t) for t in tasks if t != target)
+            epochs = design.subspace_epochs.get(target)
             rows.append(("Unified", "all", target, seed, subspace_config(
-                profile, target, seed, basis="intrinsic", dim=len(tasks), sources=unified_sources, checkpoints="last",
-                learning_rate=rate)))
+                profile, target, seed, epochs=epochs, basis="intrinsic", dim=len(tasks), sources=unified_sources,
+                checkpoints="last", learning_rate=rate)))
             if others:
                 rows.append(("Zero-shot", "others", target, seed, subspace_config(
-                    profile, target, seed, basis="intrinsic", dim=len(others), sources=others, checkpoints="last",
-                    learning_rate=rate)))
+                    profile, target, seed, epochs=epochs, basis="intrinsic", dim=len(others), sources=others,
+                    checkpoints="last", learning_rate=rate)))
             rows.append(("Random", "none", target, seed, design.random(profile, target, seed, dim=len(tasks))))
     return pd.DataFrame(rows, columns=["setting", "source", "task", "seed", "config"])
 
@@ -205,7 +218,7 @@ def run_analysis(profile, design: Design, runner: Runner) -> pd.DataFrame:
 
 
 def design_for(profile, runner: Runner, dim: int, checkpoints: int, trajectory_seed: int, ablation_dims,
-               analysis_seeds, secondary_seeds=(0,)) -> Design:
+               analysis_seeds, secondary_seeds=(0,), subspace_epochs: dict | None = None) -> Design:
     """The notebook's parameters as a ``Design``, capped to what the profile's runs allow: at most one
     checkpoint per optimizer step, and subspace dimensions no larger than the checkpoints recorded; seeds
     outside the profile's are dropped (none left: the profile's first)."""
@@ -220,17 +233,19 @@ def design_for(profile, runner: Runner, dim: int, checkpoints: int, trajectory_s
         return tuple(s for s in profile.seeds if s in tuple(seeds)) or profile.seeds[:1]
     return Design(dim=min(dim, checkpoints), checkpoints=checkpoints, trajectory_seed=trajectory_seed,
                   ablation_dims=dims, analysis_seeds=among_profile(analysis_seeds),
-                  secondary_seeds=among_profile(secondary_seeds))
+                  secondary_seeds=among_profile(secondary_seeds),
+                  subspace_epochs={t: int(e) for t, e in (subspace_epochs or {}).items() if t in profile.tasks})
 
 
 def planned_runs(profile, runner: Runner, dim: int = 32, checkpoints: int = 32, trajectory_seed: int = 100,
                  rates: tuple[float, ...] = (0.01, 0.03, 0.1), ablation_dims: tuple[int, ...] = (8, 16),
-                 analysis_seeds: tuple[int, ...] = (0, 1, 2), secondary_seeds: tuple[int, ...] = (0,)) -> StudyPlan:
+                 analysis_seeds: tuple[int, ...] = (0, 1, 2), secondary_seeds: tuple[int, ...] = (0,),
+                 subspace_epochs: dict | None = None) -> StudyPlan:
     """The runs the notebook executes, for ``run_all.py --plan``: trajectories, the rate sweep and Full on the
     selection seed, Table 1 and the analysis runs. The subspace runs' rates are chosen on the sweep: exact
     when the sweep is in the store, else counted from the design with the first rate as a stand-in."""
     design = design_for(profile, runner, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds,
-                        secondary_seeds)
+                        secondary_seeds, subspace_epochs)
     sweep = list(rate_sweep_configs(profile, design, tuple(rates))["config"])
     runs = [PlannedRun(trajectory_config(profile, t, design.trajectory_seed, design.checkpoints)) for t in profile.tasks]
     runs += [PlannedRun(c) for c in sweep + selection_full(profile)]
