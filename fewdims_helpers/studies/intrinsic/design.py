@@ -120,15 +120,21 @@ def select_rates(profile, design: Design, runner: Runner, rates: tuple[float, ..
     trains less than the whole model: theta_t's for the intrinsic and for the random subspace, and
     Freeze's (runs on ``profile.selection_seed``, never reported); returns (``design`` with the chosen
     rates, the sweep)."""
-    plan = rate_sweep_configs(profile, design, rates, freeze_scales)
+    return _chosen(profile, design, runner, rate_sweep_configs(profile, design, rates, freeze_scales), background)
+
+
+def _chosen(profile, design: Design, runner: Runner, plan: pd.DataFrame, background: list[RunConfig] = ()
+            ) -> tuple[Design, pd.DataFrame]:
+    """``design`` with the rates the sweep ``plan`` (``rate_sweep_configs``, some of its tasks) chooses, and the sweep."""
     runs = runner.execute_all(list(plan["config"]), background=background)
     sweep = plan.drop(columns="config").assign(seed=profile.selection_seed,
                                                validation_score=runs["validation_score"].to_numpy())
     best = sweep.loc[sweep.groupby(["task", "subspace"], sort=False)["validation_score"].idxmax()]
     chosen = {kind: dict(zip(group["task"], group["learning_rate"])) for kind, group in best.groupby("subspace")}
     scales = best[best.subspace == "Freeze"]
-    return design.with_rates(chosen["Intrinsic"], chosen["Random"],
-                             dict(zip(scales["task"], scales["recipe_scale"].astype(float)))), sweep
+    return design.with_rates({**design.rates, **chosen["Intrinsic"]}, {**design.random_rates, **chosen["Random"]},
+                             {**design.freeze_scales, **dict(zip(scales["task"], scales["recipe_scale"].astype(float)))}
+                             ), sweep
 
 
 def freeze_config(profile, task: str, seed: int, scale: float = 1.0, epochs: int | None = None) -> RunConfig:
@@ -246,18 +252,19 @@ def planned_runs(profile, runner: Runner, dim: int = 32, checkpoints: int = 32, 
     when the sweep is in the store, else counted from the design with the first rate as a stand-in."""
     design = design_for(profile, runner, dim, checkpoints, trajectory_seed, ablation_dims, analysis_seeds,
                         secondary_seeds, subspace_epochs)
-    sweep = list(rate_sweep_configs(profile, design, tuple(rates))["config"])
+    plan = rate_sweep_configs(profile, design, tuple(rates))
     runs = [PlannedRun(trajectory_config(profile, t, design.trajectory_seed, design.checkpoints)) for t in profile.tasks]
-    runs += [PlannedRun(c) for c in sweep + selection_full(profile)]
-    known = all(runner.store.is_complete(c) for c in sweep)
+    runs += [PlannedRun(c) for c in list(plan["config"]) + selection_full(profile)]
+    stored = plan["config"].map(runner.store.is_complete).groupby(plan["task"]).all()
+    known = {task for task, complete in stored.items() if complete}  # tasks whose chosen rates the store holds
+    stand_in = {task: rates[0] for task in profile.tasks}
+    design = design.with_rates(stand_in, stand_in)
     if known:
-        design, _ = select_rates(profile, design, runner, tuple(rates))
-    else:
-        design = design.with_rates({task: rates[0] for task in profile.tasks}, {task: rates[0] for task in profile.tasks})
+        design, _ = _chosen(profile, design, runner, plan[plan["task"].isin(known)])
 
-    def depends(config: RunConfig) -> bool:  # on the chosen rates
-        return config.subspace is not None or config.zeroed is not None
-    runs += [PlannedRun(c, known or not depends(c)) for c in table_configs(profile, design)[0]]
-    runs += [PlannedRun(c, known) for c in analysis_configs(profile, design)["config"]]
-    runs += [PlannedRun(c, known) for c in zeroed_configs(profile, design)["config"]]
+    def certain(config: RunConfig) -> bool:  # its id does not depend on a rate still to choose
+        return config.data.task in known or (config.subspace is None and config.zeroed is None)
+    runs += [PlannedRun(c, certain(c)) for c in table_configs(profile, design)[0]]
+    runs += [PlannedRun(c, certain(c)) for c in analysis_configs(profile, design)["config"]]
+    runs += [PlannedRun(c, certain(c)) for c in zeroed_configs(profile, design)["config"]]
     return StudyPlan(runs)
