@@ -121,3 +121,20 @@ def test_a_notebook_whose_code_changed_after_its_rendering_is_marked_in_the_summ
     (notebooks / f"{names['03']}.ipynb").write_text(json.dumps({"cells": [cell | {"execution_count": 1}]}))
     status = regeneration_status(tmp_path, notebooks)
     assert status["02"] == STALE and status["03"] == CURRENT and status["01"] == CURRENT
+
+
+def test_a_notebook_s_conclusion_says_what_its_verdicts_say_and_no_more(tmp_path):
+    from fewdims_helpers.report.findings import conclusion
+
+    table = gather_verdicts(_figures(tmp_path))
+    holds = table.iloc[0].to_dict() | {"task": "bbc-news", "verdict": "holds", "loo_same": 4.0, "loo_runs": 5}
+    both = pd.concat([table, pd.DataFrame([holds])], ignore_index=True)
+    text = conclusion("01", both)
+    assert text.startswith("**Is the [CLS] vector special?** The paper's claim: MaxPooling")
+    assert "over 2 distinct comparisons (`figures/01_verdicts.csv`): 1 hold, 1 do not hold" in text
+    assert "- **holds:** max_norm_token matches [CLS] (bbc-news)" in text
+    assert "- **does not hold:** max_norm_token matches [CLS] (rt-polarity)" in text
+    assert "- **fragile** (a leave-one-seed-out re-decision changes the verdict): max_norm_token matches [CLS] (bbc-news)" in text
+    assert "unresolved" not in text.split("\n\n")[2]  # no bullet for a verdict no row has
+    assert "No verdict was computed" in conclusion("05", None) and "No verdict" in conclusion("05", table.iloc[:0])
+    assert "The claim (Zhang, Liu & Shao): fine-tuning" in conclusion("07", None)

@@ -255,3 +255,33 @@ def test_the_regression_degeneracy_test_is_scale_free():
     mostly_flat = np.full(500, 0.3)
     mostly_flat[:5] = 1.0
     assert _outcomes(mostly_flat[None], valence, metric="pearson").degenerate().all()
+
+
+@pytest.mark.parametrize("metric, key", [("accuracy", "accuracy"), ("matthews", "matthews_correlation"),
+                                         ("f1_accuracy", "f1"), ("pearson_spearman", "pearson")])
+def test_one_batched_score_for_numpy_and_torch_rows_with_a_mask_of_examples(metric, key):
+    """scores.batch_scores is what the verdicts (numpy), the subset scans and the probes' folds (torch, masked) call:
+    every row's score over its masked examples equals the oracle's on just those examples."""
+    import torch
+
+    from fewdims_helpers.stats.scores import batch_scores
+
+    rng = np.random.default_rng(5)
+    if key == "pearson":
+        labels = rng.normal(size=150)
+        predictions = labels[None] * rng.uniform(0, 2, (4, 1)) + rng.normal(size=(4, 150))
+    else:
+        labels, predictions = rng.integers(0, 2, 150), rng.integers(0, 2, (4, 150))
+    mask = rng.random((4, 150)) < 0.7
+    expected = [compute_metrics(metric, row[keep], labels[keep])[key] for row, keep in zip(predictions, mask)]
+    masked = batch_scores(key, torch.from_numpy(predictions), torch.from_numpy(labels), torch.from_numpy(mask.astype(float)))
+    np.testing.assert_allclose(masked.numpy(), expected, atol=1e-12)
+    whole = [compute_metrics(metric, row, labels)[key] for row in predictions]
+    np.testing.assert_allclose(batch_scores(key, predictions, labels), whole, atol=1e-12)
+    on_torch = batch_scores(key, torch.from_numpy(predictions), torch.from_numpy(labels)).numpy()
+    if key == "pearson":  # numpy and torch sum in different orders: equal to rounding
+        np.testing.assert_allclose(on_torch, batch_scores(key, predictions, labels), rtol=0, atol=1e-15)
+    else:  # counts: exactly
+        np.testing.assert_array_equal(on_torch, batch_scores(key, predictions, labels))
+    with pytest.raises(ValueError, match="no batched score for metric 'spearman'"):
+        batch_scores("spearman", predictions, labels)

@@ -34,7 +34,7 @@ import pandas as pd
 from ..paths import write_atomically
 from ..runs.store import RunStore
 from ..stats.metrics import predictions_from_logits
-from ..stats.scores import SCORES
+from ..stats.scores import METRICS
 from ..stats.verdicts import Outcomes, score_interval
 from .tables import to_markdown
 
@@ -94,7 +94,7 @@ def compare_run(local: RunStore, reference: RunStore, run_id: str) -> dict:
             else:
                 identical = False
                 row["detail"] = "scored on other test examples than the reference"
-        if metric in SCORES:
+        if metric in METRICS:
             outcomes = Outcomes.from_logits([ref["logits"]], ref["labels"], ref["idx"], [0], metric)
             _, row["interval_low"], row["interval_high"] = score_interval(outcomes)
     if identical:

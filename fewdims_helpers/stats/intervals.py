@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 
 from .metrics import degenerate, predictions_from_logits
-from .scores import SCORES, leave_one_out
+from .scores import METRICS, batch_scores, leave_one_out
 
 OUTLIER_LEVEL = float(stats.norm.cdf(3) - stats.norm.cdf(-3))  # prediction level of "beyond 3 SD" (outlier seeds)
 
@@ -34,8 +34,8 @@ class Outcomes:
                              f"{len(self.idx)} example ids; give one row of predictions per seed")
         if len(self.seeds) != predictions.shape[0]:
             raise ValueError(f"{predictions.shape[0]} rows of predictions but {len(self.seeds)} seeds")
-        if self.metric not in SCORES:
-            raise ValueError(f"no bootstrap score for metric {self.metric!r}; choose one of {sorted(SCORES)}")
+        if self.metric not in METRICS:
+            raise ValueError(f"no bootstrap score for metric {self.metric!r}; choose one of {sorted(METRICS)}")
 
     @classmethod
     def from_logits(cls, logits: Iterable[np.ndarray], labels: np.ndarray, idx: np.ndarray, seeds: Iterable[int],
@@ -49,7 +49,7 @@ class Outcomes:
         return float(self.per_seed().mean())
 
     def per_seed(self) -> np.ndarray:
-        return SCORES[self.metric](self.predictions, self.labels[None])
+        return batch_scores(self.metric, self.predictions, self.labels[None])
 
     def without(self, seed: int) -> "Outcomes":
         """These outcomes with ``seed``'s row left out; unchanged when the seed is not here or is the only one."""

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..task_specs import TaskSpec
 from .metrics import compute_metrics
+from .scores import batch_scores, predictions_of
 
 STRENGTHS = tuple(float(s) for s in np.logspace(-2, 4, 7))  # L2 strengths tried; the best on validation is kept
 SEARCH_STRENGTH = 1.0  # the greedy search's small L2: keeps separable folds finite
@@ -174,29 +175,6 @@ def decision(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return _with_intercept(x.double()) @ theta.transpose(1, 2)
 
 
-def predictions(outputs: torch.Tensor) -> torch.Tensor:
-    """Class ids or values (B, m) from outputs (B, m, k): k = 1 is a regression value or a binary logit
-    (told apart by the caller), k > 1 multinomial logits."""
-    return outputs.argmax(-1) if outputs.shape[-1] > 1 else outputs[..., 0]
-
-
-def batched_scores(outputs: torch.Tensor, y: torch.Tensor, regression: bool, mask: torch.Tensor | None = None
-                   ) -> torch.Tensor:
-    """Accuracy (classification) or Pearson r (regression; 0 for constant predictions) (B,) of outputs
-    (B, m, k) against y (m,), over the rows where ``mask`` (B, m) is true (all if None)."""
-    mask = torch.ones(outputs.shape[:2], dtype=torch.float64) if mask is None else mask.double()
-    count = mask.sum(1)
-    if not regression:
-        guess = predictions(outputs) if outputs.shape[-1] > 1 else (outputs[..., 0] > 0).long()
-        return ((guess == y).double() * mask).sum(1) / count
-    pred, target = outputs[..., 0], y.double()[None].expand_as(outputs[..., 0])
-    pred = pred - (pred * mask).sum(1, keepdim=True) / count[:, None]
-    target = target - (target * mask).sum(1, keepdim=True) / count[:, None]
-    covariance = (pred * target * mask).sum(1)
-    scale = ((pred ** 2 * mask).sum(1) * (target ** 2 * mask).sum(1)).sqrt()
-    return torch.where(scale > 1e-12, covariance / scale.clamp(min=1e-300), 0.0)
-
-
 def _fit_grid(train: np.ndarray, labels: np.ndarray, spec: TaskSpec, strengths: tuple[float, ...]):
     """Fitted parameters (S * G, k, d + 1) for every feature set (S, n, d) and strength (G)."""
     sets, grid = train.shape[0], len(strengths)
@@ -261,13 +239,13 @@ def probe_predictions(train: np.ndarray, validation: np.ndarray, test: np.ndarra
                                   for x in (validation, test))
     else:
         on_validation, on_test = _sklearn_outputs(train, labels["train"], [validation, test], strengths, k)
-    chosen = batched_scores(on_validation, torch.from_numpy(labels["validation"]), spec.is_regression)
+    metric = "pearson" if spec.is_regression else "accuracy"
+    chosen = batch_scores(metric, predictions_of(on_validation, spec.is_regression), torch.from_numpy(labels["validation"]))
     chosen = chosen.reshape(sets, grid).argmax(1)  # first of ties: the weakest strength of the grid's order
     result = {}
     for split, outputs in (("validation", on_validation), ("test", on_test)):
         outputs = outputs.reshape(sets, grid, *outputs.shape[1:])[torch.arange(sets), chosen]  # (S, m, k)
-        result[split] = (outputs[..., 0] if spec.is_regression else
-                         outputs.argmax(-1) if k > 1 else (outputs[..., 0] > 0).long()).numpy()
+        result[split] = predictions_of(outputs, spec.is_regression).numpy()
     return result
 
 
@@ -316,7 +294,8 @@ def _cross_validated(x: torch.Tensor, y: torch.Tensor, held_out: torch.Tensor, n
         theta = fit_logistic(batch_x, y, num_labels, strengths, 1 - mask, init, tol=SEARCH_TOL)
         outputs = decision(theta, batch_x)
         loss = (_link(outputs.transpose(1, 2), y, num_labels)[0] * mask).sum(1) / mask.sum(1)
-    metric = batched_scores(outputs, y, num_labels == 1, mask)
+    regression = num_labels == 1
+    metric = batch_scores("pearson" if regression else "accuracy", predictions_of(outputs, regression), y, mask)
     return metric.reshape(candidates, folds).mean(1).numpy(), loss.reshape(candidates, folds).mean(1).numpy(), theta
 
 

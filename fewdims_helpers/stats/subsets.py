@@ -18,6 +18,7 @@ import torch
 from ..config import ConfigError
 from ..task_specs import TaskSpec
 from .probes import refit, refit_predictions
+from .scores import batch_scores, predictions_of
 
 # ----------------------------------------------------------------------------- subsets
 
@@ -85,26 +86,14 @@ class CachedHead:
 
 
 def _scores(outputs: torch.Tensor, labels: torch.Tensor, main_metric: str, margin: bool = False) -> torch.Tensor:
-    """Main metric of many predictors at once. outputs: (m, n, num_labels) logits, or (m, n, 1)
-    binary margins (logit 1 - logit 0) when ``margin``; labels: (n,)."""
-    if outputs.shape[-1] == 1 and not margin:  # regression: Pearson correlation per predictor
-        if main_metric != "pearson":
-            raise ConfigError(f"vectorised scoring supports pearson for regression, not {main_metric}")
-        pred = outputs[..., 0] - outputs[..., 0].mean(dim=1, keepdim=True)
-        target = labels.float() - labels.float().mean()
-        denominator = pred.norm(dim=1) * target.norm()
-        return torch.where(denominator > 0, pred @ target / denominator.clamp(min=1e-12), torch.zeros(()))
-    # argmax picks class 0 on a tie, and so does "margin > 0"
-    predictions = (outputs[..., 0] > 0).long() if margin else outputs.argmax(dim=-1)  # (m, n)
-    if main_metric == "accuracy":
-        return (predictions == labels).float().mean(dim=1)
-    if main_metric == "matthews_correlation":  # binary Matthews from confusion counts
-        positive, truth = predictions == 1, (labels == 1)
-        tp = (positive & truth).sum(1).double(); fp = (positive & ~truth).sum(1).double()
-        fn = (~positive & truth).sum(1).double(); tn = (~positive & ~truth).sum(1).double()
-        denominator = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)).sqrt()
-        return torch.where(denominator > 0, (tp * tn - fp * fn) / denominator.clamp(min=1e-12), torch.zeros((), dtype=torch.double)).float()
-    raise ConfigError(f"vectorised scoring does not support main metric {main_metric}")
+    """Main metric (float32) of many predictors at once (``scores.batch_scores``). outputs: (m, n, num_labels)
+    logits, or (m, n, 1) binary margins (logit 1 - logit 0) when ``margin``; labels: (n,). A regression's values
+    are correlated in float64."""
+    regression = outputs.shape[-1] == 1 and not margin
+    if regression and main_metric != "pearson":
+        raise ConfigError(f"vectorised scoring supports pearson for regression, not {main_metric}")
+    predictions = predictions_of(outputs.double() if regression else outputs, regression)
+    return batch_scores(main_metric, predictions, labels.double() if regression else labels).float()
 
 
 def _contributions(head: CachedHead, split: str) -> tuple[torch.Tensor, torch.Tensor, bool]:

@@ -352,7 +352,7 @@ def projected(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
         seed_var = float(row.seed_se) ** 2 * row.seeds / seeds if row.seeds > 1 else 0.0
         spread = Spread(float(row.difference), seed_var, float(row.example_se) ** 2, 0.0,
                         seeds - 1.0 if seeds > 1 and seed_var > 0 else 0.0, float(row.examples) - 1, 0.0)
-        (low, high), (low90, high90) = spread.interval(0.95), spread.interval(0.90)
+        low90, high90 = spread.interval(0.90)
         verdict = row.verdict if row.verdict == INVALID else decide(row.kind, low90, high90, float(row.margin))
         rows.append({"projected_seeds": seeds, "projected_ci90_low": low90, "projected_ci90_high": high90,
                      "projected_verdict": verdict, "same_verdict": verdict == row.verdict})

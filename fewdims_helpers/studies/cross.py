@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from ..config import RunConfig
 from ..data.tasks import get_task
@@ -117,3 +121,17 @@ def verdicts(profile, runner: Runner, cross_runs: pd.DataFrame, margin: float = 
 def verdict(table: pd.DataFrame) -> str:
     """One line per comparison (B after A; A retained) and the tally."""
     return verdict_lines(table) + f"\n{tally(table)}."
+
+
+# ----------------------------------------------------------------------------- figure
+
+def pair_matrix(effects: pd.DataFrame, column: str, title: str, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Heatmap of ``column`` (× ``scale``) with the first task as rows and the second as columns."""
+    matrix = effects.pivot(index="first (A)", columns="second (B)", values=column) * scale
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    limit = float(np.nanmax(np.abs(matrix.to_numpy()))) or 1.0
+    sns.heatmap(matrix, annot=True, fmt=".1f", cmap="RdBu", center=0, vmin=-limit, vmax=limit, ax=ax,
+                cbar_kws={"label": "points"})
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig

@@ -14,10 +14,11 @@ per-example test predictions paired by seed and example.
 """
 from __future__ import annotations
 
-import dataclasses
-
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from ..config import RunConfig
 from ..data.tasks import get_task
@@ -142,3 +143,18 @@ def convergence(runs: pd.DataFrame, runner: Runner, every: int = 10) -> pd.DataF
         rows.append({"data.task": task, "setting": setting, "kept epoch (mean)": block["best_epoch"].mean(),
                      **{f"epoch {e}": round(100 * curves[:, e - 1].mean(), 1) for e in epochs}})
     return pd.DataFrame(rows).set_index(["data.task", "setting"])
+
+
+# ----------------------------------------------------------------------------- figure
+
+def movement_figure(movement: pd.DataFrame) -> matplotlib.figure.Figure:
+    """Relative weight change of each block against the pretrained weights, per setting (mean over tasks and seeds)."""
+    order = list(dict.fromkeys(movement["block"]))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.pointplot(movement, x="block", y="relative_change", hue="setting", order=order, errorbar="sd", ax=ax,
+                  dodge=0.3, markersize=4)
+    ax.set_ylabel("||θ - θ₀|| / ||θ₀||")
+    ax.set_xlabel("")
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import matplotlib
 import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..report.plotting import task_panels_by_variant
 from ..report.tables import summarize
 from ..runs.outcomes import cached_head, run_outcomes
 from ..runs.runner import Runner
@@ -221,3 +223,23 @@ def verdict(table: pd.DataFrame, top: int) -> str:
             "\nThe sides' recipes: " + "; ".join(recipes) + "." if recipes else "")
     return (verdict_lines(table) + said + "\n\nThe paper's statement, from these verdicts:\n" + paper_statement(table, top)
             + f"\n({tally(table)}; margin {table['margin'].iloc[0]:g} points.)")
+
+
+# ----------------------------------------------------------------------------- figure
+
+def metric_by_layer(summary: pd.DataFrame, baseline: pd.DataFrame, scale: float = 100.0) -> matplotlib.figure.Figure:
+    """Per task: mean ± std of each variant against the layer read; dashed: the all-layers baseline (03: at the
+    baseline recipe, beside the layers' points at theirs)."""
+    tasks, fig, axes, variants, colors = task_panels_by_variant(summary, "data.task")
+    for ax, task in zip(axes, tasks):
+        for variant in variants:
+            part = summary[(summary["data.task"] == task) & (summary.variant == variant)]
+            ax.errorbar(part["model.layer"], part["mean"] * scale, yerr=part["std"] * scale, marker="o", capsize=3,
+                        color=colors[variant], label=variant)
+        base = baseline.loc[baseline["data.task"] == task, "test_score"]
+        ax.axhline(base.mean() * scale, color="k", ls="--", lw=1, label="all layers, [CLS], baseline recipe (notebook 01)")
+        ax.set_xlabel("layer read by the head")
+    axes[0].set_ylabel("test metric × 100")
+    axes[-1].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig

@@ -27,8 +27,8 @@ k: "the best k-subset beats a random k-subset" (one-sided, paired by seed) and "
 it is kept, and the table and the verdict row count it (``coinciding_draws``).
 The scoring and the refit live in the core module ``subsets`` (study 03 uses them too).
 
-The study in two modules: ``runs`` (the configs and the runs of every way and control) and ``tables``
-(outcomes, tables and verdicts). The names a notebook uses are here.
+The study in three modules: ``runs`` (the configs and the runs of every way and control), ``tables``
+(outcomes, tables and verdicts) and ``figures``. The names a notebook uses are here.
 """
 from __future__ import annotations
 
@@ -36,10 +36,12 @@ from .runs import ALL, CONTROL_WAYS, SCAN_DROPCONNECT, SCAN_SPLITS, TOP_PAIRS, W
     control_configs, control_draws, control_outcomes, control_seed, control_subset, fixed_configs, head_configs, \
     inference_selection, planned_runs, random_subset_configs, run_controls, run_fixed_subsets, scan, scan_config, \
     selected_configs
+from .figures import agreement_scatter, pair_rankings, subset_score_distributions
 from .tables import agreement, baseline_outcomes, effective_dimensions, summary_table, verdict, verdicts, way_outcomes
 
-__all__ = ["ALL", "CONTROL_WAYS", "SCAN_DROPCONNECT", "SCAN_SPLITS", "Scan", "TOP_PAIRS", "WAYS", "agreement",
-           "baseline_outcomes", "best_on_validation", "control_configs", "control_draws", "control_outcomes",
-           "control_seed", "control_subset", "effective_dimensions", "fixed_configs", "head_configs",
-           "inference_selection", "planned_runs", "random_subset_configs", "run_controls", "run_fixed_subsets",
-           "scan", "scan_config", "selected_configs", "summary_table", "verdict", "verdicts", "way_outcomes"]
+__all__ = ["agreement", "agreement_scatter", "ALL", "baseline_outcomes", "best_on_validation", "control_configs",
+           "control_draws", "control_outcomes", "control_seed", "control_subset", "CONTROL_WAYS",
+           "effective_dimensions", "fixed_configs", "head_configs", "inference_selection", "pair_rankings",
+           "planned_runs", "random_subset_configs", "run_controls", "run_fixed_subsets", "Scan", "scan",
+           "scan_config", "SCAN_DROPCONNECT", "SCAN_SPLITS", "selected_configs", "subset_score_distributions",
+           "summary_table", "TOP_PAIRS", "verdict", "verdicts", "way_outcomes", "WAYS"]

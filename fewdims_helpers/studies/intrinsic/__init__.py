@@ -20,8 +20,8 @@ runs with the profile's seeds are fresh. Every verdict (``verdicts``, ``zeroing_
 interval over seeds (t, paired by seed) and test examples (jackknife) of per-example test predictions
 (``verdicts.py``).
 
-The study in three modules: ``design`` (what runs, from the notebook's parameters), ``outliers``
-(Sec. 4.5's outlier dimensions, cached per run) and ``tables`` (tables and verdicts). The names a
+The study in four modules: ``design`` (what runs, from the notebook's parameters), ``outliers``
+(Sec. 4.5's outlier dimensions, cached per run), ``tables`` (tables and verdicts) and ``figures``. The names a
 notebook uses are here.
 """
 from __future__ import annotations
@@ -33,15 +33,18 @@ from .design import FREEZE_SCALES, SELECTION_TEST_EXAMPLES, SETTINGS, VERDICT_SE
 from .outliers import BINS, SIGMAS, TOP, ZEROINGS, delta_profile, outlier_analyses, outlier_analysis, \
     outlier_locations, outlier_mask, outlier_share, retrained_zeroing_verdicts, run_zeroed, \
     zeroing_outcomes, zeroing_table, zeroing_verdicts
+from .figures import transfer_heatmap, update_profiles
 from .tables import CIRCULAR, INFORMATIVE, ORDERING, TABLE_CLAIMS, ZHANG_ROBERTA_TABLE6, ablation_runs, \
     analysis_verdicts, beside_zhang_roberta, is_roberta, oracle_table, rate_choices, rate_choices_note, seeds_note, selection_orderings, \
     setting_outcomes, theta_similarity, transfer_matrix, unified_runs, verdicts
 
-__all__ = ["ablation_runs", "analysis_configs", "CIRCULAR", "INFORMATIVE", "ORDERING", "seeds_note", "selection_full",
-           "selection_orderings", "rate_choices", "rate_choices_note", "unified_runs", "analysis_verdicts", "BINS", "delta_profile", "Design", "design_for", "freeze_config",
-           "FREEZE_SCALES", "oracle_table", "outlier_analyses", "outlier_analysis", "outlier_locations",
-           "outlier_mask", "outlier_share", "rate_sweep_configs", "retrained_zeroing_verdicts", "run_zeroed", "run_analysis", "run_table", "select_rates",
-           "selection_config", "SELECTION_TEST_EXAMPLES", "setting_outcomes", "SETTINGS", "SIGMAS",
-           "subspace_config", "TABLE_CLAIMS", "table_configs", "theta_similarity", "TOP", "trajectories",
-           "trajectory_config", "transfer_matrix", "VERDICT_SEEDS", "verdicts", "zeroing_outcomes", "zeroing_table",
-           "zeroed_configs", "ZEROED_SETTINGS", "zeroing_verdicts", "ZEROINGS"]
+__all__ = ["ablation_runs", "analysis_configs", "analysis_verdicts", "beside_zhang_roberta", "BINS", "CIRCULAR",
+           "delta_profile", "Design", "design_for", "freeze_config", "FREEZE_SCALES", "INFORMATIVE", "is_roberta",
+           "oracle_table", "ORDERING", "outlier_analyses", "outlier_analysis", "outlier_locations", "outlier_mask",
+           "outlier_share", "planned_runs", "rate_choices", "rate_choices_note", "rate_sweep_configs",
+           "retrained_zeroing_verdicts", "run_analysis", "run_table", "run_zeroed", "seeds_note", "select_rates",
+           "selection_config", "selection_full", "selection_orderings", "SELECTION_TEST_EXAMPLES",
+           "setting_outcomes", "SETTINGS", "SIGMAS", "subspace_config", "TABLE_CLAIMS", "table_configs",
+           "theta_similarity", "TOP", "trajectories", "trajectory_config", "transfer_heatmap", "transfer_matrix",
+           "unified_runs", "update_profiles", "VERDICT_SEEDS", "verdicts", "zeroed_configs", "ZEROED_SETTINGS",
+           "zeroing_outcomes", "zeroing_table", "zeroing_verdicts", "ZEROINGS", "ZHANG_ROBERTA_TABLE6"]

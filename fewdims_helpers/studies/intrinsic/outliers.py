@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ...config import RunConfig
 from ...data.tasks import get_task

@@ -24,9 +24,9 @@ validation, not the best of the test scores), and on the greedy first 1, 5 and n
 each against the probe on all dimensions; from the probes' per-example test predictions, paired by
 seed (the baseline runs' seeds) and test example; equivalence at the margin.
 
-The study in three modules: ``features`` (the [CLS] features of every model state, cached), ``analysis``
-(PCA, variance ratios, single and salient neurons, cached per state) and ``tables`` (tables and
-verdicts); the general-text pool is a core module (``general_text``). The names a notebook uses are
+The study in four modules: ``features`` (the [CLS] features of every model state, cached), ``analysis``
+(PCA, variance ratios, single and salient neurons, cached per state), ``tables`` (tables and
+verdicts) and ``figures``; the general-text pool is a core module (``general_text``). The names a notebook uses are
 here.
 """
 from __future__ import annotations
@@ -36,13 +36,15 @@ from .analysis import ALL, ANALYSIS_FORMAT, BEST_SINGLE, RATIO_COMPONENTS, VARIA
     analyse, best_single_predictions, chance_score, fit_pca, leading_ratio_index, natural_dimensions, pca_curve, \
     pca_points, pca_predictions, salient_scores, single_neuron_scores, variance_ratios
 from .features import Features, ModelState, encode_states, fine_tuned_runs, planned_runs
+from .figures import best_neuron_activations, pca_curves, single_neuron_histograms, variance_ratio_curves
 from .tables import STATES, best_neurons, curve_summary, curve_table, ratio_table, salient_table, \
     single_neuron_summary, verdict, verdicts
 
-__all__ = ["ALL", "ANALYSIS_FORMAT", "BEST_SINGLE", "GENERAL_SOURCES", "RATIO_COMPONENTS", "STATES", "VARIANTS",
-           "VERDICT_COMPONENTS", "Analysis", "Features", "ModelState", "analyse", "best_neurons",
-           "best_single_predictions", "chance_score", "curve_summary", "curve_table", "encode_states",
-           "fine_tuned_runs", "fit_pca", "general_pool", "leading_ratio_index", "natural_dimensions", "pca_curve",
-           "pca_points", "pca_predictions", "ratio_table", "read_general_text", "salient_scores", "salient_table",
-           "single_neuron_scores", "single_neuron_summary", "task_texts", "tokenize_pool", "variance_ratios",
-           "verdict", "verdicts"]
+__all__ = ["ALL", "analyse", "Analysis", "ANALYSIS_FORMAT", "best_neuron_activations", "best_neurons", "BEST_SINGLE",
+           "best_single_predictions", "chance_score", "curve_summary", "curve_table", "encode_states", "Features",
+           "fine_tuned_runs", "fit_pca", "general_pool", "GENERAL_SOURCES", "leading_ratio_index", "ModelState",
+           "natural_dimensions", "pca_curve", "pca_curves", "pca_points", "pca_predictions", "planned_runs",
+           "RATIO_COMPONENTS", "ratio_table", "read_general_text", "salient_scores", "salient_table",
+           "single_neuron_histograms", "single_neuron_scores", "single_neuron_summary", "STATES", "task_texts",
+           "tokenize_pool", "variance_ratio_curves", "variance_ratios", "VARIANTS", "verdict", "VERDICT_COMPONENTS",
+           "verdicts"]
