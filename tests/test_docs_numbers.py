@@ -159,7 +159,7 @@ def claim_default_profile_timings():
                cells)
     total = sum(first["seconds"] for first, _ in t.values())
     yield ("docs/speed.md", f"The {len(t)} notebooks took {{}} s ({{}} hours) to compute", [total, total / 3600])
-    yield ("README.md", "**The whole default study** takes at most {} s ({} hours) on a 2-core AMD EPYC with "
+    yield ("README.md", "**The whole default study** takes about {} s ({} hours) on a 2-core AMD EPYC with "
            "AVX512-BF16 (bf16)", [total, total / 3600])
     study = csv("study_time.csv").set_index("notebook")  # benchmarks/study_time.py: the same sum, committed
     assert study.seconds["total"] == pytest.approx(total) and study.runs_computed["total"] == sum(

@@ -140,3 +140,40 @@ def test_figures_sizing_lists_the_plateau_rule_of_every_family_of_the_committed_
     assert len(table) and table.seeds.min() >= 1
     shown = section((repo / "figures" / "sizing.md").read_text(), CONVERGENCE_START, CONVERGENCE_END)
     assert shown.strip() == convergence_section(table).strip(), "python benchmarks/convergence.py rewrites it"
+
+
+def test_runs_on_a_subset_drawn_afresh_per_seed_are_one_family_of_the_plateau_rule(tmp_path):
+    """02's random controls (a different random k-subset for each seed) count as one family per recipe and k, the
+    median over their seeds; a subset retrained with every seed stays its own family."""
+    import dataclasses
+    import json
+
+    from fewdims_helpers.studies.sizing import convergence
+    from fewdims_helpers.runs.store import RunStore
+
+    from conftest import tiny_config
+
+    def put(config, scores):
+        folder = tmp_path / config.run_id
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"config": config.to_dict()}))
+        (folder / "metrics.json").write_text(json.dumps({"history": _history(scores), "main_metric": "accuracy",
+                                                         "best_step": _history(scores)[-1]["step"]}))
+
+    def on(seed, dims):
+        config = tiny_config(seed=seed)
+        return dataclasses.replace(config, model=dataclasses.replace(config.model, selected_dims=dims))
+
+    gains = {0: [50, 60, 60, 60, 60, 60, 60, 60, 64], 1: [50, 60, 60, 60, 60, 60, 60, 60, 62],
+             2: [50, 60, 60, 60, 60, 60, 60, 60, 60]}  # last-third gains 4, 2, 0: median 2
+    for seed, scores in gains.items():
+        put(on(seed, (seed, seed + 5)), scores)  # drawn per seed
+        put(on(seed, (1, 2)), [50, 60, 60, 60, 60, 60, 60, 60, 60])  # one subset, every seed
+    store, ids = RunStore(tmp_path), [p.name for p in tmp_path.iterdir()]
+    table = convergence(store, ids, seeds=(0, 1, 2)).set_index("family")
+    assert len(table) == 2 and (table.seeds == 3).all()
+    drawn = table.loc[[f for f in table.index if "drawn per seed" in f][0]]
+    assert drawn.name.startswith("selected_dims: a random 2-subset drawn per seed; lr ")
+    assert abs(drawn.median_gain - 2.0) < 1e-9 and not drawn.converged
+    fixed = table.loc[[f for f in table.index if f.startswith("selected_dims (1, 2)")][0]]
+    assert fixed.median_gain == 0.0 and fixed.converged

@@ -102,13 +102,16 @@ def convergence(store: RunStore, run_ids: Iterable[str], seeds: Iterable[int],
             continue
         families.setdefault(family_key(config, resolve), []).append((config, store.metrics(run_id)))
     rows = []
-    for members in families.values():
+    for members, drawn in _with_draws(families, resolve):
         members.sort(key=lambda member: member[0].train.seed)
         config = members[0][0]
         gains = [last_third_gain(m["history"], m["main_metric"]) for _, m in members]
         at_end = sum((m.get("best_step") or 0) > 0.9 * m["history"][-1]["step"] for _, m in members)
         median = float(np.median(gains))
-        rows.append({"task": config.data.task, "family": family_name(config, resolve),
+        name = family_name(config, resolve)
+        if drawn:
+            name = f"selected_dims: a random {len(config.model.selected_dims)}-subset drawn per seed;{name.split(';', 1)[1]}"
+        rows.append({"task": config.data.task, "family": name,
                      "notebooks": " ".join(sorted({n for c, _ in members for n in notebooks.get(c.run_id, ())})),
                      "seeds": len(members), "steps": int(np.median([m["history"][-1]["step"] for _, m in members])),
                      "median_gain": median, "max_gain": float(np.max(gains)), "best_in_last_tenth": int(at_end),
@@ -116,6 +119,23 @@ def convergence(store: RunStore, run_ids: Iterable[str], seeds: Iterable[int],
     columns = ["task", "family", "notebooks", "seeds", "steps", "median_gain", "max_gain", "best_in_last_tenth",
                "converged"]
     return pd.DataFrame(rows, columns=columns).sort_values(["task", "notebooks", "family"], ignore_index=True)
+
+
+def _with_draws(families: dict[str, list], resolve: Callable[[str], RunConfig | None]) -> list[tuple[list, bool]]:
+    """The families, with the runs on a subset of dimensions drawn afresh for each seed (02's random controls: one
+    run per drawn subset) gathered into one family per recipe and subset size, so that the rule's median is over
+    their seeds as for any other family; (members, whether drawn)."""
+    kept, draws = [], {}
+    for members in families.values():
+        config = members[0][0]
+        if len(members) > 1 or config.model.selected_dims is None:
+            kept.append((members, False))
+            continue
+        data = json.loads(family_key(config, resolve))
+        data["model"]["selected_dims"] = len(config.model.selected_dims)
+        draws.setdefault(json.dumps(data, sort_keys=True), []).extend(members)
+    gathered = [(members, len({c.model.selected_dims for c, _ in members}) > 1) for members in draws.values()]
+    return kept + gathered
 
 
 def reference_convergence(reference: Path, seeds: Iterable[int]) -> pd.DataFrame:

@@ -142,15 +142,21 @@ class ProgressLine:
 
 def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, notebooks: list[Path],
               by_notebook: dict[str, list[str]]) -> int:
-    """Update the reference if asked (``by_notebook``: the runs each notebook used), then print and write
-    the reproduction report; 3 under --strict when anything disagrees, 4 when --update-reference --only
-    was refused, else 0."""
+    """Print and write the reproduction report against the reference as it was, then update the reference if asked
+    (``by_notebook``: the runs each notebook used), so that an update says what it changed; 3 under --strict when
+    anything disagrees, 4 when --update-reference --only was refused, else 0."""
     from ..report import reference_update, reproduction
 
     runs.ledger.end_invocation()
     figures, reference = root / "figures", Path(args.reference_dir).expanduser().resolve()
     used = runs.ledger.invocation_runs(invocation)
     refused = None
+    report = reproduction.build_report(runs, reference, figures, invocation, [nb.name[:2] for nb in notebooks],
+                                       reference_profile(args))
+    reproduction.write_report(report, figures)
+    print("\n".join(f"run_all: reproduction: {line}" for line in report.text().splitlines()), flush=True)
+    print(f"run_all: reproduction report: {figures / 'reproduction.md'}"
+          + (" (against the reference before this update)" if args.update_reference else ""), flush=True)
     if args.update_reference:
         provenance = reference_provenance(args)
         if args.only is None:
@@ -169,11 +175,6 @@ def reproduce(args: argparse.Namespace, runs, invocation: str, root: Path, noteb
                 print(f"run_all: reference {reference}: notebook(s) {', '.join(sorted(by_notebook))} replaced; now "
                       f"{counts['runs']} runs ({counts['with_test_predictions']} with test predictions), "
                       f"{counts['tables']} tables", flush=True)
-    report = reproduction.build_report(runs, reference, figures, invocation, [nb.name[:2] for nb in notebooks],
-                                       reference_profile(args))
-    reproduction.write_report(report, figures)
-    print("\n".join(f"run_all: reproduction: {line}" for line in report.text().splitlines()), flush=True)
-    print(f"run_all: reproduction report: {figures / 'reproduction.md'}", flush=True)
     return 4 if refused else 3 if args.strict and report.disagreements else 0
 
 

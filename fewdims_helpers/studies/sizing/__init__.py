@@ -15,7 +15,8 @@ That check on the selection seed is a pre-check, one curve per family and task. 
 on the reported runs (``convergence``): over a family's reported seeds, the median of what the last third of
 training adds to the best validation score (``last_third_gain``) is at most ``PLATEAU_GAIN`` (1 point of the
 metric x 100). A family of reported runs is every run whose config differs from another's only in its seed
-(``family_key``; a run it starts from counts by its own family). ``benchmarks/convergence.py`` computes it
+(``family_key``; a run it starts from counts by its own family), and the runs on a subset of dimensions
+drawn afresh for each seed (02's random controls) are one family per recipe and subset size. ``benchmarks/convergence.py`` computes it
 for the committed reference and lists it in ``figures/sizing.md``.
 
 07's Random and Intrinsic subspaces are not here: their learning rate of theta_t is chosen on the same
