@@ -136,5 +136,7 @@ def test_a_notebook_s_conclusion_says_what_its_verdicts_say_and_no_more(tmp_path
     assert "- **does not hold:** max_norm_token matches [CLS] (rt-polarity)" in text
     assert "- **fragile** (a leave-one-seed-out re-decision changes the verdict): max_norm_token matches [CLS] (bbc-news)" in text
     assert "unresolved" not in text.split("\n\n")[2]  # no bullet for a verdict no row has
+    twice = pd.concat([both, both.iloc[:1].assign(claim="the same comparison under another name")], ignore_index=True)
+    assert "over 2 distinct comparisons" in conclusion("01", twice)  # a repeated comparison counts once
     assert "No verdict was computed" in conclusion("05", None) and "No verdict" in conclusion("05", table.iloc[:0])
     assert "The claim (Zhang, Liu & Shao): fine-tuning" in conclusion("07", None)

@@ -109,8 +109,9 @@ def convergence(store: RunStore, run_ids: Iterable[str], seeds: Iterable[int],
         at_end = sum((m.get("best_step") or 0) > 0.9 * m["history"][-1]["step"] for _, m in members)
         median = float(np.median(gains))
         name = family_name(config, resolve)
-        if drawn:
-            name = f"selected_dims: a random {len(config.model.selected_dims)}-subset drawn per seed;{name.split(';', 1)[1]}"
+        if drawn:  # the first member's subset stands for all the draws
+            name = name.replace(f"selected_dims {config.model.selected_dims}",
+                                f"selected_dims: a random {len(config.model.selected_dims)}-subset drawn per seed", 1)
         rows.append({"task": config.data.task, "family": name,
                      "notebooks": " ".join(sorted({n for c, _ in members for n in notebooks.get(c.run_id, ())})),
                      "seeds": len(members), "steps": int(np.median([m["history"][-1]["step"] for _, m in members])),
